@@ -1,0 +1,154 @@
+//! The in-memory key cache the hot path authenticates against: no database round trip per
+//! request. The store fills it at start and keeps it fresh by polling a revision counter.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use crate::keys::{KeyHash, ParsedKey, SecretKind};
+
+/// The team a key belongs to, as the proxy needs it for attribution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamInfo {
+    pub id: String,
+    pub name: String,
+    pub cost_centre: Option<String>,
+    pub disabled: bool,
+}
+
+/// One team key as cached: enough to authenticate and attribute a request.
+#[derive(Debug, Clone)]
+pub struct KeyRecord {
+    pub id: String,
+    pub name: String,
+    pub hash: KeyHash,
+    pub team: Arc<TeamInfo>,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// Why a key was refused. All map to the same client-facing 401, but logs and metrics tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no API key was provided")]
+    Missing,
+    #[error("the API key is not a tollgate team key")]
+    Malformed,
+    #[error("the API key is not known")]
+    Unknown,
+    #[error("the API key has been revoked")]
+    Revoked,
+    #[error("the API key has expired")]
+    Expired,
+    #[error("the API key's team is disabled")]
+    TeamDisabled,
+}
+
+/// Keys by public id. Cloning the `Arc<KeyRecord>` out is the only cost of a lookup.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    keys: DashMap<String, Arc<KeyRecord>>,
+}
+
+impl KeyCache {
+    pub fn new() -> KeyCache {
+        KeyCache::default()
+    }
+
+    /// Inserts or replaces a key (a revoked key stays cached so it is refused as revoked).
+    pub fn upsert(&self, record: KeyRecord) {
+        self.keys.insert(record.id.clone(), Arc::new(record));
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.keys.remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Authenticates the value of an `Authorization` header (with or without `Bearer `).
+    pub fn authenticate(&self, authorization: Option<&str>, now_ms: i64) -> Result<Arc<KeyRecord>, AuthError> {
+        let raw = authorization.ok_or(AuthError::Missing)?.trim();
+        let token = raw
+            .strip_prefix("Bearer ")
+            .or_else(|| raw.strip_prefix("bearer "))
+            .unwrap_or(raw)
+            .trim();
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let parsed = ParsedKey::parse(token).ok_or(AuthError::Malformed)?;
+        if parsed.kind != SecretKind::TeamKey {
+            return Err(AuthError::Malformed);
+        }
+        let record = self
+            .keys
+            .get(parsed.id)
+            .map(|r| Arc::clone(r.value()))
+            .ok_or(AuthError::Unknown)?;
+        if !KeyHash::of(parsed.token).matches(&record.hash) {
+            return Err(AuthError::Unknown);
+        }
+        if record.revoked_at_ms.is_some_and(|at| at <= now_ms) {
+            return Err(AuthError::Revoked);
+        }
+        if record.expires_at_ms.is_some_and(|at| at <= now_ms) {
+            return Err(AuthError::Expired);
+        }
+        if record.team.disabled {
+            return Err(AuthError::TeamDisabled);
+        }
+        Ok(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::NewSecret;
+
+    fn record(secret: &NewSecret) -> KeyRecord {
+        KeyRecord {
+            id: secret.id.clone(),
+            name: "ci".into(),
+            hash: secret.hash,
+            team: Arc::new(TeamInfo { id: "t1".into(), name: "platform".into(), cost_centre: None, disabled: false }),
+            expires_at_ms: None,
+            revoked_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn authenticates_only_the_exact_live_key() {
+        let cache = KeyCache::new();
+        let key = NewSecret::generate(SecretKind::TeamKey);
+        cache.upsert(record(&key));
+        let bearer = format!("Bearer {}", key.token);
+        assert_eq!(cache.authenticate(Some(&bearer), 0).map(|r| r.id.clone()), Ok(key.id.clone()));
+        assert_eq!(cache.authenticate(None, 0).err(), Some(AuthError::Missing));
+        assert_eq!(cache.authenticate(Some("Bearer sk-proj-123"), 0).err(), Some(AuthError::Malformed));
+        let mut wrong = key.token.clone();
+        wrong.pop();
+        wrong.push(if key.token.ends_with('a') { 'b' } else { 'a' });
+        assert_eq!(cache.authenticate(Some(&wrong), 0).err(), Some(AuthError::Unknown));
+        let admin = NewSecret::generate(SecretKind::AdminToken);
+        assert_eq!(cache.authenticate(Some(&admin.token), 0).err(), Some(AuthError::Malformed));
+    }
+
+    #[test]
+    fn revoked_and_expired_keys_are_refused() {
+        let cache = KeyCache::new();
+        let key = NewSecret::generate(SecretKind::TeamKey);
+        cache.upsert(KeyRecord { revoked_at_ms: Some(10), ..record(&key) });
+        assert_eq!(cache.authenticate(Some(&key.token), 9).map(|r| r.id.clone()), Ok(key.id.clone()));
+        assert_eq!(cache.authenticate(Some(&key.token), 10).err(), Some(AuthError::Revoked));
+        cache.upsert(KeyRecord { expires_at_ms: Some(5), ..record(&key) });
+        assert_eq!(cache.authenticate(Some(&key.token), 6).err(), Some(AuthError::Expired));
+    }
+}
