@@ -37,8 +37,19 @@ struct Body<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: u16, kind: &'static str, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, kind, code, message: message.into(), param: None }
+    pub fn new(
+        status: u16,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            code,
+            message: message.into(),
+            param: None,
+        }
     }
 
     pub fn with_param(mut self, param: &'static str) -> ApiError {
@@ -57,7 +68,12 @@ impl ApiError {
     /// The JSON body. Serialising a struct of strings cannot fail; the fallback keeps it total.
     pub fn to_json(&self) -> Vec<u8> {
         let envelope = Envelope {
-            error: Body { message: &self.message, kind: self.kind, param: self.param, code: self.code },
+            error: Body {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param,
+                code: self.code,
+            },
         };
         serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\",\"param\":null,\"code\":\"internal_error\"}}".to_vec())
     }
@@ -69,12 +85,19 @@ impl ApiError {
             401,
             "invalid_request_error",
             "invalid_api_key",
-            format!("Incorrect API key provided: {reason}. Use a team key issued by tollgate (tg-…)."),
+            format!(
+                "Incorrect API key provided: {reason}. Use a team key issued by tollgate (tg-…)."
+            ),
         )
     }
 
     pub fn invalid_json(detail: impl std::fmt::Display) -> ApiError {
-        ApiError::new(400, "invalid_request_error", "invalid_json", format!("We could not parse the JSON body of your request: {detail}."))
+        ApiError::new(
+            400,
+            "invalid_request_error",
+            "invalid_json",
+            format!("We could not parse the JSON body of your request: {detail}."),
+        )
     }
 
     pub fn body_too_large(limit: u64) -> ApiError {
@@ -82,7 +105,9 @@ impl ApiError {
             413,
             "invalid_request_error",
             "request_too_large",
-            format!("The request body exceeds tollgate's limit of {limit} bytes (limits.max_body_bytes)."),
+            format!(
+                "The request body exceeds tollgate's limit of {limit} bytes (limits.max_body_bytes)."
+            ),
         )
     }
 
@@ -91,16 +116,28 @@ impl ApiError {
             415,
             "invalid_request_error",
             "unsupported_content_encoding",
-            format!("Content-Encoding '{encoding}' is not supported; use gzip, deflate, zstd or none."),
+            format!(
+                "Content-Encoding '{encoding}' is not supported; use gzip, deflate, zstd or none."
+            ),
         )
     }
 
     pub fn bad_encoding(encoding: &str, detail: impl std::fmt::Display) -> ApiError {
-        ApiError::new(400, "invalid_request_error", "invalid_body_encoding", format!("The request body is not valid {encoding}: {detail}."))
+        ApiError::new(
+            400,
+            "invalid_request_error",
+            "invalid_body_encoding",
+            format!("The request body is not valid {encoding}: {detail}."),
+        )
     }
 
     pub fn unknown_url(method: &str, path: &str) -> ApiError {
-        ApiError::new(404, "invalid_request_error", "unknown_url", format!("Invalid URL ({method} {path})"))
+        ApiError::new(
+            404,
+            "invalid_request_error",
+            "unknown_url",
+            format!("Invalid URL ({method} {path})"),
+        )
     }
 
     pub fn websocket_unsupported() -> ApiError {
@@ -113,15 +150,30 @@ impl ApiError {
     }
 
     pub fn upstream_unavailable(detail: impl std::fmt::Display) -> ApiError {
-        ApiError::new(502, "upstream_error", "upstream_unavailable", format!("tollgate could not reach the upstream API: {detail}"))
+        ApiError::new(
+            502,
+            "upstream_error",
+            "upstream_unavailable",
+            format!("tollgate could not reach the upstream API: {detail}"),
+        )
     }
 
     pub fn upstream_timeout(seconds: u64) -> ApiError {
-        ApiError::new(504, "upstream_error", "upstream_timeout", format!("The upstream API did not answer within {seconds} s."))
+        ApiError::new(
+            504,
+            "upstream_error",
+            "upstream_timeout",
+            format!("The upstream API did not answer within {seconds} s."),
+        )
     }
 
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
-        ApiError::new(500, "server_error", "internal_error", format!("tollgate hit an internal error: {detail}"))
+        ApiError::new(
+            500,
+            "server_error",
+            "internal_error",
+            format!("tollgate hit an internal error: {detail}"),
+        )
     }
 }
 

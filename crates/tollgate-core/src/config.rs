@@ -129,13 +129,21 @@ impl Default for UpstreamConfig {
 
 impl Default for LimitsConfig {
     fn default() -> LimitsConfig {
-        LimitsConfig { max_body_bytes: 32 * 1024 * 1024, max_header_bytes: 64 * 1024, header_read_timeout_ms: 30_000 }
+        LimitsConfig {
+            max_body_bytes: 32 * 1024 * 1024,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout_ms: 30_000,
+        }
     }
 }
 
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
-        StoreConfig { database_url: DEFAULT_DATABASE_URL.into(), migrate_on_start: None, key_refresh_ms: 250 }
+        StoreConfig {
+            database_url: DEFAULT_DATABASE_URL.into(),
+            migrate_on_start: None,
+            key_refresh_ms: 250,
+        }
     }
 }
 
@@ -153,14 +161,20 @@ impl std::fmt::Display for ConfigProblem {
 }
 
 fn problem(field: &str, message: impl Into<String>) -> ConfigProblem {
-    ConfigProblem { field: field.into(), message: message.into() }
+    ConfigProblem {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 impl Config {
     /// Parses a TOML document; unknown fields and wrong types are reported with their path.
     pub fn from_toml(text: &str) -> Result<Config, ConfigProblem> {
         toml::from_str(text).map_err(|e| {
-            let field = e.span().map(|s| format!("config file (bytes {}..{})", s.start, s.end)).unwrap_or_else(|| "config file".into());
+            let field = e
+                .span()
+                .map(|s| format!("config file (bytes {}..{})", s.start, s.end))
+                .unwrap_or_else(|| "config file".into());
             problem(&field, e.message().to_string())
         })
     }
@@ -189,29 +203,56 @@ impl Config {
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut problems = Vec::new();
         if self.listen.parse::<SocketAddr>().is_err() {
-            problems.push(problem("listen", format!("'{}' is not an address like 127.0.0.1:8080", self.listen)));
+            problems.push(problem(
+                "listen",
+                format!("'{}' is not an address like 127.0.0.1:8080", self.listen),
+            ));
         }
         if let Some(admin) = &self.admin_listen {
             if admin.parse::<SocketAddr>().is_err() {
-                problems.push(problem("admin_listen", format!("'{admin}' is not an address like 127.0.0.1:8081")));
+                problems.push(problem(
+                    "admin_listen",
+                    format!("'{admin}' is not an address like 127.0.0.1:8081"),
+                ));
             } else if *admin == self.listen {
-                problems.push(problem("admin_listen", "must differ from listen (leave it unset to serve /admin/v1 on listen)"));
+                problems.push(problem(
+                    "admin_listen",
+                    "must differ from listen (leave it unset to serve /admin/v1 on listen)",
+                ));
             }
         }
         match self.upstream.url.split_once("://") {
             Some(("http" | "https", rest)) if !rest.is_empty() && !rest.starts_with('/') => {
                 if self.upstream.url.contains('?') || self.upstream.url.contains('#') {
-                    problems.push(problem("upstream.url", "must not carry a query or fragment"));
+                    problems.push(problem(
+                        "upstream.url",
+                        "must not carry a query or fragment",
+                    ));
                 }
             }
-            _ => problems.push(problem("upstream.url", format!("'{}' is not an http:// or https:// URL", self.upstream.url))),
+            _ => problems.push(problem(
+                "upstream.url",
+                format!("'{}' is not an http:// or https:// URL", self.upstream.url),
+            )),
         }
         for (field, value) in [
-            ("upstream.connect_timeout_ms", self.upstream.connect_timeout_ms),
-            ("upstream.response_timeout_ms", self.upstream.response_timeout_ms),
-            ("upstream.pool_idle_timeout_ms", self.upstream.pool_idle_timeout_ms),
+            (
+                "upstream.connect_timeout_ms",
+                self.upstream.connect_timeout_ms,
+            ),
+            (
+                "upstream.response_timeout_ms",
+                self.upstream.response_timeout_ms,
+            ),
+            (
+                "upstream.pool_idle_timeout_ms",
+                self.upstream.pool_idle_timeout_ms,
+            ),
             ("limits.max_body_bytes", self.limits.max_body_bytes),
-            ("limits.header_read_timeout_ms", self.limits.header_read_timeout_ms),
+            (
+                "limits.header_read_timeout_ms",
+                self.limits.header_read_timeout_ms,
+            ),
             ("store.key_refresh_ms", self.store.key_refresh_ms),
         ] {
             if value == 0 {
@@ -222,11 +263,23 @@ impl Config {
             problems.push(problem("limits.max_header_bytes", "must be at least 8192"));
         }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
-            problems.push(problem("tls", "set both cert_file and key_file, or neither"));
+            problems.push(problem(
+                "tls",
+                "set both cert_file and key_file, or neither",
+            ));
         }
         let db = &self.store.database_url;
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
-            problems.push(problem("store.database_url", format!("'{}' must start with sqlite:, postgres:// or postgresql://", redact_url(db))));
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            problems.push(problem(
+                "store.database_url",
+                format!(
+                    "'{}' must start with sqlite:, postgres:// or postgresql://",
+                    redact_url(db)
+                ),
+            ));
         }
         if self.secrets.upstream_key.is_none() {
             problems.push(problem(
@@ -239,7 +292,9 @@ impl Config {
 
     /// Whether migrations run when `serve` starts.
     pub fn migrate_on_start(&self) -> bool {
-        self.store.migrate_on_start.unwrap_or_else(|| self.store.database_url.starts_with("sqlite:"))
+        self.store
+            .migrate_on_start
+            .unwrap_or_else(|| self.store.database_url.starts_with("sqlite:"))
     }
 }
 
@@ -262,18 +317,32 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn defaults_file_then_env() {
-        let mut config = Config::from_toml("listen = \"0.0.0.0:9000\"\n[upstream]\nurl = \"http://127.0.0.1:1/v1\"\n").unwrap();
+        let mut config = Config::from_toml(
+            "listen = \"0.0.0.0:9000\"\n[upstream]\nurl = \"http://127.0.0.1:1/v1\"\n",
+        )
+        .unwrap();
         assert_eq!(config.listen, "0.0.0.0:9000");
-        config.apply_env(env(&[("TOLLGATE_LISTEN", "127.0.0.1:7000"), ("OPENAI_API_KEY", "sk-1")]));
+        config.apply_env(env(&[
+            ("TOLLGATE_LISTEN", "127.0.0.1:7000"),
+            ("OPENAI_API_KEY", "sk-1"),
+        ]));
         assert_eq!(config.listen, "127.0.0.1:7000");
         assert_eq!(config.upstream.url, "http://127.0.0.1:1/v1");
         assert_eq!(config.secrets.upstream_key.as_deref(), Some("sk-1"));
-        config.apply_env(env(&[("TOLLGATE_UPSTREAM_KEY", "sk-2"), ("OPENAI_API_KEY", "sk-1")]));
+        config.apply_env(env(&[
+            ("TOLLGATE_UPSTREAM_KEY", "sk-2"),
+            ("OPENAI_API_KEY", "sk-1"),
+        ]));
         assert_eq!(config.secrets.upstream_key.as_deref(), Some("sk-2"));
         assert!(config.validate().is_empty(), "{:?}", config.validate());
         assert!(config.migrate_on_start());
@@ -287,10 +356,23 @@ mod tests {
         .unwrap();
         config.apply_env(env(&[]));
         let fields: Vec<String> = config.validate().into_iter().map(|p| p.field).collect();
-        for expected in ["listen", "upstream.url", "upstream.connect_timeout_ms", "tls", "store.database_url", "upstream key"] {
-            assert!(fields.iter().any(|f| f == expected), "{expected} missing from {fields:?}");
+        for expected in [
+            "listen",
+            "upstream.url",
+            "upstream.connect_timeout_ms",
+            "tls",
+            "store.database_url",
+            "upstream key",
+        ] {
+            assert!(
+                fields.iter().any(|f| f == expected),
+                "{expected} missing from {fields:?}"
+            );
         }
-        assert!(!format!("{:?}", config.validate()).contains("pw@"), "password leaked");
+        assert!(
+            !format!("{:?}", config.validate()).contains("pw@"),
+            "password leaked"
+        );
     }
 
     #[test]

@@ -60,6 +60,10 @@ impl KeyCache {
         self.keys.insert(record.id.clone(), Arc::new(record));
     }
 
+    pub fn get(&self, id: &str) -> Option<Arc<KeyRecord>> {
+        self.keys.get(id).map(|r| Arc::clone(r.value()))
+    }
+
     pub fn remove(&self, id: &str) {
         self.keys.remove(id);
     }
@@ -73,7 +77,11 @@ impl KeyCache {
     }
 
     /// Authenticates the value of an `Authorization` header (with or without `Bearer `).
-    pub fn authenticate(&self, authorization: Option<&str>, now_ms: i64) -> Result<Arc<KeyRecord>, AuthError> {
+    pub fn authenticate(
+        &self,
+        authorization: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Arc<KeyRecord>, AuthError> {
         let raw = authorization.ok_or(AuthError::Missing)?.trim();
         let token = raw
             .strip_prefix("Bearer ")
@@ -95,7 +103,9 @@ impl KeyCache {
         if !KeyHash::of(parsed.token).matches(&record.hash) {
             return Err(AuthError::Unknown);
         }
-        if record.revoked_at_ms.is_some_and(|at| at <= now_ms) {
+        // Any recorded revocation counts, whatever this replica's clock says: a replica whose
+        // clock lags the one that revoked must not keep accepting the key.
+        if record.revoked_at_ms.is_some() {
             return Err(AuthError::Revoked);
         }
         if record.expires_at_ms.is_some_and(|at| at <= now_ms) {
@@ -118,7 +128,12 @@ mod tests {
             id: secret.id.clone(),
             name: "ci".into(),
             hash: secret.hash,
-            team: Arc::new(TeamInfo { id: "t1".into(), name: "platform".into(), cost_centre: None, disabled: false }),
+            team: Arc::new(TeamInfo {
+                id: "t1".into(),
+                name: "platform".into(),
+                cost_centre: None,
+                disabled: false,
+            }),
             expires_at_ms: None,
             revoked_at_ms: None,
         }
@@ -130,25 +145,53 @@ mod tests {
         let key = NewSecret::generate(SecretKind::TeamKey);
         cache.upsert(record(&key));
         let bearer = format!("Bearer {}", key.token);
-        assert_eq!(cache.authenticate(Some(&bearer), 0).map(|r| r.id.clone()), Ok(key.id.clone()));
+        assert_eq!(
+            cache.authenticate(Some(&bearer), 0).map(|r| r.id.clone()),
+            Ok(key.id.clone())
+        );
         assert_eq!(cache.authenticate(None, 0).err(), Some(AuthError::Missing));
-        assert_eq!(cache.authenticate(Some("Bearer sk-proj-123"), 0).err(), Some(AuthError::Malformed));
+        assert_eq!(
+            cache.authenticate(Some("Bearer sk-proj-123"), 0).err(),
+            Some(AuthError::Malformed)
+        );
         let mut wrong = key.token.clone();
         wrong.pop();
         wrong.push(if key.token.ends_with('a') { 'b' } else { 'a' });
-        assert_eq!(cache.authenticate(Some(&wrong), 0).err(), Some(AuthError::Unknown));
+        assert_eq!(
+            cache.authenticate(Some(&wrong), 0).err(),
+            Some(AuthError::Unknown)
+        );
         let admin = NewSecret::generate(SecretKind::AdminToken);
-        assert_eq!(cache.authenticate(Some(&admin.token), 0).err(), Some(AuthError::Malformed));
+        assert_eq!(
+            cache.authenticate(Some(&admin.token), 0).err(),
+            Some(AuthError::Malformed)
+        );
     }
 
     #[test]
     fn revoked_and_expired_keys_are_refused() {
         let cache = KeyCache::new();
         let key = NewSecret::generate(SecretKind::TeamKey);
-        cache.upsert(KeyRecord { revoked_at_ms: Some(10), ..record(&key) });
-        assert_eq!(cache.authenticate(Some(&key.token), 9).map(|r| r.id.clone()), Ok(key.id.clone()));
-        assert_eq!(cache.authenticate(Some(&key.token), 10).err(), Some(AuthError::Revoked));
-        cache.upsert(KeyRecord { expires_at_ms: Some(5), ..record(&key) });
-        assert_eq!(cache.authenticate(Some(&key.token), 6).err(), Some(AuthError::Expired));
+        cache.upsert(KeyRecord {
+            revoked_at_ms: Some(10),
+            ..record(&key)
+        });
+        // Revoked "in the future" by a replica with a faster clock: still revoked here.
+        assert_eq!(
+            cache.authenticate(Some(&key.token), 9).err(),
+            Some(AuthError::Revoked)
+        );
+        assert_eq!(
+            cache.authenticate(Some(&key.token), 10).err(),
+            Some(AuthError::Revoked)
+        );
+        cache.upsert(KeyRecord {
+            expires_at_ms: Some(5),
+            ..record(&key)
+        });
+        assert_eq!(
+            cache.authenticate(Some(&key.token), 6).err(),
+            Some(AuthError::Expired)
+        );
     }
 }

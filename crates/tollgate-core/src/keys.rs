@@ -80,7 +80,9 @@ impl<'a> ParsedKey<'a> {
         let (id, secret) = rest.split_once('-')?;
         let valid = id.len() == ID_LEN
             && secret.len() == SECRET_LEN
-            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             && secret.bytes().all(|b| b.is_ascii_alphanumeric());
         valid.then_some(ParsedKey { kind, id, token })
     }
@@ -127,13 +129,23 @@ mod tests {
         assert!(KeyHash::of(parsed.token).matches(&key.hash));
         assert_eq!(KeyHash::from_hex(&key.hash.to_hex()), Some(key.hash));
         let admin = NewSecret::generate(SecretKind::AdminToken);
-        assert_eq!(ParsedKey::parse(&admin.token).map(|p| p.kind), Some(SecretKind::AdminToken));
+        assert_eq!(
+            ParsedKey::parse(&admin.token).map(|p| p.kind),
+            Some(SecretKind::AdminToken)
+        );
     }
 
     #[test]
     fn malformed_tokens_are_rejected() {
-        for bad in ["", "sk-abc", "tg-short-secret", "tg-abcdefghijkl", "xx-abcdefghijkl-0123456789abcdef0123456789abcdef",
-            "tg-ABCDEFGHIJKL-0123456789abcdef0123456789abcdef", "tg-abcdefghijkl-0123456789abcdef0123456789abcde!"] {
+        for bad in [
+            "",
+            "sk-abc",
+            "tg-short-secret",
+            "tg-abcdefghijkl",
+            "xx-abcdefghijkl-0123456789abcdef0123456789abcdef",
+            "tg-ABCDEFGHIJKL-0123456789abcdef0123456789abcdef",
+            "tg-abcdefghijkl-0123456789abcdef0123456789abcde!",
+        ] {
             assert!(ParsedKey::parse(bad).is_none(), "{bad} should not parse");
         }
     }

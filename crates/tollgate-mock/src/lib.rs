@@ -1,1 +1,184 @@
-//! placeholder
+//! tollgate-mock: a fake OpenAI upstream that speaks the wire format exactly and costs little.
+//!
+//! Used by tollgate's own tests (there is no internet), shipped to users for their CI as
+//! `tollgate mock-upstream --listen …`, and used by the benchmarks, so it must stay much
+//! cheaper than the gateway it is measured against.
+//!
+//! ```text
+//! accept (server) → route::handle: record → knobs (options + x-mock-* headers)
+//!     → fail? → endpoint (responses | chat | completions | embeddings | models)
+//!     → first-byte delay → JSON body, or an SSE body generating one event per poll (body)
+//! ```
+//!
+//! Per-request header switches (they pass through the gateway): `x-mock-chunk-delay-ms`,
+//! `x-mock-first-byte-delay-ms`, `x-mock-status`, `x-mock-cut-after`, `x-mock-no-usage: 1`,
+//! `x-mock-deltas`. Control endpoints: `GET /__mock/requests`, `DELETE /__mock/requests`,
+//! `GET /__mock/stats`.
+//!
+//! Scripted turns for agents: a last user message containing `mock:exec` gets an
+//! `exec_command` function call, `mock:patch` an `apply_patch` custom tool call, and a
+//! request whose last item is a tool result gets the text `done`.
+
+mod answer;
+mod body;
+mod chat;
+mod completions;
+mod control;
+mod embeddings;
+mod models;
+mod request;
+mod responses;
+mod route;
+mod server;
+mod state;
+mod wire;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use answer::{
+    DONE_TEXT, EXEC_ARGUMENTS, MockUsage, PATCH_INPUT, REASONING_TOKENS, SENTENCE, SENTENCE_PIECES,
+    answer_text,
+};
+pub use embeddings::embedding_value;
+pub use models::MODELS;
+pub use state::RecordedRequest;
+
+use state::State;
+
+/// How the mock behaves unless a request's `x-mock-*` headers say otherwise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockOptions {
+    /// Delay between SSE events (`x-mock-chunk-delay-ms`).
+    pub chunk_delay: Duration,
+    /// Delay before the response headers (`x-mock-first-byte-delay-ms`).
+    pub first_byte_delay: Duration,
+    /// Answer every request with this status and an OpenAI-shaped error (`x-mock-status`).
+    /// Only 4xx and 5xx take effect, so `x-mock-status: 200` exempts one request.
+    pub fail_status: Option<u16>,
+    /// Abort the connection after this many SSE events, without a clean end (`x-mock-cut-after`).
+    pub cut_after_events: Option<usize>,
+    /// Report no usage at all, in streams and JSON (`x-mock-no-usage: 1`).
+    pub no_usage: bool,
+    /// Text deltas per streamed answer, and the `deltas` of the usage formula (`x-mock-deltas`).
+    pub deltas: usize,
+    /// Keep the last 1000 requests for [`MockServer::requests`] and `GET /__mock/requests`.
+    pub record: bool,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        Self {
+            chunk_delay: Duration::ZERO,
+            first_byte_delay: Duration::ZERO,
+            fail_status: None,
+            cut_after_events: None,
+            no_usage: false,
+            deltas: 20,
+            record: true,
+        }
+    }
+}
+
+/// Binds `addr` and serves in a background task; returns as soon as the port is bound.
+/// Dropping the returned [`MockServer`] shuts the server down.
+pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockServer> {
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(State::new(opts));
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, Arc::clone(&state), async move {
+        // Resolves when the sender is used or dropped, i.e. when the MockServer goes away.
+        let _ = stopped.await;
+    }));
+    Ok(MockServer {
+        addr,
+        state,
+        _shutdown: shutdown,
+    })
+}
+
+/// Binds `addr` and serves until `shutdown` resolves, then drains open connections.
+/// Prints nothing: the caller (the CLI) reports the address.
+pub async fn run(
+    addr: SocketAddr,
+    opts: MockOptions,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    server::serve(listener, Arc::new(State::new(opts)), shutdown).await;
+    Ok(())
+}
+
+/// A running mock upstream; shut down when dropped.
+pub struct MockServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    _shutdown: oneshot::Sender<()>,
+}
+
+impl MockServer {
+    /// The bound address (with the real port when started on port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/v1` (a wildcard bind address is reported as loopback).
+    pub fn base_url(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                Ipv4Addr::LOCALHOST.into()
+            } else {
+                Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        format!("http://{addr}/v1")
+    }
+
+    /// Recorded requests, oldest first (the last 1000; empty when `record` is off).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.requests()
+    }
+
+    /// Waits until at least `n` requests (control endpoints excluded) arrived since start or
+    /// the last [`clear`](Self::clear); `false` on timeout. Works with `record` off too.
+    pub async fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
+        self.state
+            .wait_until(timeout, |s| s.requests >= n as u64)
+            .await
+    }
+
+    /// Streams whose response began.
+    pub fn streams_started(&self) -> u64 {
+        self.state.stats().streams_started
+    }
+
+    /// Streams fully written and ended cleanly.
+    pub fn streams_completed(&self) -> u64 {
+        self.state.stats().streams_completed
+    }
+
+    /// Streams the client abandoned before their end (their body was dropped unfinished).
+    /// Streams cut on purpose (`cut_after_events`) are not counted.
+    pub fn streams_cancelled(&self) -> u64 {
+        self.state.stats().streams_cancelled
+    }
+
+    /// Waits until at least `n` streams were cancelled; `false` on timeout.
+    pub async fn wait_for_cancelled(&self, n: u64, timeout: Duration) -> bool {
+        self.state
+            .wait_until(timeout, |s| s.streams_cancelled >= n)
+            .await
+    }
+
+    /// Forgets recorded requests and zeroes the request and stream counters.
+    pub fn clear(&self) {
+        self.state.clear();
+    }
+}

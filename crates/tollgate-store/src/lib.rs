@@ -1,1 +1,23 @@
-//! placeholder
+//! tollgate's control-plane store: teams, team keys and admin tokens in PostgreSQL or SQLite, and
+//! the background sync that keeps the proxy's in-memory key cache fresh.
+//!
+//! One set of `$1`-placeholder SQL runs on both backends through sqlx's `Any` driver. Its types are
+//! the lowest common denominator, so ids are TEXT, times are epoch milliseconds and flags are 0/1
+//! integers. Every change to a team or key bumps the single-row `revision` counter in the same
+//! transaction; [`KeySync`] polls for rows newer than the last revision it saw.
+
+mod admin;
+mod error;
+mod key_sync;
+mod keys;
+mod store;
+mod teams;
+#[cfg(feature = "test-support")]
+pub mod testdb;
+
+pub use admin::{AdminPrincipal, Role};
+pub use error::{Result, StoreError};
+pub use key_sync::KeySync;
+pub use keys::{ApiKey, IssuedKey, KeyChanges};
+pub use store::{Backend, Store};
+pub use teams::Team;

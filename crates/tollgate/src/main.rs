@@ -1,1 +1,116 @@
-fn main() {}
+//! The `tollgate` command: parses arguments, loads configuration, dispatches.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use tollgate::cli::{Cli, Command, MockArgs};
+use tollgate::config_load::{self, EXIT_CONFIG};
+use tollgate::{app, demo, manage};
+use tollgate_core::config::redact_url;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tollgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let config = match config_load::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(problems) => {
+            config_load::report(&problems);
+            return ExitCode::from(EXIT_CONFIG as u8);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(args) => {
+            let mut config = config;
+            if args.migrate {
+                config.store.migrate_on_start = Some(true);
+            }
+            let problems = config_load::validate_for_serve(&config);
+            if !problems.is_empty() {
+                config_load::report(&problems);
+                return ExitCode::from(EXIT_CONFIG as u8);
+            }
+            serve(config).await
+        }
+        Command::Demo(args) => demo::run(args).await,
+        Command::Migrate => migrate(&config).await,
+        Command::MockUpstream(args) => mock_upstream(args).await,
+        Command::Team(command) => manage::team(&config, command).await,
+        Command::Key(command) => manage::key(&config, command).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tollgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: tollgate_core::config::Config) -> anyhow::Result<()> {
+    let db = redact_url(&config.store.database_url);
+    let upstream = config.upstream.url.clone();
+    let running = app::start(config).await?;
+    if let Some(token) = &running.generated_admin_token {
+        eprintln!(
+            "\nNo TOLLGATE_ADMIN_TOKEN was set, so tollgate generated an admin token. It is shown once:\n\n  {token}\n"
+        );
+    }
+    tracing::info!(listen = %running.addr, admin = ?running.admin_addr, %upstream, database = %db, "tollgate is serving");
+    tollgate::shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn migrate(config: &tollgate_core::config::Config) -> anyhow::Result<()> {
+    let store = tollgate_store::Store::connect(&config.store.database_url).await?;
+    store.migrate().await?;
+    store.close().await;
+    eprintln!(
+        "migrations applied to {}",
+        redact_url(&config.store.database_url)
+    );
+    Ok(())
+}
+
+async fn mock_upstream(args: MockArgs) -> anyhow::Result<()> {
+    let addr = args.listen.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--listen '{}' is not an address like 127.0.0.1:8089",
+            args.listen
+        )
+    })?;
+    let options = tollgate_mock::MockOptions {
+        chunk_delay: Duration::from_millis(args.chunk_delay_ms),
+        first_byte_delay: Duration::from_millis(args.first_byte_delay_ms),
+        fail_status: args.fail_status,
+        cut_after_events: args.cut_after,
+        no_usage: args.no_usage,
+        deltas: args.deltas,
+        record: !args.no_record,
+    };
+    eprintln!("mock upstream listening on http://{addr}/v1");
+    tollgate_mock::run(addr, options, tollgate::shutdown_signal()).await?;
+    Ok(())
+}

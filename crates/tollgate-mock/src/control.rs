@@ -1,0 +1,56 @@
+//! `/__mock/*`: the control endpoints for users outside the process (CLI, other languages).
+
+use http::{Method, Response, StatusCode};
+use serde::Serialize;
+
+use crate::body::MockBody;
+use crate::route::json_response;
+use crate::state::{RecordedRequest, State};
+use crate::wire::{error_json, write_json};
+
+/// A recorded request as `GET /__mock/requests` shows it.
+#[derive(Serialize)]
+struct View<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    /// `[name, value]` pairs, in arrival order, names lowercase.
+    headers: &'a [(String, String)],
+    /// The body as UTF-8 (lossy); still compressed if it arrived compressed.
+    body: String,
+}
+
+impl<'a> View<'a> {
+    fn of(r: &'a RecordedRequest) -> Self {
+        Self {
+            method: &r.method,
+            path: &r.path,
+            query: r.query.as_deref(),
+            headers: &r.headers,
+            body: String::from_utf8_lossy(&r.body).into_owned(),
+        }
+    }
+}
+
+/// `path` is what follows `/__mock/`.
+pub(crate) fn handle(state: &State, method: &Method, path: &str) -> Response<MockBody> {
+    let mut out = Vec::new();
+    match (method, path) {
+        (&Method::GET, "requests") => {
+            let requests = state.requests();
+            let views: Vec<View<'_>> = requests.iter().map(View::of).collect();
+            write_json(&mut out, &views);
+        }
+        (&Method::DELETE, "requests") => {
+            state.clear();
+            return json_response(StatusCode::NO_CONTENT, bytes::Bytes::new());
+        }
+        (&Method::GET, "stats") => write_json(&mut out, &state.stats()),
+        _ => {
+            let message = format!("Invalid URL ({method} /__mock/{path})");
+            let json = error_json(&message, "invalid_request_error", Some("unknown_url"));
+            return json_response(StatusCode::NOT_FOUND, json.into());
+        }
+    }
+    json_response(StatusCode::OK, out.into())
+}

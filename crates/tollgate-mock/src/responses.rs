@@ -1,0 +1,296 @@
+//! `POST /v1/responses`: the Responses API, as a JSON object or an SSE event stream.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::answer::{Answer, EXEC_ARGUMENTS, MockUsage, PATCH_INPUT};
+use crate::body::Script;
+use crate::request::{Ask, Conversation};
+use crate::route::{Ctx, Reply};
+use crate::wire::{EMPTY, EmptyObject, Id, sse_event, write_json};
+
+mod objects;
+
+use objects::{Event, Format, Item, Part, Reasoning, ResponseObject, TextConfig, Usage};
+
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    input: Option<Conversation>,
+}
+
+pub(crate) fn handle(ctx: &Ctx, body: &[u8]) -> Reply {
+    let request: Request<'_> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) => return Reply::bad_json(&e),
+    };
+    let input = request.input.unwrap_or_default();
+    let answer = if input.ends_with_tool_output {
+        Answer::Done
+    } else {
+        match input.ask {
+            Ask::Exec => Answer::Exec,
+            Ask::Patch => Answer::Patch,
+            Ask::Text => Answer::Sentence(ctx.deltas),
+        }
+    };
+    let stream = Stream {
+        id: ctx.id,
+        created_at: ctx.created,
+        model: request
+            .model
+            .as_deref()
+            .unwrap_or(crate::route::DEFAULT_MODEL)
+            .to_owned(),
+        usage: ctx.usage(),
+        answer,
+        text: answer.text(),
+    };
+    if request.stream == Some(true) {
+        Reply::Stream(Script::Responses(stream))
+    } else {
+        let mut out = Vec::with_capacity(1024);
+        write_json(
+            &mut out,
+            &stream.response("completed", &[stream.item(true)], stream.usage),
+        );
+        Reply::ok(out)
+    }
+}
+
+/// One response being streamed; events are produced on demand by index.
+pub(crate) struct Stream {
+    id: u64,
+    created_at: u64,
+    model: String,
+    usage: Option<MockUsage>,
+    answer: Answer,
+    text: String,
+}
+
+impl Stream {
+    fn item_id(&self) -> Id {
+        let prefix = match self.answer {
+            Answer::Sentence(_) | Answer::Done => "msg_",
+            Answer::Exec => "fc_",
+            Answer::Patch => "ctc_",
+        };
+        Id::new(prefix, self.id)
+    }
+
+    /// The output item, finished (`done`) or as first announced.
+    fn item(&self, done: bool) -> Item<'_> {
+        let status = if done { "completed" } else { "in_progress" };
+        let id = self.item_id();
+        let call_id = Id::new("call_", self.id);
+        match self.answer {
+            Answer::Sentence(_) | Answer::Done => Item::Message {
+                id,
+                status,
+                role: "assistant",
+                content: if done {
+                    Some(Part::text(&self.text))
+                } else {
+                    None
+                },
+            },
+            Answer::Exec => Item::FunctionCall {
+                id,
+                status,
+                call_id,
+                name: "exec_command",
+                arguments: if done { EXEC_ARGUMENTS } else { "" },
+            },
+            Answer::Patch => Item::CustomToolCall {
+                id,
+                status,
+                call_id,
+                name: "apply_patch",
+                input: if done { PATCH_INPUT } else { "" },
+            },
+        }
+    }
+
+    fn response<'a>(
+        &'a self,
+        status: &'static str,
+        output: &'a [Item<'a>],
+        usage: Option<MockUsage>,
+    ) -> ResponseObject<'a> {
+        ResponseObject {
+            id: Id::new("resp_", self.id),
+            object: "response",
+            created_at: self.created_at,
+            status,
+            background: false,
+            error: None,
+            incomplete_details: None,
+            instructions: None,
+            max_output_tokens: None,
+            model: &self.model,
+            output,
+            parallel_tool_calls: true,
+            previous_response_id: None,
+            reasoning: Reasoning {
+                effort: None,
+                summary: None,
+            },
+            service_tier: "default",
+            store: false,
+            temperature: 1.0,
+            text: TextConfig {
+                format: Format { kind: "text" },
+                verbosity: "medium",
+            },
+            tool_choice: "auto",
+            tools: EMPTY,
+            top_p: 1.0,
+            truncation: "disabled",
+            usage: usage.map(Usage::from),
+            user: None,
+            metadata: EmptyObject,
+        }
+    }
+
+    /// Which phase event `index` is. Text: created, in_progress, output_item.added,
+    /// content_part.added, N × output_text.delta, output_text.done, content_part.done,
+    /// output_item.done, completed. A tool call has no content part and one arguments/input
+    /// delta.
+    fn phase(&self, index: usize) -> Option<Phase> {
+        use Phase::*;
+        let (prefix, deltas, suffix): (&[Phase], usize, &[Phase]) = match self.answer {
+            Answer::Exec | Answer::Patch => (
+                &[Created, InProgress, ItemAdded],
+                1,
+                &[DeltaDone, ItemDone, Completed],
+            ),
+            a => (
+                &[Created, InProgress, ItemAdded, PartAdded],
+                a.pieces(),
+                &[DeltaDone, PartDone, ItemDone, Completed],
+            ),
+        };
+        if let Some(phase) = prefix.get(index) {
+            return Some(*phase);
+        }
+        let i = index - prefix.len();
+        if i < deltas {
+            Some(Delta(i))
+        } else {
+            suffix.get(i - deltas).copied()
+        }
+    }
+
+    /// Appends event `index`; `false` when the stream is over.
+    pub fn write_event(&self, index: usize, out: &mut Vec<u8>) -> bool {
+        let Some(phase) = self.phase(index) else {
+            return false;
+        };
+        let sequence_number = index;
+        let item_id = self.item_id();
+        let (output_index, content_index) = (0, 0);
+        let completed_output;
+        let event = match (phase, self.answer) {
+            (Phase::Created, _) => Event::Created {
+                sequence_number,
+                response: self.response("in_progress", &[], None),
+            },
+            (Phase::InProgress, _) => Event::InProgress {
+                sequence_number,
+                response: self.response("in_progress", &[], None),
+            },
+            (Phase::ItemAdded, _) => Event::ItemAdded {
+                sequence_number,
+                output_index,
+                item: self.item(false),
+            },
+            (Phase::PartAdded, _) => Event::PartAdded {
+                sequence_number,
+                item_id,
+                output_index,
+                content_index,
+                part: Part::text(""),
+            },
+            (Phase::Delta(_), Answer::Exec) => Event::ArgsDelta {
+                sequence_number,
+                item_id,
+                output_index,
+                delta: EXEC_ARGUMENTS,
+            },
+            (Phase::Delta(_), Answer::Patch) => Event::InputDelta {
+                sequence_number,
+                item_id,
+                output_index,
+                delta: PATCH_INPUT,
+            },
+            (Phase::Delta(i), a) => Event::TextDelta {
+                sequence_number,
+                item_id,
+                output_index,
+                content_index,
+                delta: a.piece(i),
+                logprobs: EMPTY,
+            },
+            (Phase::DeltaDone, Answer::Exec) => Event::ArgsDone {
+                sequence_number,
+                item_id,
+                output_index,
+                name: "exec_command",
+                arguments: EXEC_ARGUMENTS,
+            },
+            (Phase::DeltaDone, Answer::Patch) => Event::InputDone {
+                sequence_number,
+                item_id,
+                output_index,
+                input: PATCH_INPUT,
+            },
+            (Phase::DeltaDone, _) => Event::TextDone {
+                sequence_number,
+                item_id,
+                output_index,
+                content_index,
+                text: &self.text,
+                logprobs: EMPTY,
+            },
+            (Phase::PartDone, _) => Event::PartDone {
+                sequence_number,
+                item_id,
+                output_index,
+                content_index,
+                part: Part::text(&self.text),
+            },
+            (Phase::ItemDone, _) => Event::ItemDone {
+                sequence_number,
+                output_index,
+                item: self.item(true),
+            },
+            (Phase::Completed, _) => {
+                completed_output = [self.item(true)];
+                Event::Completed {
+                    sequence_number,
+                    response: self.response("completed", &completed_output, self.usage),
+                }
+            }
+        };
+        sse_event(out, event.name(), &event);
+        true
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Phase {
+    Created,
+    InProgress,
+    ItemAdded,
+    PartAdded,
+    Delta(usize),
+    DeltaDone,
+    PartDone,
+    ItemDone,
+    Completed,
+}

@@ -1,0 +1,276 @@
+//! One request's way through the mock: record it, apply the knobs, route it, pace the reply.
+
+use std::convert::Infallible;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, UPGRADE};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::answer::MockUsage;
+use crate::body::{MockBody, Pacing, Script, SseBody};
+use crate::request::{BODY_LIMIT, decode};
+use crate::state::{RecordedRequest, State};
+use crate::wire::{error_json, failure_json, now_secs};
+use crate::{MockOptions, chat, completions, control, embeddings, models, responses};
+
+/// The model echoed when a request names none.
+pub(crate) const DEFAULT_MODEL: &str = "gpt-5.5";
+/// Keeps `x-mock-deltas` from asking for an unbounded answer.
+const MAX_DELTAS: usize = 100_000;
+
+/// The effective behaviour for one request: the server's options, overridden by headers.
+#[derive(Debug, Clone, Copy)]
+struct Knobs {
+    chunk_delay: Duration,
+    first_byte_delay: Duration,
+    fail_status: Option<StatusCode>,
+    cut_after: Option<usize>,
+    no_usage: bool,
+    deltas: usize,
+}
+
+fn header<T: FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Only error statuses make sense as a forced failure.
+fn failure_status(code: u16) -> Option<StatusCode> {
+    StatusCode::from_u16(code)
+        .ok()
+        .filter(|s| s.is_client_error() || s.is_server_error())
+}
+
+impl Knobs {
+    fn new(opts: &MockOptions, headers: &HeaderMap) -> Self {
+        let ms = |name| header::<u64>(headers, name).map(Duration::from_millis);
+        let no_usage = match headers
+            .get("x-mock-no-usage")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+        {
+            Some("1" | "true" | "yes") => true,
+            Some("0" | "false" | "no") => false,
+            _ => opts.no_usage,
+        };
+        Self {
+            chunk_delay: ms("x-mock-chunk-delay-ms").unwrap_or(opts.chunk_delay),
+            first_byte_delay: ms("x-mock-first-byte-delay-ms").unwrap_or(opts.first_byte_delay),
+            fail_status: header::<u16>(headers, "x-mock-status")
+                .or(opts.fail_status)
+                .and_then(failure_status),
+            cut_after: header(headers, "x-mock-cut-after").or(opts.cut_after_events),
+            no_usage,
+            deltas: header(headers, "x-mock-deltas")
+                .unwrap_or(opts.deltas)
+                .min(MAX_DELTAS),
+        }
+    }
+}
+
+/// What an endpoint needs to know about the request beyond its body.
+pub(crate) struct Ctx {
+    pub id: u64,
+    pub created: u64,
+    pub deltas: usize,
+    pub no_usage: bool,
+    /// Decoded body length, the input of the usage formula.
+    pub body_len: usize,
+}
+
+impl Ctx {
+    /// The usage to report, or `None` when usage is switched off.
+    pub fn usage(&self) -> Option<MockUsage> {
+        (!self.no_usage).then(|| MockUsage::for_request(self.body_len, self.deltas))
+    }
+
+    pub fn usage_always(&self) -> MockUsage {
+        MockUsage::for_request(self.body_len, self.deltas)
+    }
+}
+
+/// An endpoint's answer, before pacing and framing.
+pub(crate) enum Reply {
+    Json(StatusCode, Bytes),
+    Stream(Script),
+}
+
+impl Reply {
+    pub fn ok(json: Vec<u8>) -> Self {
+        Reply::Json(StatusCode::OK, json.into())
+    }
+
+    pub fn bad_request(message: &str) -> Self {
+        Reply::Json(
+            StatusCode::BAD_REQUEST,
+            error_json(message, "invalid_request_error", None).into(),
+        )
+    }
+
+    pub fn bad_json(e: &serde_json::Error) -> Self {
+        let message = format!(
+            "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.) Detail: {e}"
+        );
+        Reply::bad_request(&message)
+    }
+}
+
+pub(crate) async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<MockBody>, Infallible> {
+    let (parts, body) = req.into_parts();
+    if let Some(rest) = parts.uri.path().strip_prefix("/__mock/") {
+        return Ok(control::handle(&state, &parts.method, rest));
+    }
+    let raw = match read_body(body).await {
+        Ok(raw) => raw,
+        Err(response) => return Ok(response),
+    };
+    state.record(|| recorded(&parts, raw.clone()));
+    let knobs = Knobs::new(&state.opts, &parts.headers);
+    let reply = match knobs.fail_status {
+        Some(status) => Reply::Json(status, failure_json(status).into()),
+        None => route(&state, &parts, &raw, &knobs),
+    };
+    let response = match reply {
+        Reply::Json(status, json) => json_response(status, json),
+        Reply::Stream(script) => {
+            // Created before the first-byte delay so a client that gives up while waiting
+            // is counted as a cancelled stream.
+            let pacing = Pacing {
+                chunk_delay: knobs.chunk_delay,
+                cut_after: knobs.cut_after,
+            };
+            sse_response(SseBody::new(script, pacing, Arc::clone(&state)))
+        }
+    };
+    if !knobs.first_byte_delay.is_zero() {
+        tokio::time::sleep(knobs.first_byte_delay).await;
+    }
+    Ok(response)
+}
+
+fn route(state: &State, parts: &Parts, raw: &[u8], knobs: &Knobs) -> Reply {
+    let path = parts.uri.path();
+    let Some(endpoint) = path.strip_prefix("/v1") else {
+        return unknown_url(&parts.method, path);
+    };
+    let post: fn(&Ctx, &[u8]) -> Reply = match (&parts.method, endpoint) {
+        (&Method::POST, "/responses") => responses::handle,
+        (&Method::POST, "/chat/completions") => chat::handle,
+        (&Method::POST, "/completions") => completions::handle,
+        (&Method::POST, "/embeddings") => embeddings::handle,
+        (&Method::GET, "/models") => return models::list(),
+        (&Method::GET, _) if endpoint.starts_with("/models/") => {
+            return models::get(&endpoint["/models/".len()..]);
+        }
+        // Codex tries a WebSocket first; 426 sends it straight to plain HTTP.
+        (&Method::GET, "/responses") if parts.headers.contains_key(UPGRADE) => {
+            let message =
+                "The mock upstream does not speak the WebSocket transport; use HTTP POST.";
+            return Reply::Json(
+                StatusCode::UPGRADE_REQUIRED,
+                error_json(message, "invalid_request_error", None).into(),
+            );
+        }
+        _ => return unknown_url(&parts.method, path),
+    };
+    let encoding = parts
+        .headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let body = match decode(encoding, raw) {
+        Ok(body) => body,
+        Err(message) => return Reply::bad_request(&message),
+    };
+    let ctx = Ctx {
+        id: state.next_id(),
+        created: now_secs(),
+        deltas: knobs.deltas,
+        no_usage: knobs.no_usage,
+        body_len: body.len(),
+    };
+    post(&ctx, &body)
+}
+
+fn unknown_url(method: &Method, path: &str) -> Reply {
+    let message = format!("Invalid URL ({method} {path})");
+    Reply::Json(
+        StatusCode::NOT_FOUND,
+        error_json(&message, "invalid_request_error", Some("unknown_url")).into(),
+    )
+}
+
+/// Reads the whole request body (bounded), without copying when it came in one frame.
+async fn read_body(mut body: Incoming) -> Result<Bytes, Response<MockBody>> {
+    let mut single: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            let message = format!("cannot read request body: {e}");
+            json_response(
+                StatusCode::BAD_REQUEST,
+                error_json(&message, "invalid_request_error", None).into(),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if single.is_none() && joined.is_empty() {
+            single = Some(data);
+            continue;
+        }
+        if let Some(first) = single.take() {
+            joined.extend_from_slice(&first);
+        }
+        joined.extend_from_slice(&data);
+        if joined.len() > BODY_LIMIT {
+            let message = format!("request body larger than {BODY_LIMIT} bytes");
+            let json = error_json(&message, "invalid_request_error", None);
+            return Err(json_response(StatusCode::PAYLOAD_TOO_LARGE, json.into()));
+        }
+    }
+    Ok(single.unwrap_or_else(|| joined.freeze()))
+}
+
+fn recorded(parts: &Parts, body: Bytes) -> RecordedRequest {
+    RecordedRequest {
+        method: parts.method.as_str().to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    }
+}
+
+pub(crate) fn json_response(status: StatusCode, json: Bytes) -> Response<MockBody> {
+    let mut response = Response::new(MockBody::full(json));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn sse_response(body: SseBody) -> Response<MockBody> {
+    let mut response = Response::new(MockBody::Sse(body));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}

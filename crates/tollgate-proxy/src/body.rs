@@ -1,0 +1,122 @@
+//! Body types for both legs of a proxied call, as enums rather than boxed trait objects so
+//! passing a frame through costs one match and no allocation.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use tollgate_core::ApiError;
+
+/// What the gateway sends back to its client: a buffer it built itself (errors, admin JSON) or
+/// the upstream's body, frame by frame as it arrives.
+#[derive(Debug)]
+pub enum ProxyBody {
+    Full(Option<Bytes>),
+    Upstream(Incoming),
+}
+
+impl ProxyBody {
+    pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+        let bytes = bytes.into();
+        ProxyBody::Full((!bytes.is_empty()).then_some(bytes))
+    }
+
+    pub fn empty() -> ProxyBody {
+        ProxyBody::Full(None)
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Full(bytes) => bytes.is_none(),
+            ProxyBody::Upstream(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ProxyBody::Upstream(body) => body.size_hint(),
+        }
+    }
+}
+
+/// What the gateway sends upstream: a body it read (to inspect, decode or rewrite) or the
+/// client's body streamed through under the size limit.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Full(Option<Bytes>),
+    Streamed(Limited<Incoming>),
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpstreamBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            UpstreamBody::Streamed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamBody::Full(bytes) => bytes.is_none(),
+            UpstreamBody::Streamed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamBody::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            UpstreamBody::Streamed(body) => body.size_hint(),
+        }
+    }
+}
+
+/// Reads a whole request body, refusing past `limit` bytes with a 413 before reading further.
+pub async fn read_limited(body: Incoming, limit: u64) -> Result<Bytes, ApiError> {
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    #[allow(clippy::disallowed_methods)] // bounded by Limited
+    let collected = Limited::new(body, limit_usize).collect().await;
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::body_too_large(limit))
+        }
+        Err(e) => Err(ApiError::new(
+            400,
+            "invalid_request_error",
+            "body_read_failed",
+            format!("The request body could not be read: {e}."),
+        )),
+    }
+}

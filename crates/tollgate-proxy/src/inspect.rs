@@ -1,0 +1,151 @@
+//! Reading a request body tollgate must understand: decode `Content-Encoding`, check it is a
+//! JSON object and peek at the few fields the gateway acts on, parsing it exactly once.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use tollgate_core::ApiError;
+
+/// The fields tollgate reads from a request body; everything else is validated and skipped.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+pub struct Peek {
+    pub model: Option<String>,
+    #[serde(default)]
+    pub stream: bool,
+    pub max_output_tokens: Option<u64>,
+    pub max_tokens: Option<u64>,
+    pub max_completion_tokens: Option<u64>,
+    pub stream_options: Option<IgnoredAny>,
+}
+
+/// A decoded request body and what was learned from it.
+#[derive(Debug)]
+pub struct Inspected {
+    pub body: Bytes,
+    pub peek: Peek,
+    /// True when the body was decompressed, so the forwarded request drops `Content-Encoding`.
+    pub decoded: bool,
+}
+
+/// Decodes (if encoded) and peeks. `limit` bounds the decoded size as well, so a small gzip
+/// bomb cannot expand past what an uncompressed body may be.
+pub fn inspect(
+    body: Bytes,
+    content_encoding: Option<&str>,
+    limit: u64,
+) -> Result<Inspected, ApiError> {
+    let (body, decoded) = match content_encoding.map(str::trim) {
+        None | Some("") | Some("identity") => (body, false),
+        Some(encoding) => (decode(&body, encoding, limit)?, true),
+    };
+    let peek = peek(&body)?;
+    Ok(Inspected {
+        body,
+        peek,
+        decoded,
+    })
+}
+
+fn peek(body: &[u8]) -> Result<Peek, ApiError> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(if body.iter().all(u8::is_ascii_whitespace) {
+            ApiError::invalid_json("the body is empty; this endpoint expects a JSON object")
+        } else {
+            ApiError::invalid_json("the body must be a JSON object")
+        });
+    }
+    serde_json::from_slice::<Peek>(body).map_err(ApiError::invalid_json)
+}
+
+fn decode(body: &[u8], encoding: &str, limit: u64) -> Result<Bytes, ApiError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(1 << 20));
+    // Read one byte past the limit to tell "exactly at the limit" from "over it".
+    let cap = limit.saturating_add(1);
+    let result = match encoding.to_ascii_lowercase().as_str() {
+        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(body)
+            .take(cap)
+            .read_to_end(&mut out),
+        "deflate" => {
+            // HTTP's "deflate" is zlib-wrapped, but some clients send raw deflate.
+            let zlib = flate2::read::ZlibDecoder::new(body)
+                .take(cap)
+                .read_to_end(&mut out);
+            if zlib.is_err() {
+                out.clear();
+                flate2::read::DeflateDecoder::new(body)
+                    .take(cap)
+                    .read_to_end(&mut out)
+            } else {
+                zlib
+            }
+        }
+        "zstd" => {
+            zstd::stream::read::Decoder::new(body).and_then(|d| d.take(cap).read_to_end(&mut out))
+        }
+        other => return Err(ApiError::unsupported_encoding(other)),
+    };
+    result.map_err(|e| ApiError::bad_encoding(encoding, e))?;
+    if out.len() as u64 > limit {
+        return Err(ApiError::body_too_large(limit));
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn peeks_fields_and_rejects_non_objects() {
+        let got = inspect(
+            Bytes::from_static(br#"{"model":"gpt-5.5","stream":true,"input":[1,2]}"#),
+            None,
+            1000,
+        )
+        .unwrap();
+        assert_eq!(got.peek.model.as_deref(), Some("gpt-5.5"));
+        assert!(got.peek.stream && !got.decoded);
+        for bad in [&b"{\"model\": "[..], b"[1]", b"", b"model=x"] {
+            let err = inspect(Bytes::copy_from_slice(bad), None, 1000).unwrap_err();
+            assert_eq!((err.status, err.code), (400, "invalid_json"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn decodes_gzip_and_zstd_within_the_limit() {
+        let json = br#"{"model":"gpt-5.5","input":"hello"}"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json).unwrap();
+        let got = inspect(Bytes::from(gz.finish().unwrap()), Some("gzip"), 1000).unwrap();
+        assert_eq!(&got.body[..], json);
+        assert!(got.decoded);
+        let z = zstd::encode_all(&json[..], 3).unwrap();
+        assert_eq!(
+            &inspect(Bytes::from(z), Some("zstd"), 1000).unwrap().body[..],
+            json
+        );
+        let bomb = zstd::encode_all(&vec![b' '; 10_000][..], 3).unwrap();
+        assert_eq!(
+            inspect(Bytes::from(bomb), Some("zstd"), 1000)
+                .unwrap_err()
+                .status,
+            413
+        );
+        assert_eq!(
+            inspect(Bytes::from_static(b"x"), Some("br"), 1000)
+                .unwrap_err()
+                .status,
+            415
+        );
+        assert_eq!(
+            inspect(Bytes::from_static(b"not gzip"), Some("gzip"), 1000)
+                .unwrap_err()
+                .status,
+            400
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The upstream leg: a pooled hyper-util client over rustls (HTTP/2 where the upstream offers
+//! it), the real upstream key swapped in for the team key, and the response timeout.
+
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use tollgate_core::ApiError;
+use tollgate_core::config::UpstreamConfig;
+
+use crate::body::UpstreamBody;
+
+/// Why the upstream client could not be built (bad CA file, bad key characters, bad URL).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    #[error("upstream.url '{0}' is not a valid URL")]
+    Url(String),
+    #[error("upstream.ca_file '{path}': {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("the upstream key contains characters not allowed in an HTTP header")]
+    Key,
+    #[error("TLS roots: {0}")]
+    Tls(String),
+}
+
+/// A ready upstream: client, where to send, and with what credential.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    /// `scheme://authority` of the upstream.
+    origin: String,
+    /// Path prefix that replaces the client's `/v1` (e.g. `/v1`, or `/openai/v1` behind a proxy).
+    base_path: String,
+    authorization: Option<HeaderValue>,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig, key: Option<&str>) -> Result<Upstream, UpstreamSetupError> {
+        let uri: Uri = config
+            .url
+            .parse()
+            .map_err(|_| UpstreamSetupError::Url(config.url.clone()))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+            return Err(UpstreamSetupError::Url(config.url.clone()));
+        };
+        let origin = format!("{scheme}://{authority}");
+        let base_path = uri.path().trim_end_matches('/').to_string();
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let tls = tls_client_config(config.ca_file.as_deref())?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_millis(config.pool_idle_timeout_ms))
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .build(connector);
+
+        let authorization = key
+            .map(|k| {
+                HeaderValue::from_str(&format!("Bearer {k}")).map_err(|_| UpstreamSetupError::Key)
+            })
+            .transpose()?
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+        Ok(Upstream {
+            client,
+            origin,
+            base_path,
+            authorization,
+            response_timeout: Duration::from_millis(config.response_timeout_ms),
+        })
+    }
+
+    /// The upstream URI for a client path (`/v1/...`) and query.
+    pub fn uri_for(&self, path_and_query: &str) -> Result<Uri, ApiError> {
+        let rest = path_and_query.strip_prefix("/v1").unwrap_or(path_and_query);
+        let mut s = String::with_capacity(self.origin.len() + self.base_path.len() + rest.len());
+        s.push_str(&self.origin);
+        s.push_str(&self.base_path);
+        s.push_str(rest);
+        s.parse().map_err(|_| {
+            ApiError::new(
+                400,
+                "invalid_request_error",
+                "invalid_url",
+                "The request path is not a valid URL.",
+            )
+        })
+    }
+
+    /// Sends a prepared request: headers already filtered, the team key replaced here.
+    pub async fn send(
+        &self,
+        mut request: Request<UpstreamBody>,
+    ) -> Result<Response<Incoming>, ApiError> {
+        let headers = request.headers_mut();
+        headers.remove(header::AUTHORIZATION);
+        headers.remove(header::HOST);
+        if let Some(auth) = &self.authorization {
+            headers.insert(header::AUTHORIZATION, auth.clone());
+        }
+        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(e)) => Err(ApiError::upstream_unavailable(describe(&e))),
+            Err(_) => Err(ApiError::upstream_timeout(self.response_timeout.as_secs())),
+        }
+    }
+}
+
+/// The most specific cause of a client error, without the noise of its wrappers.
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    if e.is_connect() {
+        format!("connection failed ({source})")
+    } else {
+        source.to_string()
+    }
+}
+
+fn tls_client_config(ca_file: Option<&str>) -> Result<rustls::ClientConfig, UpstreamSetupError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    // System roots too (corporate CAs); a bad or missing system store must not stop the gateway.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        let ca_error = |reason: String| UpstreamSetupError::CaFile {
+            path: path.into(),
+            reason,
+        };
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))?;
+        let mut added = 0;
+        for cert in certs {
+            roots
+                .add(cert.map_err(|e| ca_error(e.to_string()))?)
+                .map_err(|e| ca_error(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(ca_error("no PEM certificates found".into()));
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UpstreamSetupError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
+}

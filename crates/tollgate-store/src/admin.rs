@@ -1,0 +1,137 @@
+//! Admin tokens for `/admin/v1`: the bootstrap token a fresh install starts with, and resolving a
+//! presented token to who it belongs to and what it may do.
+
+use sqlx::Row;
+use tollgate_core::KeyHash;
+use tollgate_core::keys::{NewSecret, SecretKind};
+use tollgate_core::time::now_ms;
+
+use crate::error::{Result, StoreError, conflict_on_unique};
+use crate::store::Store;
+
+/// The fixed id and name of the bootstrap admin token's row, so re-bootstrapping replaces it.
+const BOOTSTRAP: &str = "bootstrap";
+
+/// What an admin token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Keys, budgets and limits of one team.
+    TeamAdmin,
+    /// Read-only spend reports.
+    Finance,
+}
+
+impl Role {
+    /// The stored (and serialised) form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::TeamAdmin => "team_admin",
+            Role::Finance => "finance",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "team_admin" => Some(Role::TeamAdmin),
+            "finance" => Some(Role::Finance),
+            _ => None,
+        }
+    }
+}
+
+/// Who presented an admin token: its row, role and (for `team_admin`) team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminPrincipal {
+    pub token_id: String,
+    pub name: String,
+    pub role: Role,
+    pub team_id: Option<String>,
+}
+
+impl Store {
+    /// Makes sure an admin can log in on a fresh install.
+    ///
+    /// With `Some(token)` (e.g. from `TOLLGATE_ADMIN_TOKEN`) the `bootstrap` admin row is set to
+    /// that token's hash, replacing any earlier one, and `None` is returned. Any string is
+    /// accepted, not only a well-formed `tga-…` token. With `None`, if no live admin-role token
+    /// exists, a `tga-…` token is generated and stored as `bootstrap` and returned once for the
+    /// caller to print; otherwise `None`.
+    pub async fn ensure_admin_token(&self, env_token: Option<&str>) -> Result<Option<String>> {
+        match env_token {
+            Some(token) => {
+                if token.trim().is_empty() {
+                    return Err(StoreError::Invalid(
+                        "the admin token must not be empty".into(),
+                    ));
+                }
+                sqlx::query(
+                    "INSERT INTO admin_tokens (id, name, role, token_hash, created_at_ms) \
+                     VALUES ($1, $1, 'admin', $2, $3) \
+                     ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash, \
+                     role = 'admin', team_id = NULL, revoked_at_ms = NULL",
+                )
+                .bind(BOOTSTRAP)
+                .bind(KeyHash::of(token).to_hex())
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| {
+                    conflict_on_unique(e, || {
+                        "that admin token is already in use by another admin token row".into()
+                    })
+                })?;
+                Ok(None)
+            }
+            None => {
+                let secret = NewSecret::generate(SecretKind::AdminToken);
+                // One statement, so two replicas starting at once cannot both mint a token: the
+                // loser either sees a live admin in NOT EXISTS or hits the winner's row and the
+                // conditional DO UPDATE leaves it alone, returning no row.
+                let stored = sqlx::query(
+                    "INSERT INTO admin_tokens (id, name, role, token_hash, created_at_ms) \
+                     SELECT $1, $1, 'admin', $2, $3 \
+                     WHERE NOT EXISTS (SELECT 1 FROM admin_tokens \
+                                       WHERE role = 'admin' AND revoked_at_ms IS NULL) \
+                     ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash, \
+                     created_at_ms = excluded.created_at_ms, role = 'admin', team_id = NULL, \
+                     revoked_at_ms = NULL WHERE admin_tokens.revoked_at_ms IS NOT NULL \
+                     RETURNING id",
+                )
+                .bind(BOOTSTRAP)
+                .bind(secret.hash.to_hex())
+                .bind(now_ms())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(stored.map(|_| secret.token))
+            }
+        }
+    }
+
+    /// The live (not revoked) admin token with this value, looked up by hash.
+    pub async fn admin_for_token(&self, token: &str) -> Result<Option<AdminPrincipal>> {
+        let row = sqlx::query(
+            "SELECT id, name, role, team_id FROM admin_tokens \
+             WHERE token_hash = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(KeyHash::of(token).to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let role: String = row.try_get("role")?;
+        let role = Role::parse(&role)
+            .ok_or_else(|| StoreError::Invalid(format!("admin token has unknown role {role:?}")))?;
+        Ok(Some(AdminPrincipal {
+            token_id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            role,
+            team_id: row.try_get("team_id")?,
+        }))
+    }
+}

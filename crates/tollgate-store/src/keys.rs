@@ -1,0 +1,218 @@
+//! Team API keys: issue (the secret is returned once, only its hash is stored), list, revoke, and
+//! the change feed [`KeySync`](crate::KeySync) polls.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sqlx::AnyConnection;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tollgate_core::keys::{NewSecret, SecretKind};
+use tollgate_core::time::now_ms;
+use tollgate_core::{KeyHash, KeyRecord, TeamInfo};
+
+use crate::error::{Result, StoreError, conflict_on_unique};
+use crate::store::{Store, bump_revision};
+use crate::teams::{clean_name, flag};
+
+/// A key as the admin API shows it. Never carries the hash or the secret.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct ApiKey {
+    pub id: String,
+    pub team_id: String,
+    pub team_name: String,
+    pub name: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A freshly issued key. `secret` is the full `tg-…` token: show it once, it cannot be recovered.
+#[derive(Clone)]
+pub struct IssuedKey {
+    pub key: ApiKey,
+    pub secret: String,
+}
+
+/// Leaves the secret out, so a stray `{:?}` cannot log it.
+impl std::fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedKey")
+            .field("key", &self.key)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Keys changed since a revision, ready for the cache, and the revision to ask from next time.
+#[derive(Debug, Clone)]
+pub struct KeyChanges {
+    pub records: Vec<KeyRecord>,
+    pub rev: i64,
+}
+
+const API_KEY_SELECT: &str = "SELECT k.id, k.team_id, t.name AS team_name, k.name, k.created_at_ms, \
+     k.expires_at_ms, k.revoked_at_ms FROM api_keys k JOIN teams t ON t.id = k.team_id";
+
+impl Store {
+    /// Issues a key for a team (`NotFound` if there is no team with that id).
+    pub async fn create_key(
+        &self,
+        team_id: &str,
+        name: &str,
+        expires_at_ms: Option<i64>,
+    ) -> Result<IssuedKey> {
+        let name = clean_name("key name", name)?;
+        let secret = NewSecret::generate(SecretKind::TeamKey);
+        let mut tx = self.pool.begin().await?;
+        let rev = bump_revision(&mut tx).await?;
+        let team_name: Option<String> = sqlx::query_scalar("SELECT name FROM teams WHERE id = $1")
+            .bind(team_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let team_name = team_name
+            .ok_or_else(|| StoreError::NotFound(format!("no team with id {team_id:?}")))?;
+        let key = ApiKey {
+            id: secret.id.clone(),
+            team_id: team_id.to_owned(),
+            team_name,
+            name,
+            created_at_ms: now_ms(),
+            expires_at_ms,
+            revoked_at_ms: None,
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (id, team_id, name, key_hash, created_at_ms, expires_at_ms, \
+             revoked_at_ms, rev) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
+        )
+        .bind(&key.id)
+        .bind(&key.team_id)
+        .bind(&key.name)
+        .bind(secret.hash.to_hex())
+        .bind(key.created_at_ms)
+        .bind(key.expires_at_ms)
+        .bind(rev)
+        .execute(&mut *tx)
+        .await
+        // 12 random characters colliding is not expected; if it happens, the caller may retry.
+        .map_err(|e| conflict_on_unique(e, || format!("key id {:?} is already taken", key.id)))?;
+        tx.commit().await?;
+        Ok(IssuedKey {
+            key,
+            secret: secret.token,
+        })
+    }
+
+    /// Keys, optionally of one team, oldest first.
+    pub async fn list_keys(&self, team_id: Option<&str>) -> Result<Vec<ApiKey>> {
+        let sql = format!(
+            "{API_KEY_SELECT} WHERE $1 IS NULL OR k.team_id = $1 ORDER BY k.created_at_ms, k.id"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(team_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(api_key_from_row).collect()
+    }
+
+    /// A key by its public id.
+    pub async fn key(&self, id: &str) -> Result<Option<ApiKey>> {
+        let mut conn = self.pool.acquire().await?;
+        fetch_key(&mut conn, id).await
+    }
+
+    /// Revokes a key now. Revoking again keeps the first revocation time. `None` if no such key.
+    pub async fn revoke_key(&self, id: &str) -> Result<Option<ApiKey>> {
+        let mut tx = self.pool.begin().await?;
+        let rev = bump_revision(&mut tx).await?;
+        let updated = sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $1), rev = $2 \
+             WHERE id = $3",
+        )
+        .bind(now_ms())
+        .bind(rev)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None); // dropping `tx` rolls the revision bump back
+        }
+        let key = fetch_key(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    /// Every key whose own row or whose team's row changed after `rev`, as cache records. The
+    /// returned `rev` is the highest revision seen, or `rev` itself when nothing changed.
+    pub async fn key_records_since(&self, rev: i64) -> Result<KeyChanges> {
+        let rows = sqlx::query(
+            "SELECT k.id, k.name, k.key_hash, k.expires_at_ms, k.revoked_at_ms, k.rev AS key_rev, \
+             t.id AS team_id, t.name AS team_name, t.cost_centre, t.disabled, t.rev AS team_rev \
+             FROM api_keys k JOIN teams t ON t.id = k.team_id \
+             WHERE k.rev > $1 OR t.rev > $1 ORDER BY k.id",
+        )
+        .bind(rev)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut high_water = rev;
+        let mut teams: HashMap<String, Arc<TeamInfo>> = HashMap::new();
+        let mut records = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key_rev: i64 = row.try_get("key_rev")?;
+            let team_rev: i64 = row.try_get("team_rev")?;
+            high_water = high_water.max(key_rev).max(team_rev);
+            let team_id: String = row.try_get("team_id")?;
+            let team = match teams.get(&team_id) {
+                Some(team) => Arc::clone(team),
+                None => {
+                    let team = Arc::new(TeamInfo {
+                        id: team_id.clone(),
+                        name: row.try_get("team_name")?,
+                        cost_centre: row.try_get("cost_centre")?,
+                        disabled: flag(row.try_get("disabled")?),
+                    });
+                    teams.insert(team_id, Arc::clone(&team));
+                    team
+                }
+            };
+            let id: String = row.try_get("id")?;
+            let hash_hex: String = row.try_get("key_hash")?;
+            let hash = KeyHash::from_hex(&hash_hex).ok_or_else(|| {
+                StoreError::Invalid(format!("key {id:?} has a malformed stored hash"))
+            })?;
+            records.push(KeyRecord {
+                id,
+                name: row.try_get("name")?,
+                hash,
+                team,
+                expires_at_ms: row.try_get("expires_at_ms")?,
+                revoked_at_ms: row.try_get("revoked_at_ms")?,
+            });
+        }
+        Ok(KeyChanges {
+            records,
+            rev: high_water,
+        })
+    }
+}
+
+async fn fetch_key(conn: &mut AnyConnection, id: &str) -> Result<Option<ApiKey>> {
+    let sql = format!("{API_KEY_SELECT} WHERE k.id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(api_key_from_row).transpose()
+}
+
+fn api_key_from_row(row: &AnyRow) -> Result<ApiKey> {
+    Ok(ApiKey {
+        id: row.try_get("id")?,
+        team_id: row.try_get("team_id")?,
+        team_name: row.try_get("team_name")?,
+        name: row.try_get("name")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
+        revoked_at_ms: row.try_get("revoked_at_ms")?,
+    })
+}

@@ -1,0 +1,165 @@
+//! Teams: the unit costs are attributed to, each with an optional cost centre for finance.
+
+use rand::Rng;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tollgate_core::time::now_ms;
+
+use crate::error::{Result, StoreError, conflict_on_unique};
+use crate::store::{Store, bump_revision};
+
+/// Team ids are `tm_` and this many lowercase alphanumerics.
+const TEAM_ID_LEN: usize = 12;
+/// Longest team, key or cost-centre name accepted.
+const MAX_NAME_CHARS: usize = 128;
+
+/// A team as the admin API and reports show it.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    pub cost_centre: Option<String>,
+    pub disabled: bool,
+    pub created_at_ms: i64,
+}
+
+const TEAM_COLUMNS: &str = "id, name, cost_centre, disabled, created_at_ms";
+
+impl Store {
+    /// Creates a team. Names are unique (exact match); a taken name is `Conflict`, decided by the
+    /// unique index rather than a racy lookup first.
+    pub async fn create_team(&self, name: &str, cost_centre: Option<&str>) -> Result<Team> {
+        let name = clean_name("team name", name)?;
+        if name.starts_with("tm_") {
+            // `team()` accepts an id or a name; a name shaped like an id would be ambiguous.
+            return Err(StoreError::Invalid(format!(
+                "team name {name:?} must not start with \"tm_\" (reserved for team ids)"
+            )));
+        }
+        let cost_centre = match cost_centre.map(str::trim).filter(|c| !c.is_empty()) {
+            Some(c) => Some(clean_name("cost centre", c)?),
+            None => None,
+        };
+        let team = Team {
+            id: new_team_id(),
+            name,
+            cost_centre,
+            disabled: false,
+            created_at_ms: now_ms(),
+        };
+        let mut tx = self.pool.begin().await?;
+        let rev = bump_revision(&mut tx).await?;
+        sqlx::query(
+            "INSERT INTO teams (id, name, cost_centre, disabled, created_at_ms, updated_at_ms, rev) \
+             VALUES ($1, $2, $3, 0, $4, $4, $5)",
+        )
+        .bind(&team.id)
+        .bind(&team.name)
+        .bind(team.cost_centre.as_deref())
+        .bind(team.created_at_ms)
+        .bind(rev)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| conflict_on_unique(e, || format!("a team named {:?} already exists", team.name)))?;
+        tx.commit().await?;
+        Ok(team)
+    }
+
+    /// Every team, ordered by name.
+    pub async fn list_teams(&self) -> Result<Vec<Team>> {
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams ORDER BY name");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(team_from_row).collect()
+    }
+
+    /// A team by id (`tm_…`) or by exact name.
+    pub async fn team(&self, id_or_name: &str) -> Result<Option<Team>> {
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1 OR name = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id_or_name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(team_from_row).transpose()
+    }
+}
+
+fn team_from_row(row: &AnyRow) -> Result<Team> {
+    Ok(Team {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        cost_centre: row.try_get("cost_centre")?,
+        disabled: flag(row.try_get("disabled")?),
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+/// Flags are stored as BIGINT 0/1: the Any driver decodes `bool` only from a native boolean,
+/// which SQLite never produces.
+pub(crate) fn flag(value: i64) -> bool {
+    value != 0
+}
+
+fn new_team_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let suffix: String = (0..TEAM_ID_LEN)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    format!("tm_{suffix}")
+}
+
+/// Trims a human-chosen name and checks it is non-empty, not too long and free of control
+/// characters (names end up in logs, CSV reports and terminal output).
+pub(crate) fn clean_name(what: &str, raw: &str) -> Result<String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(StoreError::Invalid(format!("{what} must not be empty")));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "{what} is longer than {MAX_NAME_CHARS} characters"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "{what} {name:?} contains control characters"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn team_ids_have_the_documented_shape() {
+        let id = new_team_id();
+        let suffix = id.strip_prefix("tm_").unwrap();
+        assert_eq!(suffix.len(), TEAM_ID_LEN);
+        assert!(
+            suffix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        );
+    }
+
+    #[test]
+    fn names_are_trimmed_and_checked() {
+        assert_eq!(clean_name("team name", "  platform ").unwrap(), "platform");
+        assert!(matches!(
+            clean_name("team name", "   "),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            clean_name("team name", "a\nb"),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            clean_name("team name", &"x".repeat(129)),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,175 @@
+//! Real clients through tollgate to the mock upstream: the official `openai` Python SDK and the
+//! real Codex CLI from npm. `tests/clients/setup.sh` installs both (pinned) on first use; if it
+//! cannot, these tests fail and say why — they never skip.
+
+// Integration tests: shared helpers fail loudly, and read whole (small) test responses.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use tollgate_tests::{Backend, Harness, UPSTREAM_KEY};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Installs the clients once per test process and returns their directory.
+fn clients() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let out = Command::new("bash").arg(repo_root().join("tests/clients/setup.sh")).output().expect("bash runs");
+        assert!(
+            out.status.success(),
+            "tests/clients/setup.sh failed: the real clients could not be installed (needs python3-venv and npm):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}
+
+/// Runs a blocking client process without stalling the runtime that serves the gateway.
+async fn run(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().expect("client process starts"))
+        .await
+        .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_sdk_sees_the_same_objects_through_tollgate() {
+    let dir = clients().clone();
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("platform").await;
+    let mut cmd = Command::new(dir.join("venv/bin/python"));
+    cmd.arg(repo_root().join("tests/clients/sdk_parity.py"))
+        .env("DIRECT_BASE_URL", h.mock.base_url())
+        .env("DIRECT_KEY", UPSTREAM_KEY)
+        .env("GATEWAY_BASE_URL", format!("{}/v1", h.base()))
+        .env("GATEWAY_KEY", &key);
+    let out = run(cmd).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "SDK parity failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok ")).count(),
+        8,
+        "{stdout}"
+    );
+    // Every gateway call reached the upstream with the upstream key, never the team key.
+    let through_gateway: Vec<_> = h
+        .mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.header("authorization") == Some(&format!("Bearer {UPSTREAM_KEY}")))
+        .collect();
+    assert_eq!(through_gateway.len(), h.mock.requests().len());
+    assert!(
+        h.mock
+            .requests()
+            .iter()
+            .all(|r| r.headers.iter().all(|(_, v)| !v.contains(&key)))
+    );
+}
+
+/// Runs `codex exec --json` against the gateway with a fresh CODEX_HOME and a provider block.
+async fn codex_exec(h: &Harness, key: &str, prompt: &str) -> (std::process::Output, String) {
+    let dir = clients().clone();
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        "model = \"gpt-5.5\"\nmodel_provider = \"tollgate\"\n\n[model_providers.tollgate]\nname = \"tollgate\"\nbase_url = \"{}/v1\"\nenv_key = \"TOLLGATE_KEY\"\nwire_api = \"responses\"\n",
+        h.base()
+    );
+    std::fs::write(home.path().join("config.toml"), config).expect("write config.toml");
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(dir.join("npm/node_modules/.bin/codex"));
+    cmd.args([
+        "exec",
+        "--skip-git-repo-check",
+        "--ephemeral",
+        "--json",
+        "--sandbox",
+        "read-only",
+        prompt,
+    ])
+    .current_dir(work.path())
+    .env("CODEX_HOME", home.path())
+    .env("TOLLGATE_KEY", key)
+    .env_remove("OPENAI_API_KEY")
+    .env_remove("OPENAI_BASE_URL")
+    .stdin(std::process::Stdio::null());
+    let out = run(cmd).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    drop(home);
+    (out, stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_cli_plain_turn_completes_through_tollgate() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("platform").await;
+    let (out, stdout) = codex_exec(&h, &key, "Say hello").await;
+    assert!(
+        out.status.success(),
+        "codex exec failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.lines().any(|l| l.contains("\"turn.completed\"")),
+        "no turn.completed:\n{stdout}"
+    );
+    let turns: Vec<_> = h
+        .mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/responses")
+        .collect();
+    assert!(!turns.is_empty(), "Codex never reached the upstream");
+    for r in &turns {
+        assert_eq!(
+            r.header("authorization"),
+            Some(format!("Bearer {UPSTREAM_KEY}").as_str())
+        );
+        assert!(
+            r.header("session-id").is_some(),
+            "Codex's session-id did not pass through"
+        );
+        assert_eq!(r.header("originator"), Some("codex_exec"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_cli_tool_call_turn_completes_through_tollgate() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("platform").await;
+    let (out, stdout) = codex_exec(&h, &key, "mock:exec run the command").await;
+    assert!(
+        out.status.success(),
+        "codex exec failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.lines().any(|l| l.contains("\"turn.completed\"")),
+        "no turn.completed:\n{stdout}"
+    );
+    let turns: Vec<_> = h
+        .mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/responses")
+        .collect();
+    assert!(
+        turns.len() >= 2,
+        "expected the tool call and a follow-up request, got {}",
+        turns.len()
+    );
+    let follow_up = turns.last().and_then(|r| r.json()).expect("JSON body");
+    let items = follow_up["input"].as_array().expect("input array");
+    assert!(
+        items.iter().any(|i| i["type"] == "function_call_output"),
+        "Codex did not send the tool output back: {follow_up}"
+    );
+}

@@ -1,0 +1,261 @@
+//! The admin API on `/admin/v1`: teams and keys for now, shaped for the full API to grow into.
+//!
+//! Authenticated with an admin token (`tga-…` or the operator's `TOLLGATE_ADMIN_TOKEN`) as a
+//! Bearer; a team key never opens it. Not on the hot path, so it reads the store directly, and
+//! it updates this process's key cache at once so a new key works on the next request.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use tollgate_core::{ApiError, KeyCache, KeyHash, KeyRecord, TeamInfo};
+use tollgate_proxy::body::read_limited;
+use tollgate_proxy::{ProxyBody, error_response, json_response};
+use tollgate_store::{AdminPrincipal, Role, Store, StoreError, Team};
+
+use crate::validate::{FieldErrors, valid_cost_centre, valid_key_name, valid_team_name};
+
+const MAX_ADMIN_BODY: u64 = 1024 * 1024;
+
+pub struct Admin {
+    store: Store,
+    keys: Arc<KeyCache>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTeam {
+    name: Option<String>,
+    cost_centre: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: Option<String>,
+    /// Unix seconds after which the key stops working.
+    expires_at: Option<i64>,
+}
+
+impl Admin {
+    pub fn new(store: Store, keys: Arc<KeyCache>) -> Admin {
+        Admin { store, keys }
+    }
+
+    pub async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        match self.dispatch(request).await {
+            Ok((status, body)) => json_response(status, body.to_string().into_bytes()),
+            Err(error) => error_response(&error),
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        request: Request<Incoming>,
+    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
+        let principal = self.authenticate(&request).await?;
+        if principal.role != Role::Admin {
+            return Err(ApiError::new(
+                403,
+                "permission_error",
+                "forbidden",
+                "This admin token's role may not use this endpoint.",
+            ));
+        }
+        let method = request.method().clone();
+        let path = request.uri().path().trim_end_matches('/').to_string();
+        let segments: Vec<&str> = path
+            .trim_start_matches("/admin/v1")
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        match (&method, segments.as_slice()) {
+            (&Method::GET, ["teams"]) => {
+                let teams = self.store.list_teams().await.map_err(store_error)?;
+                Ok((StatusCode::OK, list(teams)))
+            }
+            (&Method::POST, ["teams"]) => {
+                let body: CreateTeam = read_json(request).await?;
+                self.create_team(body).await
+            }
+            (&Method::GET, ["teams", team]) => Ok((StatusCode::OK, json(self.team(team).await?))),
+            (&Method::GET, ["teams", team, "keys"]) => {
+                let team = self.team(team).await?;
+                let keys = self
+                    .store
+                    .list_keys(Some(&team.id))
+                    .await
+                    .map_err(store_error)?;
+                Ok((StatusCode::OK, list(keys)))
+            }
+            (&Method::POST, ["teams", team, "keys"]) => {
+                let team = self.team(team).await?;
+                let body: CreateKey = read_json(request).await?;
+                self.create_key(team, body).await
+            }
+            (&Method::GET, ["keys"]) => {
+                let keys = self.store.list_keys(None).await.map_err(store_error)?;
+                Ok((StatusCode::OK, list(keys)))
+            }
+            (&Method::GET, ["keys", id]) => match self.store.key(id).await.map_err(store_error)? {
+                Some(key) => Ok((StatusCode::OK, json(key))),
+                None => Err(not_found("key", id)),
+            },
+            (&Method::DELETE, ["keys", id]) => self.revoke_key(id).await,
+            _ => Err(ApiError::unknown_url(method.as_str(), &path)),
+        }
+    }
+
+    async fn authenticate(&self, request: &Request<Incoming>) -> Result<AdminPrincipal, ApiError> {
+        let unauthorized = |why: &str| {
+            ApiError::new(
+                401,
+                "invalid_request_error",
+                "invalid_admin_token",
+                format!(
+                    "{why}. The admin API takes an admin token as 'Authorization: Bearer <token>'."
+                ),
+            )
+        };
+        let header = request
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| unauthorized("No admin token was provided"))?;
+        let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
+        self.store
+            .admin_for_token(token)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| unauthorized("The admin token is not valid"))
+    }
+
+    async fn team(&self, id_or_name: &str) -> Result<Team, ApiError> {
+        self.store
+            .team(id_or_name)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| not_found("team", id_or_name))
+    }
+
+    async fn create_team(
+        &self,
+        body: CreateTeam,
+    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
+        let mut errors = FieldErrors::default();
+        let name = errors.check("name", body.name.as_deref(), valid_team_name);
+        if let Some(cc) = body.cost_centre.as_deref() {
+            errors.check("cost_centre", Some(cc), valid_cost_centre);
+        }
+        errors.into_result()?;
+        let team = self
+            .store
+            .create_team(name.unwrap_or_default(), body.cost_centre.as_deref())
+            .await
+            .map_err(store_error)?;
+        Ok((StatusCode::CREATED, json(team)))
+    }
+
+    async fn create_key(
+        &self,
+        team: Team,
+        body: CreateKey,
+    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
+        let mut errors = FieldErrors::default();
+        let name = body.name.unwrap_or_else(|| "default".into());
+        errors.check("name", Some(name.as_str()), valid_key_name);
+        let now = tollgate_core::time::now_ms();
+        let expires_at_ms = body.expires_at.map(|s| s.saturating_mul(1000));
+        if expires_at_ms.is_some_and(|at| at <= now) {
+            errors.push("expires_at", "must be in the future (unix seconds)");
+        }
+        errors.into_result()?;
+        let issued = self
+            .store
+            .create_key(&team.id, &name, expires_at_ms)
+            .await
+            .map_err(store_error)?;
+        // Cache it here at once: the caller may use the key on the very next request.
+        self.keys.upsert(KeyRecord {
+            id: issued.key.id.clone(),
+            name: issued.key.name.clone(),
+            hash: KeyHash::of(&issued.secret),
+            team: Arc::new(TeamInfo {
+                id: team.id.clone(),
+                name: team.name.clone(),
+                cost_centre: team.cost_centre.clone(),
+                disabled: team.disabled,
+            }),
+            expires_at_ms: issued.key.expires_at_ms,
+            revoked_at_ms: None,
+        });
+        let mut value = json(&issued.key);
+        value["secret"] = serde_json::Value::String(issued.secret);
+        Ok((StatusCode::CREATED, value))
+    }
+
+    async fn revoke_key(&self, id: &str) -> Result<(StatusCode, serde_json::Value), ApiError> {
+        let key = self
+            .store
+            .revoke_key(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| not_found("key", id))?;
+        if let Some(cached) = self.keys.get(id) {
+            self.keys.upsert(KeyRecord {
+                revoked_at_ms: key.revoked_at_ms,
+                ..(*cached).clone()
+            });
+        }
+        Ok((StatusCode::OK, json(key)))
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
+    let body: Bytes = read_limited(request.into_body(), MAX_ADMIN_BODY).await?;
+    serde_json::from_slice(&body).map_err(ApiError::invalid_json)
+}
+
+fn json(value: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+fn list<T: serde::Serialize>(items: Vec<T>) -> serde_json::Value {
+    serde_json::json!({"object": "list", "data": items})
+}
+
+fn not_found(what: &str, id: &str) -> ApiError {
+    ApiError::new(
+        404,
+        "invalid_request_error",
+        "not_found",
+        format!("No {what} '{id}'."),
+    )
+}
+
+fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict(what) => ApiError::new(409, "invalid_request_error", "conflict", what),
+        StoreError::NotFound(what) => {
+            ApiError::new(404, "invalid_request_error", "not_found", what)
+        }
+        StoreError::Invalid(what) => {
+            ApiError::new(422, "invalid_request_error", "invalid_fields", what)
+        }
+        other => {
+            tracing::error!(error = %other, "admin API store error");
+            ApiError::new(
+                503,
+                "server_error",
+                "store_unavailable",
+                "The control-plane database is unavailable; try again.",
+            )
+        }
+    }
+}

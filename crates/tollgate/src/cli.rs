@@ -1,0 +1,135 @@
+//! Command-line interface definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// tollgate: an OpenAI-compatible gateway that attributes every token to a team and a cost centre.
+#[derive(Debug, Parser)]
+#[command(name = "tollgate", version, propagate_version = true)]
+pub struct Cli {
+    /// TOML configuration file (see config/tollgate.example.toml). Environment variables override it.
+    #[arg(long, global = true, env = "TOLLGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (default 127.0.0.1:8080, SQLite in the working directory, api.openai.com).
+    Serve(ServeArgs),
+    /// Run the gateway and a mock upstream in one process with a demo team and key: no OpenAI account needed.
+    Demo(DemoArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Run the mock OpenAI upstream (for tests and your own CI).
+    MockUpstream(MockArgs),
+    /// Manage teams (directly in the database named by DATABASE_URL).
+    #[command(subcommand)]
+    Team(TeamCommand),
+    /// Manage team keys (directly in the database named by DATABASE_URL).
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Run database migrations before serving (default: yes on SQLite, no on Postgres).
+    #[arg(long)]
+    pub migrate: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the demo gateway listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: String,
+    /// Delay between streamed events, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub chunk_delay_ms: u64,
+    /// Delay before response headers, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub first_byte_delay_ms: u64,
+    /// Answer every request with this HTTP status and an OpenAI-shaped error.
+    #[arg(long)]
+    pub fail_status: Option<u16>,
+    /// Cut every stream (abort the connection) after this many events.
+    #[arg(long)]
+    pub cut_after: Option<usize>,
+    /// Send no usage in responses or streams.
+    #[arg(long)]
+    pub no_usage: bool,
+    /// Text deltas per streamed answer.
+    #[arg(long, default_value_t = 20)]
+    pub deltas: usize,
+    /// Do not record requests (for benchmarks).
+    #[arg(long)]
+    pub no_record: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TeamCommand {
+    /// Create a team.
+    Create {
+        /// Team name (letters, digits, '.', '_', '-').
+        name: String,
+        /// Cost centre the team's spend is booked to.
+        #[arg(long)]
+        cost_centre: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List teams.
+    List {
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Issue a team key. The secret is printed once; only its hash is stored.
+    Create {
+        /// Team id or name.
+        #[arg(long)]
+        team: String,
+        /// A label for the key (e.g. "ci", "alice-laptop").
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Days until the key expires (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// Only this team's keys (id or name).
+        #[arg(long)]
+        team: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Revoke a key; every gateway refuses it within a second.
+    Revoke {
+        /// Key id (the part after "tg-").
+        id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Args, Clone, Copy)]
+pub struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}

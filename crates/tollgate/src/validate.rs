@@ -1,0 +1,115 @@
+//! Input rules shared by the admin API and the CLI, collected so every bad field is named at once.
+
+use tollgate_core::ApiError;
+
+/// Bad fields gathered during one validation pass.
+#[derive(Debug, Default)]
+pub struct FieldErrors(Vec<(&'static str, String)>);
+
+impl FieldErrors {
+    pub fn push(&mut self, field: &'static str, message: impl Into<String>) {
+        self.0.push((field, message.into()));
+    }
+
+    /// Checks a required field with `rule`; returns the value when present.
+    pub fn check<'a>(
+        &mut self,
+        field: &'static str,
+        value: Option<&'a str>,
+        rule: fn(&str) -> Result<(), String>,
+    ) -> Option<&'a str> {
+        match value {
+            None => {
+                self.push(field, "is required");
+                None
+            }
+            Some(v) => match rule(v) {
+                Ok(()) => Some(v),
+                Err(message) => {
+                    self.push(field, message);
+                    None
+                }
+            },
+        }
+    }
+
+    /// 422 naming every bad field, or Ok when there were none.
+    pub fn into_result(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let message = self
+            .0
+            .iter()
+            .map(|(f, m)| format!("{f}: {m}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(ApiError::new(
+            422,
+            "invalid_request_error",
+            "invalid_fields",
+            message,
+        ))
+    }
+}
+
+/// Team names: 1–64 of letters, digits, `.`, `_`, `-`, starting with a letter or digit, and not
+/// shaped like a team id (`tm_…`) so `{team}` in a path is never ambiguous.
+pub fn valid_team_name(name: &str) -> Result<(), String> {
+    valid_name(name)?;
+    if name.starts_with("tm_") {
+        return Err("must not start with 'tm_' (reserved for team ids)".into());
+    }
+    Ok(())
+}
+
+pub fn valid_key_name(name: &str) -> Result<(), String> {
+    valid_name(name)
+}
+
+fn valid_name(name: &str) -> Result<(), String> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    let ok_start = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric());
+    if name.is_empty() || name.len() > 64 || !ok_chars || !ok_start {
+        return Err(
+            "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Cost centres are free text from finance systems: 1–64 printable characters.
+pub fn valid_cost_centre(cc: &str) -> Result<(), String> {
+    if cc.trim().is_empty() || cc.len() > 64 || cc.chars().any(char::is_control) {
+        return Err("must be 1-64 printable characters".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_every_bad_field() {
+        let mut errors = FieldErrors::default();
+        errors.check("name", Some("tm_x"), valid_team_name);
+        errors.check("cost_centre", Some(""), valid_cost_centre);
+        errors.check("other", None, valid_key_name);
+        let err = errors.into_result().unwrap_err();
+        assert_eq!(err.status, 422);
+        for f in ["name:", "cost_centre:", "other: is required"] {
+            assert!(err.message.contains(f), "{}", err.message);
+        }
+        assert!(
+            valid_team_name("platform").is_ok()
+                && valid_team_name("-x").is_err()
+                && valid_team_name("a b").is_err()
+        );
+    }
+}
