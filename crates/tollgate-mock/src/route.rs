@@ -138,7 +138,7 @@ pub(crate) async fn handle(
         Some(status) => Reply::Json(status, failure_json(status).into()),
         None => route(&state, &parts, &raw, &knobs),
     };
-    let response = match reply {
+    let mut response = match reply {
         Reply::Json(status, json) => json_response(status, json),
         Reply::Stream(script) => {
             // Created before the first-byte delay so a client that gives up while waiting
@@ -150,6 +150,13 @@ pub(crate) async fn handle(
             sse_response(SseBody::new(script, pacing, Arc::clone(&state)))
         }
     };
+    // As the real API does: a request id on every answer, and Codex's sticky routing token
+    // (`x-codex-turn-state`) echoed back so clients and gateways can be checked to pass it.
+    let headers = response.headers_mut();
+    headers.insert("x-request-id", HeaderValue::from(state.next_id()));
+    if let Some(turn_state) = parts.headers.get("x-codex-turn-state") {
+        headers.insert("x-codex-turn-state", turn_state.clone());
+    }
     if !knobs.first_byte_delay.is_zero() {
         tokio::time::sleep(knobs.first_byte_delay).await;
     }

@@ -3,7 +3,12 @@
 //! Postgres database), and the project's mock upstream. Nothing is mocked but the LLM.
 
 // A test harness: failing loudly at the first broken step is what a test wants.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -95,7 +100,10 @@ pub async fn start_gateway(database_url: &str, upstream: &str) -> Running {
 }
 
 pub fn test_config(database_url: &str, upstream: &str) -> Config {
-    let mut config = Config { listen: "127.0.0.1:0".into(), ..Config::default() };
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        ..Config::default()
+    };
     config.upstream.url = upstream.into();
     config.store.database_url = database_url.into();
     config.store.migrate_on_start = Some(true);

@@ -3,7 +3,12 @@
 //! cannot, these tests fail and say why — they never skip.
 
 // Integration tests: shared helpers fail loudly, and read whole (small) test responses.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,7 +3,12 @@
 //! within a second on every other gateway sharing the database.
 
 // Integration tests: shared helpers fail loudly, and read whole (small) test responses.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,12 @@
 //! replaces the team key, and bad requests get OpenAI-shaped errors without reaching upstream.
 
 // Integration tests: shared helpers fail loudly, and read whole (small) test responses.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::disallowed_methods)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -37,6 +42,7 @@ async fn codex_turn_streams_through_with_upstream_key_headers_and_query() {
         bearer(&key),
         ("openai-organization", "org-123".into()),
         ("x-request-id", "req-abc".into()),
+        ("x-codex-turn-state", "sticky-42".into()),
     ];
     let codex = codex_headers();
     headers.extend(codex.iter().map(|(k, v)| (k.as_str(), v.clone())));
@@ -57,6 +63,14 @@ async fn codex_turn_streams_through_with_upstream_key_headers_and_query() {
         String::from_utf8_lossy(&reply.body)
     );
     assert_eq!(reply.headers["content-type"], "text/event-stream");
+    assert_eq!(
+        reply.headers["x-codex-turn-state"], "sticky-42",
+        "turn state must pass back to Codex"
+    );
+    assert!(
+        reply.headers.contains_key("x-request-id"),
+        "upstream response headers must pass back"
+    );
     let text = String::from_utf8(reply.body.to_vec()).unwrap();
     assert!(text.starts_with("event: response.created\n"), "{text}");
     assert!(text.contains("event: response.completed\n"), "{text}");

@@ -1,0 +1,437 @@
+//! The `tollgate` executable as operators run it: help on every command, bad configuration
+//! refused with every problem named (exit 64), keys managed from the CLI taking effect on a
+//! running gateway, `serve`, `demo` and `mock-upstream` end to end.
+
+// Integration tests: shared helpers fail loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use tollgate_tests::{Backend, Harness, HttpClient, Reply, bearer, eventually};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+
+/// Runs the binary to completion with a clean environment plus `env`.
+fn tollgate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("tollgate runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["demo", "--help"],
+        vec!["migrate", "--help"],
+        vec!["mock-upstream", "--help"],
+        vec!["team", "--help"],
+        vec!["team", "create", "--help"],
+        vec!["team", "list", "--help"],
+        vec!["key", "--help"],
+        vec!["key", "create", "--help"],
+        vec!["key", "list", "--help"],
+        vec!["key", "revoke", "--help"],
+    ] {
+        let out = tollgate(&args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("Usage: tollgate"),
+            "{args:?}: {}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn invalid_configuration_names_every_problem_and_exits_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tollgate.toml");
+    std::fs::write(&file, "listen = \"localhost\"\n[upstream]\nurl = \"ftp://example\"\nresponse_timeout_ms = 0\n[tls]\ncert_file = \"/nope/cert.pem\"\n").unwrap();
+    let out = tollgate(
+        &["serve", "--config", file.to_str().unwrap()],
+        &[("DATABASE_URL", "mysql://x")],
+    );
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let err = stderr(&out);
+    for field in [
+        "listen:",
+        "upstream.url:",
+        "upstream.response_timeout_ms:",
+        "tls:",
+        "tls.cert_file:",
+        "store.database_url:",
+        "upstream key:",
+    ] {
+        assert!(err.contains(field), "{field} not reported in:\n{err}");
+    }
+
+    std::fs::write(&file, "[upstream]\nurll = \"https://x\"\n").unwrap();
+    let out = tollgate(&["serve", "--config", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("urll"), "{}", stderr(&out));
+
+    let out = tollgate(&["serve", "--config", "/does/not/exist.toml"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+}
+
+async fn call(http: &HttpClient, h: &Harness, key: &str) -> Reply {
+    http.send(
+        Method::POST,
+        &format!("{}/v1/chat/completions", h.base()),
+        &[bearer(key)],
+        json!({"model":"gpt-5.5","messages":[{"role":"user","content":"hi"}]}).to_string(),
+    )
+    .await
+}
+
+async fn keys_managed_from_the_cli_reach_a_running_gateway(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let db = [("DATABASE_URL", h.db.url.as_str())];
+    let team = tollgate(
+        &[
+            "team",
+            "create",
+            "platform",
+            "--cost-centre",
+            "CC-1042",
+            "--json",
+        ],
+        &db,
+    );
+    assert!(team.status.success(), "{}", stderr(&team));
+    let team: serde_json::Value = serde_json::from_str(&stdout(&team)).unwrap();
+    assert_eq!(
+        (team[0]["name"].clone(), team[0]["cost_centre"].clone()),
+        (json!("platform"), json!("CC-1042"))
+    );
+    let dup = tollgate(&["team", "create", "platform"], &db);
+    assert!(
+        !dup.status.success() && stderr(&dup).contains("platform"),
+        "{}",
+        stderr(&dup)
+    );
+
+    let created = tollgate(
+        &["key", "create", "--team", "platform", "--name", "ci"],
+        &db,
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let secret = stdout(&created).trim().to_string();
+    assert!(secret.starts_with("tg-"), "{secret}");
+    assert!(stderr(&created).contains("shown once"));
+    // Created by another process: the gateway's cache picks it up within a second.
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            call(&h.http, &h, &secret).await.status == StatusCode::OK
+        })
+        .await,
+        "CLI-created key never worked"
+    );
+
+    let listed = tollgate(&["key", "list", "--team", "platform"], &db);
+    let table = stdout(&listed);
+    assert!(
+        table.starts_with("ID") && table.contains("active") && !table.contains(&secret[15..]),
+        "{table}"
+    );
+
+    let id = secret.split('-').nth(1).unwrap();
+    let revoked = tollgate(&["key", "revoke", id, "--json"], &db);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            call(&h.http, &h, &secret).await.status == StatusCode::UNAUTHORIZED
+        })
+        .await,
+        "CLI-revoked key still works after 1 s"
+    );
+    let missing = tollgate(&["key", "revoke", "nosuchkey123"], &db);
+    assert!(
+        !missing.status.success() && stderr(&missing).contains("no key"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_keys_managed_from_the_cli_reach_a_running_gateway() {
+    keys_managed_from_the_cli_reach_a_running_gateway(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_keys_managed_from_the_cli_reach_a_running_gateway() {
+    keys_managed_from_the_cli_reach_a_running_gateway(Backend::Postgres).await;
+}
+
+/// A long-running child whose stdout and stderr lines are read as they come.
+struct Child {
+    child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Child {
+    fn spawn(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Child {
+        let mut cmd = tokio::process::Command::new(BIN);
+        cmd.args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawns");
+        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let err = BufReader::new(child.stderr.take().unwrap());
+        for mut reader in [
+            Box::new(out) as Box<dyn tokio::io::AsyncBufRead + Unpin + Send>,
+            Box::new(err),
+        ] {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut line = String::new();
+                while reader.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let _ = tx.send(std::mem::take(&mut line));
+                }
+            });
+        }
+        Child { child, lines }
+    }
+
+    /// Collects output until a line matches `done`; returns everything read so far.
+    async fn read_until(&mut self, done: impl Fn(&str) -> bool) -> String {
+        let mut seen = String::new();
+        let wait = async {
+            while let Some(line) = self.lines.recv().await {
+                seen.push_str(&line);
+                if done(&line) {
+                    return true;
+                }
+            }
+            false
+        };
+        let found = tokio::time::timeout(Duration::from_secs(30), wait)
+            .await
+            .unwrap_or(false);
+        assert!(found, "expected output never came; got:\n{seen}");
+        seen
+    }
+
+    /// SIGTERM, then the exit status.
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("exits after SIGTERM")
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_prints_a_generated_admin_token_once_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = tollgate_mock::start(
+        "127.0.0.1:0".parse().unwrap(),
+        tollgate_mock::MockOptions::default(),
+    )
+    .await
+    .unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let upstream = mock.base_url();
+    let env = [
+        ("TOLLGATE_LISTEN", listen.as_str()),
+        ("TOLLGATE_UPSTREAM_URL", upstream.as_str()),
+        ("OPENAI_API_KEY", "sk-from-openai-env"),
+    ];
+    let mut serve = Child::spawn(&["serve"], &env, dir.path());
+    let out = serve
+        .read_until(|l| l.contains("tollgate is serving"))
+        .await;
+    assert!(
+        dir.path().join("tollgate.db").exists(),
+        "the embedded default is a SQLite file in the working directory"
+    );
+    let token = out
+        .split_whitespace()
+        .find(|w| w.starts_with("tga-"))
+        .unwrap_or_else(|| panic!("no admin token printed:\n{out}"))
+        .to_string();
+
+    let http = HttpClient::new();
+    let base = format!("http://{listen}");
+    let admin = [("authorization", format!("Bearer {token}"))];
+    let team = http
+        .json(
+            Method::POST,
+            &format!("{base}/admin/v1/teams"),
+            &admin,
+            json!({"name": "platform"}),
+        )
+        .await;
+    assert_eq!(team.status, StatusCode::CREATED, "{team:?}");
+    let key = http
+        .json(
+            Method::POST,
+            &format!("{base}/admin/v1/teams/platform/keys"),
+            &admin,
+            json!({"name":"ci"}),
+        )
+        .await
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = http
+        .send(
+            Method::GET,
+            &format!("{base}/v1/models"),
+            &[bearer(&key)],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        mock.requests().last().unwrap().header("authorization"),
+        Some("Bearer sk-from-openai-env"),
+        "OPENAI_API_KEY is the upstream key fallback"
+    );
+    assert!(
+        serve.terminate().await.success(),
+        "serve must exit 0 on SIGTERM"
+    );
+
+    // Second start on the same database: the token exists, so nothing is printed again.
+    let mut again = Child::spawn(&["serve"], &env, dir.path());
+    let out = again
+        .read_until(|l| l.contains("tollgate is serving"))
+        .await;
+    assert!(
+        !out.contains("tga-"),
+        "the admin token was printed twice:\n{out}"
+    );
+    assert!(again.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_runs_gateway_and_mock_with_a_working_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut demo = Child::spawn(&["demo", "--listen", &listen], &[], dir.path());
+    let out = demo.read_until(|l| l.contains("Ctrl-C to stop")).await;
+    let key = out
+        .split_whitespace()
+        .find(|w| w.starts_with("tg-"))
+        .unwrap_or_else(|| panic!("no key printed:\n{out}"))
+        .to_string();
+    assert!(
+        out.contains("[model_providers.tollgate]")
+            && out.contains("OPENAI_BASE_URL=")
+            && out.contains("curl"),
+        "{out}"
+    );
+    let http = HttpClient::new();
+    let reply = http
+        .send(
+            Method::POST,
+            &format!("http://{listen}/v1/chat/completions"),
+            &[bearer(&key)],
+            json!({"model":"gpt-5.5","messages":[{"role":"user","content":"hello"}]}).to_string(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    assert!(
+        reply.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert!(demo.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_upstream_command_speaks_the_openai_wire_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut mock = Child::spawn(
+        &["mock-upstream", "--listen", &listen, "--deltas", "3"],
+        &[],
+        dir.path(),
+    );
+    mock.read_until(|l| l.contains("mock upstream listening"))
+        .await;
+    let http = HttpClient::new();
+    let base = format!("http://{listen}");
+    let ok = eventually(Duration::from_secs(5), || async {
+        let models = http
+            .send(Method::GET, &format!("{base}/v1/models"), &[], "")
+            .await;
+        models.status == StatusCode::OK && models.json()["object"] == "list"
+    })
+    .await;
+    assert!(ok, "mock-upstream never served /v1/models");
+    let chat = http
+        .send(
+            Method::POST,
+            &format!("{base}/v1/chat/completions"),
+            &[],
+            json!({"model":"gpt-5.5","messages":[],"stream":true}).to_string(),
+        )
+        .await;
+    let text = String::from_utf8_lossy(&chat.body);
+    assert_eq!(text.matches("\"delta\":{\"content\"").count(), 3, "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let recorded = http
+        .send(Method::GET, &format!("{base}/__mock/requests"), &[], "")
+        .await
+        .json();
+    assert_eq!(recorded.as_array().map(Vec::len), Some(2));
+    assert!(mock.terminate().await.success());
+}
