@@ -36,6 +36,9 @@ pub struct UpstreamConfig {
     /// Longest wait for the upstream's response headers. Reasoning models can think for
     /// minutes before the first byte of a non-streamed answer, hence the generous default.
     pub response_timeout_ms: u64,
+    /// Longest silence tolerated inside a response body (between SSE events). Past it tollgate
+    /// closes the stream; Codex's own idle timeout is 300 s.
+    pub stream_idle_timeout_ms: u64,
     /// How long an idle pooled upstream connection is kept.
     pub pool_idle_timeout_ms: u64,
     /// Idle connections kept per upstream host.
@@ -63,6 +66,8 @@ pub struct LimitsConfig {
     pub max_header_bytes: usize,
     /// A client must send its request headers within this time (slowloris guard).
     pub header_read_timeout_ms: u64,
+    /// On shutdown, how long in-flight requests and streams may run before connections close.
+    pub drain_timeout_ms: u64,
 }
 
 /// The control-plane database.
@@ -120,6 +125,7 @@ impl Default for UpstreamConfig {
             url: DEFAULT_UPSTREAM_URL.into(),
             connect_timeout_ms: 10_000,
             response_timeout_ms: 600_000,
+            stream_idle_timeout_ms: 300_000,
             pool_idle_timeout_ms: 90_000,
             pool_max_idle_per_host: 256,
             ca_file: None,
@@ -133,6 +139,7 @@ impl Default for LimitsConfig {
             max_body_bytes: 32 * 1024 * 1024,
             max_header_bytes: 64 * 1024,
             header_read_timeout_ms: 30_000,
+            drain_timeout_ms: 30_000,
         }
     }
 }

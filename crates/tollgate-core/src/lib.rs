@@ -5,8 +5,14 @@ pub mod api_error;
 pub mod config;
 pub mod key_cache;
 pub mod keys;
+pub mod ledger;
+pub mod money;
 pub mod time;
+pub mod usage;
 
 pub use api_error::ApiError;
 pub use key_cache::{AuthError, KeyCache, KeyRecord, TeamInfo};
 pub use keys::{KeyHash, ParsedKey, SecretKind};
+pub use ledger::{LedgerEvent, LedgerSink, ToolCount};
+pub use money::Money;
+pub use usage::Usage;

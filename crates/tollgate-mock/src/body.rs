@@ -29,6 +29,9 @@ pub(crate) enum Script {
     Responses(responses::Stream),
     Chat(chat::Stream),
     Completions(completions::Stream),
+    /// `x-mock-malformed`: SSE that breaks the wire format (truncated JSON, a bare line, a
+    /// data line that is not JSON) and no terminating event, for gateways' fault tests.
+    Malformed,
 }
 
 impl Script {
@@ -38,6 +41,17 @@ impl Script {
             Script::Responses(s) => s.write_event(index, out),
             Script::Chat(s) => s.write_event(index, out),
             Script::Completions(s) => s.write_event(index, out),
+            Script::Malformed => {
+                let event: &[u8] = match index {
+                    0 => b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_x\"\n\n",
+                    1 => b"this line is not SSE at all\n\n",
+                    2 => b"event: response.output_text.delta\ndata: not json either\n\n",
+                    3 => b"data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":\"many\"}}}\n\n",
+                    _ => return false,
+                };
+                out.extend_from_slice(event);
+                true
+            }
         }
     }
 }

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Per-request header switches (they pass through the gateway): `x-mock-chunk-delay-ms`,
-//! `x-mock-first-byte-delay-ms`, `x-mock-status`, `x-mock-cut-after`, `x-mock-no-usage: 1`,
+//! `x-mock-first-byte-delay-ms`, `x-mock-status`, `x-mock-cut-after`, `x-mock-no-usage: 1`, `x-mock-malformed` (broken SSE or truncated JSON),
 //! `x-mock-deltas`. Control endpoints: `GET /__mock/requests`, `DELETE /__mock/requests`,
 //! `GET /__mock/stats`.
 //!

@@ -33,6 +33,7 @@ struct Knobs {
     cut_after: Option<usize>,
     no_usage: bool,
     deltas: usize,
+    malformed: bool,
 }
 
 fn header<T: FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
@@ -66,6 +67,7 @@ impl Knobs {
                 .and_then(failure_status),
             cut_after: header(headers, "x-mock-cut-after").or(opts.cut_after_events),
             no_usage,
+            malformed: headers.contains_key("x-mock-malformed"),
             deltas: header(headers, "x-mock-deltas")
                 .unwrap_or(opts.deltas)
                 .min(MAX_DELTAS),
@@ -136,6 +138,7 @@ pub(crate) async fn handle(
     let knobs = Knobs::new(&state.opts, &parts.headers);
     let reply = match knobs.fail_status {
         Some(status) => Reply::Json(status, failure_json(status).into()),
+        None if knobs.malformed => malformed(&raw),
         None => route(&state, &parts, &raw, &knobs),
     };
     let mut response = match reply {
@@ -204,6 +207,18 @@ fn route(state: &State, parts: &Parts, raw: &[u8], knobs: &Knobs) -> Reply {
         body_len: body.len(),
     };
     post(&ctx, &body)
+}
+
+/// `x-mock-malformed`: a 200 whose body breaks the wire format — SSE for a streaming request,
+/// truncated JSON otherwise.
+fn malformed(raw: &[u8]) -> Reply {
+    let streaming = serde_json::from_slice::<serde_json::Value>(raw)
+        .is_ok_and(|v| v.get("stream") == Some(&serde_json::Value::Bool(true)));
+    if streaming {
+        Reply::Stream(Script::Malformed)
+    } else {
+        Reply::ok(br#"{"id":"resp_malformed","object":"response","output":[{"type":"#.to_vec())
+    }
 }
 
 fn unknown_url(method: &Method, path: &str) -> Reply {

@@ -3,11 +3,15 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use std::future::Future;
+
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
 
 use tollgate_core::ApiError;
 
@@ -16,7 +20,7 @@ use tollgate_core::ApiError;
 #[derive(Debug)]
 pub enum ProxyBody {
     Full(Option<Bytes>),
-    Upstream(Incoming),
+    Upstream(UpstreamStream),
 }
 
 impl ProxyBody {
@@ -32,22 +36,22 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Upstream(body) => body.poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(bytes) => bytes.is_none(),
-            ProxyBody::Upstream(body) => body.is_end_stream(),
+            ProxyBody::Upstream(body) => body.body.is_end_stream(),
         }
     }
 
@@ -56,10 +60,67 @@ impl Body for ProxyBody {
             ProxyBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            ProxyBody::Upstream(body) => body.size_hint(),
+            ProxyBody::Upstream(body) => body.body.size_hint(),
         }
     }
 }
+
+/// The upstream's response body, passed through untouched, ended with an error when the
+/// upstream goes silent for longer than the idle timeout (a stalled stream must not hold a
+/// client and a connection forever; Codex itself gives up after 300 s and retries).
+#[derive(Debug)]
+pub struct UpstreamStream {
+    body: Incoming,
+    idle_timeout: Duration,
+    last_frame: Instant,
+    /// Armed lazily: a frame only records its time, so the timer is touched once per timeout
+    /// period rather than once per frame.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+/// The upstream sent nothing for the idle timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing for {0:?}; the stream was closed")]
+pub struct StreamIdle(pub Duration);
+
+impl UpstreamStream {
+    pub fn new(body: Incoming, idle_timeout: Duration) -> UpstreamStream {
+        UpstreamStream {
+            body,
+            idle_timeout,
+            last_frame: Instant::now(),
+            timer: None,
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                self.last_frame = Instant::now();
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => loop {
+                let deadline = self.last_frame + self.idle_timeout;
+                let timer = self
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                match timer.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(()) if Instant::now() >= deadline => {
+                        return Poll::Ready(Some(Err(Box::new(StreamIdle(self.idle_timeout)))));
+                    }
+                    // A frame arrived since the timer was armed: re-arm for the new deadline.
+                    Poll::Ready(()) => {}
+                }
+            },
+        }
+    }
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the gateway sends upstream: a body it read (to inspect, decode or rewrite) or the
 /// client's body streamed through under the size limit.
@@ -68,8 +129,6 @@ pub enum UpstreamBody {
     Full(Option<Bytes>),
     Streamed(Limited<Incoming>),
 }
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Body for UpstreamBody {
     type Data = Bytes;

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 
 use tollgate_core::ApiError;
 
-use crate::body::{ProxyBody, UpstreamBody};
+use crate::body::{ProxyBody, UpstreamBody, UpstreamStream};
 use crate::headers::strip_hop_by_hop;
 use crate::upstream::Upstream;
 
@@ -54,5 +54,8 @@ pub async fn forward(
     let response = upstream.send(request).await?;
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Ok(Response::from_parts(parts, ProxyBody::Upstream(body)))
+    Ok(Response::from_parts(
+        parts,
+        ProxyBody::Upstream(UpstreamStream::new(body, upstream.stream_idle_timeout())),
+    ))
 }

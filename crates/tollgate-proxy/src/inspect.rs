@@ -57,7 +57,15 @@ fn peek(body: &[u8]) -> Result<Peek, ApiError> {
             ApiError::invalid_json("the body must be a JSON object")
         });
     }
-    serde_json::from_slice::<Peek>(body).map_err(ApiError::invalid_json)
+    // Fields the peek skips are not checked for UTF-8 by serde; the upstream would reject
+    // the body, so refuse it here. (from_str then skips serde's own re-validation.)
+    let text = std::str::from_utf8(body).map_err(|e| {
+        ApiError::invalid_json(format!(
+            "the body is not valid UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })?;
+    serde_json::from_str::<Peek>(text).map_err(ApiError::invalid_json)
 }
 
 fn decode(body: &[u8], encoding: &str, limit: u64) -> Result<Bytes, ApiError> {
@@ -109,7 +117,13 @@ mod tests {
         .unwrap();
         assert_eq!(got.peek.model.as_deref(), Some("gpt-5.5"));
         assert!(got.peek.stream && !got.decoded);
-        for bad in [&b"{\"model\": "[..], b"[1]", b"", b"model=x"] {
+        for bad in [
+            &b"{\"model\": "[..],
+            b"[1]",
+            b"",
+            b"model=x",
+            b"{\"input\":\"\xff\"}",
+        ] {
             let err = inspect(Bytes::copy_from_slice(bad), None, 1000).unwrap_err();
             assert_eq!((err.status, err.code), (400, "invalid_json"), "{bad:?}");
         }

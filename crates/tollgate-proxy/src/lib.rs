@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod first_byte;
 pub mod forward;
 pub mod headers;
 pub mod inspect;

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::body::ProxyBody;
+use crate::first_byte::FirstByteDeadline;
 
 /// Limits applied to every client connection.
 #[derive(Clone)]
@@ -107,7 +108,10 @@ pub async fn serve<H, F>(
         match &options.tls {
             None => {
                 let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
+                    .serve_connection(
+                        TokioIo::new(FirstByteDeadline::new(stream, options.header_read_timeout)),
+                        service,
+                    )
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -131,7 +135,10 @@ pub async fn serve<H, F>(
                         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                     };
                     let conn = builder
-                        .serve_connection(TokioIo::new(tls), service)
+                        .serve_connection(
+                            TokioIo::new(FirstByteDeadline::new(tls, handshake_timeout)),
+                            service,
+                        )
                         .into_owned();
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");

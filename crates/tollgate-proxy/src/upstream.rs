@@ -41,6 +41,7 @@ pub struct Upstream {
     base_path: String,
     authorization: Option<HeaderValue>,
     response_timeout: Duration,
+    stream_idle_timeout: Duration,
 }
 
 impl Upstream {
@@ -88,7 +89,13 @@ impl Upstream {
             base_path,
             authorization,
             response_timeout: Duration::from_millis(config.response_timeout_ms),
+            stream_idle_timeout: Duration::from_millis(config.stream_idle_timeout_ms),
         })
+    }
+
+    /// Longest silence tolerated in a response body before the stream is closed.
+    pub fn stream_idle_timeout(&self) -> Duration {
+        self.stream_idle_timeout
     }
 
     /// The upstream URI for a client path (`/v1/...`) and query.

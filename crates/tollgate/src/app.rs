@@ -90,7 +90,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let options = ServerOptions {
         max_header_bytes: config.limits.max_header_bytes,
         header_read_timeout: Duration::from_millis(config.limits.header_read_timeout_ms),
-        drain_timeout: Duration::from_secs(30),
+        drain_timeout: Duration::from_millis(config.limits.drain_timeout_ms),
         tls,
     };
 

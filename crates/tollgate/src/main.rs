@@ -110,7 +110,10 @@ async fn mock_upstream(args: MockArgs) -> anyhow::Result<()> {
         deltas: args.deltas,
         record: !args.no_record,
     };
-    eprintln!("mock upstream listening on http://{addr}/v1");
-    tollgate_mock::run(addr, options, tollgate::shutdown_signal()).await?;
+    // Bind first, then announce: whoever waits for this line can connect at once.
+    let mock = tollgate_mock::start(addr, options).await?;
+    eprintln!("mock upstream listening on {}", mock.base_url());
+    tollgate::shutdown_signal().await;
+    drop(mock);
     Ok(())
 }

@@ -14,6 +14,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
+use http_body_util::BodyExt;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -434,4 +435,116 @@ async fn mock_upstream_command_speaks_the_openai_wire_format() {
         .json();
     assert_eq!(recorded.as_array().map(Vec::len), Some(2));
     assert!(mock.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_streams_refuses_new_connections_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mock = tollgate_mock::start(
+        "127.0.0.1:0".parse().unwrap(),
+        tollgate_mock::MockOptions::default(),
+    )
+    .await
+    .unwrap();
+    let config = dir.path().join("tollgate.toml");
+    std::fs::write(&config, "[limits]\ndrain_timeout_ms = 3000\n").unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let upstream = mock.base_url();
+    let env = [
+        ("TOLLGATE_LISTEN", listen.as_str()),
+        ("TOLLGATE_UPSTREAM_URL", upstream.as_str()),
+        ("TOLLGATE_UPSTREAM_KEY", "sk-up"),
+        ("TOLLGATE_ADMIN_TOKEN", "tga-admin-for-test"),
+    ];
+    let mut serve = Child::spawn(
+        &["serve", "--config", config.to_str().unwrap()],
+        &env,
+        dir.path(),
+    );
+    serve
+        .read_until(|l| l.contains("tollgate is serving"))
+        .await;
+
+    let http = HttpClient::new();
+    let base = format!("http://{listen}");
+    let admin = [("authorization", "Bearer tga-admin-for-test".to_string())];
+    http.json(
+        Method::POST,
+        &format!("{base}/admin/v1/teams"),
+        &admin,
+        json!({"name": "platform"}),
+    )
+    .await;
+    let key = http
+        .json(
+            Method::POST,
+            &format!("{base}/admin/v1/teams/platform/keys"),
+            &admin,
+            json!({}),
+        )
+        .await
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = json!({"model":"gpt-5.5","input":"hi","stream":true}).to_string();
+    // One stream that ends within the drain deadline (~1 s), one that would run a minute.
+    let short = http
+        .start(
+            Method::POST,
+            &format!("{base}/v1/responses"),
+            &[
+                bearer(&key),
+                ("x-mock-chunk-delay-ms", "100".into()),
+                ("x-mock-deltas", "8".into()),
+            ],
+            body.clone(),
+        )
+        .await;
+    let long = http
+        .start(
+            Method::POST,
+            &format!("{base}/v1/responses"),
+            &[bearer(&key), ("x-mock-chunk-delay-ms", "60000".into())],
+            body,
+        )
+        .await;
+    let short =
+        tokio::spawn(async move { short.into_body().collect().await.map(|b| b.to_bytes()) });
+    let long = tokio::spawn(async move { long.into_body().collect().await.map(|b| b.to_bytes()) });
+
+    let pid = serve.child.id().unwrap().to_string();
+    let signalled = std::time::Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let refused = eventually(Duration::from_secs(2), || async {
+        tokio::net::TcpStream::connect(&listen).await.is_err()
+    })
+    .await;
+    assert!(refused, "new connections still accepted after SIGTERM");
+
+    let short = short.await.unwrap().expect("the in-flight stream finishes");
+    assert!(
+        String::from_utf8_lossy(&short).contains("event: response.completed"),
+        "in-flight stream was cut"
+    );
+    assert!(
+        long.await.unwrap().is_err(),
+        "a stream past the drain deadline is closed, not left hanging"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), serve.child.wait())
+        .await
+        .expect("exits")
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        signalled.elapsed()
+    );
 }
