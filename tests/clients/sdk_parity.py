@@ -51,7 +51,12 @@ for name, call in CALLS.items():
     want, got = call(direct), call(gateway)
     if normalise(want) != normalise(got):
         failures += 1
-        print(f"MISMATCH {name}\n direct:  {json.dumps(normalise(want))[:2000]}\n gateway: {json.dumps(normalise(got))[:2000]}")
+        a, b = normalise(want), normalise(got)
+        if isinstance(a, list) and isinstance(b, list):
+            diff = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            print(f"MISMATCH {name}: {len(a)} vs {len(b)} items, first difference at {diff}")
+            a, b = a[diff:diff + 1], b[diff:diff + 1]
+        print(f"MISMATCH {name}\n direct:  {json.dumps(a)[:3000]}\n gateway: {json.dumps(b)[:3000]}")
     elif not CHECKS[name](got):
         failures += 1
         print(f"EMPTY {name}: {json.dumps(normalise(got))[:2000]}")

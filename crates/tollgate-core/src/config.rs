@@ -20,6 +20,8 @@ pub struct Config {
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
     pub store: StoreConfig,
+    pub pricing: PricingConfig,
+    pub ledger: LedgerConfig,
     /// Secrets, filled from the environment only (never read from the file).
     #[serde(skip)]
     pub secrets: Secrets,
@@ -83,6 +85,41 @@ pub struct StoreConfig {
     pub key_refresh_ms: u64,
 }
 
+/// Where prices come from.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PricingConfig {
+    /// A price table file (format: `config/prices.toml`). Unset: the table shipped with this
+    /// tollgate release. Validated at start; any problem stops the gateway.
+    pub file: Option<String>,
+}
+
+/// The spend ledger writer.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Append-only file where settled calls wait while the database is unreachable; replayed
+    /// (idempotently) when it is back and on the next start.
+    pub spool_path: String,
+    /// Settled calls queued in memory for the writer before they go to the spool instead.
+    pub queue_capacity: usize,
+    /// Rows per database transaction.
+    pub batch_rows: usize,
+    /// Longest a settled call waits in memory before its batch is written.
+    pub flush_ms: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> LedgerConfig {
+        LedgerConfig {
+            spool_path: "tollgate-ledger.spool".into(),
+            queue_capacity: 65_536,
+            batch_rows: 500,
+            flush_ms: 50,
+        }
+    }
+}
+
 /// Credentials from the environment.
 #[derive(Clone, Default, PartialEq)]
 pub struct Secrets {
@@ -114,6 +151,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             store: StoreConfig::default(),
+            pricing: PricingConfig::default(),
+            ledger: LedgerConfig::default(),
             secrets: Secrets::default(),
         }
     }
@@ -261,10 +300,22 @@ impl Config {
                 self.limits.header_read_timeout_ms,
             ),
             ("store.key_refresh_ms", self.store.key_refresh_ms),
+            ("ledger.flush_ms", self.ledger.flush_ms),
+            ("ledger.queue_capacity", self.ledger.queue_capacity as u64),
+            ("ledger.batch_rows", self.ledger.batch_rows as u64),
         ] {
             if value == 0 {
                 problems.push(problem(field, "must be greater than 0"));
             }
+        }
+        if self.ledger.batch_rows > 5_000 {
+            problems.push(problem(
+                "ledger.batch_rows",
+                "must be at most 5000 (database parameter limits)",
+            ));
+        }
+        if self.ledger.spool_path.trim().is_empty() {
+            problems.push(problem("ledger.spool_path", "must be a file path"));
         }
         if self.limits.max_header_bytes < 8192 {
             problems.push(problem("limits.max_header_bytes", "must be at least 8192"));

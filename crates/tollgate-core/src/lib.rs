@@ -7,6 +7,7 @@ pub mod key_cache;
 pub mod keys;
 pub mod ledger;
 pub mod money;
+pub mod pricing;
 pub mod time;
 pub mod usage;
 
@@ -15,4 +16,5 @@ pub use key_cache::{AuthError, KeyCache, KeyRecord, TeamInfo};
 pub use keys::{KeyHash, ParsedKey, SecretKind};
 pub use ledger::{LedgerEvent, LedgerSink, ToolCount};
 pub use money::Money;
+pub use pricing::{PriceEntry, PriceTable, Priced, UnpricedPolicy};
 pub use usage::Usage;

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Nano-USD. `i64` holds ±9.2 billion dollars, beyond any report tollgate will sum.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Money(pub i64);
 
@@ -32,7 +34,11 @@ impl Money {
         let whole = abs / NANOS_PER_USD as u64;
         let frac = format!("{:09}", abs % NANOS_PER_USD as u64);
         let trimmed = frac.trim_end_matches('0');
-        let frac = if trimmed.len() < 2 { &frac[..2] } else { trimmed };
+        let frac = if trimmed.len() < 2 {
+            &frac[..2]
+        } else {
+            trimmed
+        };
         format!("{sign}{whole}.{frac}")
     }
 
@@ -50,8 +56,16 @@ impl Money {
         if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-        let frac_nanos: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let frac_nanos: i64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<9}").parse().ok()?
+        };
         let nanos = whole.checked_mul(NANOS_PER_USD)?.checked_add(frac_nanos)?;
         Some(Money(if negative { -nanos } else { nanos }))
     }

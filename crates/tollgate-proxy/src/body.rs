@@ -13,6 +13,8 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use crate::meter::Metered;
+
 use tollgate_core::ApiError;
 
 /// What the gateway sends back to its client: a buffer it built itself (errors, admin JSON) or
@@ -20,7 +22,7 @@ use tollgate_core::ApiError;
 #[derive(Debug)]
 pub enum ProxyBody {
     Full(Option<Bytes>),
-    Upstream(UpstreamStream),
+    Upstream(Box<Metered>),
 }
 
 impl ProxyBody {
@@ -51,7 +53,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Full(bytes) => bytes.is_none(),
-            ProxyBody::Upstream(body) => body.body.is_end_stream(),
+            ProxyBody::Upstream(_) => false,
         }
     }
 
@@ -60,7 +62,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            ProxyBody::Upstream(body) => body.body.size_hint(),
+            ProxyBody::Upstream(body) => body.size_hint(),
         }
     }
 }
@@ -84,6 +86,10 @@ pub struct UpstreamStream {
 pub struct StreamIdle(pub Duration);
 
 impl UpstreamStream {
+    pub fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+
     pub fn new(body: Incoming, idle_timeout: Duration) -> UpstreamStream {
         UpstreamStream {
             body,
@@ -93,7 +99,10 @@ impl UpstreamStream {
         }
     }
 
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    pub fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match Pin::new(&mut self.body).poll_frame(cx) {
             Poll::Ready(frame) => {
                 self.last_frame = Instant::now();

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 
 use tollgate_core::ApiError;
 
-use crate::body::{ProxyBody, UpstreamBody, UpstreamStream};
+use crate::body::{UpstreamBody, UpstreamStream};
 use crate::headers::strip_hop_by_hop;
 use crate::upstream::Upstream;
 
@@ -27,7 +27,7 @@ pub async fn forward(
     upstream: &Upstream,
     mut parts: Parts,
     body: OutgoingBody,
-) -> Result<Response<ProxyBody>, ApiError> {
+) -> Result<Response<UpstreamStream>, ApiError> {
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let uri = upstream.uri_for(path_and_query)?;
     strip_hop_by_hop(&mut parts.headers);
@@ -56,6 +56,6 @@ pub async fn forward(
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(
         parts,
-        ProxyBody::Upstream(UpstreamStream::new(body, upstream.stream_idle_timeout())),
+        UpstreamStream::new(body, upstream.stream_idle_timeout()),
     ))
 }

@@ -5,7 +5,6 @@ use std::io::Read;
 
 use bytes::Bytes;
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 use tollgate_core::ApiError;
 
@@ -18,7 +17,13 @@ pub struct Peek {
     pub max_output_tokens: Option<u64>,
     pub max_tokens: Option<u64>,
     pub max_completion_tokens: Option<u64>,
-    pub stream_options: Option<IgnoredAny>,
+    pub stream_options: Option<StreamOptions>,
+}
+
+/// `stream_options`, as far as tollgate cares.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+pub struct StreamOptions {
+    pub include_usage: Option<bool>,
 }
 
 /// A decoded request body and what was learned from it.

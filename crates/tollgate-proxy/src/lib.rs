@@ -5,31 +5,44 @@
 //!        ─► route    /v1/* only; WebSocket upgrade → 426 so Codex falls back to HTTP
 //!        ─► auth     Bearer team key → SHA-256 → in-memory KeyCache            (auth.rs)
 //!        ─► inspect  read + decode the JSON body once, peek model/stream       (inspect.rs)
+//!        ─► admit    the model has a price (or the unpriced policy allows it)
 //!        ─► forward  swap in the upstream key, stream the response back        (forward.rs)
+//!        ─► meter    read usage and tool calls from frames as they pass        (meter.rs)
+//!        ─► settle   usage → price → one ledger event, exactly once           (settle.rs)
 //! ```
-//! Nothing here touches the database: the key cache is filled and kept fresh by the store.
+//! Nothing here touches the database: the key cache is filled and kept fresh by the store, and
+//! settled calls go to a non-blocking ledger sink.
 
+pub mod attribution;
 pub mod auth;
 pub mod body;
 pub mod first_byte;
 pub mod forward;
 pub mod headers;
 pub mod inspect;
+pub mod meter;
 pub mod route;
 pub mod server;
+pub mod settle;
 pub mod upstream;
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use tollgate_core::pricing::UnpricedPolicy;
 use tollgate_core::{ApiError, KeyCache};
 
+use attribution::Attribution;
 pub use body::ProxyBody;
 use forward::OutgoingBody;
+use meter::Metered;
 use route::Endpoint;
+use settle::Pending;
+pub use settle::Settler;
 pub use upstream::{Upstream, UpstreamSetupError};
 
 /// Everything the hot path needs, shared by all connections.
@@ -37,24 +50,54 @@ pub struct Gateway {
     pub keys: Arc<KeyCache>,
     pub upstream: Upstream,
     pub max_body_bytes: u64,
+    pub settler: Arc<Settler>,
 }
 
+const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
 impl Gateway {
-    /// Handles one `/v1/*` request. Every failure becomes an OpenAI-shaped error response.
+    /// Handles one `/v1/*` request. Every failure becomes an OpenAI-shaped error response, and
+    /// every response carries tollgate's request id (the ledger row's key).
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
-        match self.proxy(request).await {
+        let started = Instant::now();
+        let started_at_ms = tollgate_core::time::now_ms();
+        let request_id = attribution::new_request_id(started_at_ms);
+        let mut response = match self
+            .proxy(request, &request_id, started, started_at_ms)
+            .await
+        {
             Ok(response) => response,
             Err(error) => error_response(&error),
+        };
+        let headers = response.headers_mut();
+        // The upstream's own id stays available for support tickets with the provider.
+        if let Some(upstream_id) = headers.remove(REQUEST_ID) {
+            headers.insert(UPSTREAM_REQUEST_ID, upstream_id);
         }
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            headers.insert(REQUEST_ID, value);
+        }
+        response
     }
 
-    async fn proxy(&self, request: Request<Incoming>) -> Result<Response<ProxyBody>, ApiError> {
+    async fn proxy(
+        &self,
+        request: Request<Incoming>,
+        request_id: &str,
+        started: Instant,
+        started_at_ms: i64,
+    ) -> Result<Response<ProxyBody>, ApiError> {
         let endpoint = Endpoint::classify(request.method(), request.uri().path());
         if headers::wants_websocket(request.headers()) {
             return Err(ApiError::websocket_unsupported());
         }
-        let key = auth::authenticate(&self.keys, request.headers(), tollgate_core::time::now_ms())?;
-        let (parts, body) = request.into_parts();
+        let key = auth::authenticate(&self.keys, request.headers(), started_at_ms)?;
+        let (mut parts, body) = request.into_parts();
+        let attribution = Attribution::from_headers(&parts.headers);
+        let mut model_requested = None;
+        let mut strip_usage = false;
+        let mut request_body = None;
         let outgoing = if endpoint.reads_body() {
             let raw = body::read_limited(body, self.max_body_bytes).await?;
             let encoding = parts
@@ -62,10 +105,23 @@ impl Gateway {
                 .get(header::CONTENT_ENCODING)
                 .and_then(|v| v.to_str().ok());
             let inspected = inspect::inspect(raw, encoding, self.max_body_bytes)?;
-            tracing::debug!(team = %key.team.name, key = %key.id, endpoint = endpoint.label(),
-                model = inspected.peek.model.as_deref().unwrap_or(""), stream = inspected.peek.stream, "forwarding");
+            self.admit(inspected.peek.model.as_deref(), started_at_ms)?;
+            let (body, strip) =
+                if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
+                    meter::usage_option::ensure_usage_reported(inspected.body, &inspected.peek)?
+                } else {
+                    (inspected.body, false)
+                };
+            // The meter must read the body: ask for it uncompressed.
+            parts.headers.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+            model_requested = inspected.peek.model;
+            strip_usage = strip;
+            request_body = Some(body.clone());
             OutgoingBody::Read {
-                body: inspected.body,
+                body,
                 decoded: inspected.decoded,
             }
         } else {
@@ -77,7 +133,54 @@ impl Gateway {
                 limit: self.max_body_bytes,
             }
         };
-        forward::forward(&self.upstream, parts, outgoing).await
+        let pending = Pending {
+            request_id: request_id.to_string(),
+            started_at_ms,
+            started,
+            key,
+            endpoint,
+            model_requested,
+            attribution,
+            request_body,
+            settler: Arc::clone(&self.settler),
+        };
+        let response = match forward::forward(&self.upstream, parts, outgoing).await {
+            Ok(response) => response,
+            Err(error) => {
+                pending.settle_unanswered(error.status);
+                return Err(error);
+            }
+        };
+        let (mut parts, body) = response.into_parts();
+        let sse = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if strip_usage {
+            // The client will get fewer bytes than the upstream sent.
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        let metered = Metered::new(body, parts.status.as_u16(), sse, strip_usage, pending);
+        Ok(Response::from_parts(
+            parts,
+            ProxyBody::Upstream(Box::new(metered)),
+        ))
+    }
+
+    /// Admission: today, that the model can be priced (budgets and rate limits join here).
+    fn admit(&self, model: Option<&str>, now_ms: i64) -> Result<(), ApiError> {
+        let prices = &self.settler.prices;
+        match model {
+            Some(model) if prices.resolve(model, now_ms).is_none() && prices.unpriced_policy() == UnpricedPolicy::Reject => Err(ApiError::new(
+                400,
+                "invalid_request_error",
+                "model_not_priced",
+                format!("tollgate has no price for model '{model}', so it cannot meter this call. Ask your platform team to add it to the price table."),
+            )
+            .with_param("model")),
+            _ => Ok(()),
+        }
     }
 }
 

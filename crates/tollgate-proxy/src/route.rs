@@ -43,6 +43,11 @@ impl Endpoint {
         )
     }
 
+    /// Endpoints whose calls are priced from usage.
+    pub fn is_priced(self) -> bool {
+        self.reads_body()
+    }
+
     /// A stable, bounded label for logs and metrics.
     pub fn label(self) -> &'static str {
         match self {

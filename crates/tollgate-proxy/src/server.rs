@@ -15,6 +15,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::body::ProxyBody;
 use crate::first_byte::FirstByteDeadline;
@@ -84,6 +86,11 @@ pub async fn serve<H, F>(
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    // Connections are tracked so that, past the drain deadline, they are closed *here* — their
+    // bodies dropped and their calls settled — before the caller flushes the ledger, rather
+    // than whenever the runtime is torn down.
+    let connections = TaskTracker::new();
+    let hard_stop = CancellationToken::new();
     tokio::pin!(shutdown);
 
     loop {
@@ -105,18 +112,17 @@ pub async fn serve<H, F>(
             async move { Ok::<_, Infallible>(fut.await) }
         });
         let builder = Arc::clone(&builder);
+        let stop = hard_stop.clone();
         match &options.tls {
             None => {
-                let conn = builder
-                    .serve_connection(
-                        TokioIo::new(FirstByteDeadline::new(stream, options.header_read_timeout)),
-                        service,
-                    )
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                let io = TokioIo::new(FirstByteDeadline::new(stream, options.header_read_timeout));
+                let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+                connections.spawn(async move {
+                    tokio::select! {
+                        result = conn => if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        },
+                        () = stop.cancelled() => {}
                     }
                 });
             }
@@ -124,7 +130,7 @@ pub async fn serve<H, F>(
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
                 let handshake_timeout = options.header_read_timeout;
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream))
                         .await
                     {
@@ -134,14 +140,13 @@ pub async fn serve<H, F>(
                         }
                         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                     };
-                    let conn = builder
-                        .serve_connection(
-                            TokioIo::new(FirstByteDeadline::new(tls, handshake_timeout)),
-                            service,
-                        )
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    let io = TokioIo::new(FirstByteDeadline::new(tls, handshake_timeout));
+                    let conn = watcher.watch(builder.serve_connection(io, service).into_owned());
+                    tokio::select! {
+                        result = conn => if let Err(e) = result {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        },
+                        () = stop.cancelled() => {}
                     }
                 });
             }
@@ -157,4 +162,7 @@ pub async fn serve<H, F>(
             "drain deadline passed; closing remaining connections"
         );
     }
+    hard_stop.cancel();
+    connections.close();
+    connections.wait().await;
 }

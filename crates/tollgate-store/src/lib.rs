@@ -1,5 +1,6 @@
-//! tollgate's control-plane store: teams, team keys and admin tokens in PostgreSQL or SQLite, and
-//! the background sync that keeps the proxy's in-memory key cache fresh.
+//! tollgate's control-plane store: teams, team keys and admin tokens in PostgreSQL or SQLite, the
+//! background sync that keeps the proxy's in-memory key cache fresh, and the spend ledger with its
+//! batching writer, spool and rollups.
 //!
 //! One set of `$1`-placeholder SQL runs on both backends through sqlx's `Any` driver. Its types are
 //! the lowest common denominator, so ids are TEXT, times are epoch milliseconds and flags are 0/1
@@ -10,6 +11,7 @@ mod admin;
 mod error;
 mod key_sync;
 mod keys;
+pub mod ledger;
 mod store;
 mod teams;
 #[cfg(feature = "test-support")]
@@ -19,5 +21,9 @@ pub use admin::{AdminPrincipal, Role};
 pub use error::{Result, StoreError};
 pub use key_sync::KeySync;
 pub use keys::{ApiKey, IssuedKey, KeyChanges};
+pub use ledger::{
+    BatchOutcome, Ledger, LedgerOptions, LedgerRow, LedgerStats, LedgerWriter, SessionSummary,
+    Totals,
+};
 pub use store::{Backend, Store};
 pub use teams::Team;

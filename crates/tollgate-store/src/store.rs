@@ -1,6 +1,7 @@
 //! The connection pool: picking the backend from the URL, SQLite's file settings, migrations, and
 //! the revision bump every team or key change starts with.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -8,6 +9,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
 use crate::error::{Result, StoreError};
+use crate::ledger::LedgerCache;
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -52,6 +54,8 @@ impl Backend {
 pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
+    /// Ledger partitions and interned names known to exist, shared by clones.
+    pub(crate) ledger_cache: Arc<LedgerCache>,
 }
 
 impl Store {
@@ -93,7 +97,11 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::Connect(format!("{}: enabling WAL: {e}", redact(&url))))?;
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            ledger_cache: Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {

@@ -41,7 +41,7 @@ async fn migrations_run_twice_are_a_no_op(db: TestDb) {
         .fetch_one(&raw)
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2, "0001_control_plane and 0002_ledger");
     assert!(store.list_teams().await.unwrap().is_empty());
 }
 

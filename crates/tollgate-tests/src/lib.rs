@@ -86,6 +86,27 @@ impl Harness {
         format!("http://{}", self.gateway.addr)
     }
 
+    /// The ledger row of `request_id` from `GET /admin/v1/requests/{id}`, waiting up to 5 s
+    /// for the writer to land it.
+    pub async fn ledger_row(&self, request_id: &str) -> serde_json::Value {
+        let url = format!("{}/admin/v1/requests/{request_id}", self.base());
+        let admin = [("authorization", format!("Bearer {ADMIN_TOKEN}"))];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let reply = self.http.send(Method::GET, &url, &admin, "").await;
+            if reply.status == StatusCode::OK {
+                return reply.json();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no ledger row for {request_id}: {} {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Creates a team (if new) and a key through the admin API; returns the key's secret.
     pub async fn team_key(&self, team: &str) -> String {
         issue_key(&self.http, self.gateway.addr, team).await
@@ -109,6 +130,13 @@ pub fn test_config(database_url: &str, upstream: &str) -> Config {
     config.store.migrate_on_start = Some(true);
     config.store.key_refresh_ms = 100;
     config.secrets.upstream_key = Some(UPSTREAM_KEY.into());
+    // One spool per gateway process, as in production; two replicas must not share one.
+    let spool = std::env::temp_dir().join(format!(
+        "tollgate-test-{}.spool",
+        tollgate_core::keys::NewSecret::generate(tollgate_core::SecretKind::TeamKey).id
+    ));
+    config.ledger.spool_path = spool.display().to_string();
+    config.ledger.flush_ms = 5;
     config.secrets.admin_token = Some(ADMIN_TOKEN.into());
     config
 }

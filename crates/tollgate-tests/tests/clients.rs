@@ -178,3 +178,73 @@ async fn codex_cli_tool_call_turn_completes_through_tollgate() {
         "Codex did not send the tool output back: {follow_up}"
     );
 }
+
+/// The `thread.started` thread id and `turn.completed` usage Codex printed.
+fn codex_turn(stdout: &str) -> (String, serde_json::Value) {
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let thread = events
+        .iter()
+        .find(|e| e["type"] == "thread.started")
+        .and_then(|e| e["thread_id"].as_str())
+        .expect("thread.started")
+        .to_string();
+    let usage = events
+        .iter()
+        .find(|e| e["type"] == "turn.completed")
+        .map(|e| e["usage"].clone())
+        .expect("turn.completed");
+    (thread, usage)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_turn_is_metered_to_the_token_codex_reports() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("platform").await;
+    let (out, stdout) = codex_exec(&h, &key, "mock:exec run the command").await;
+    assert!(
+        out.status.success(),
+        "codex exec failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (thread, usage) = codex_turn(&stdout);
+    h.gateway.flush_ledger().await;
+    let session = h
+        .gateway
+        .store
+        .session(&thread)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no ledger session for Codex thread {thread}"));
+    let requests = h
+        .mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/v1/responses")
+        .count() as i64;
+    assert_eq!(session.requests, requests, "one row per Codex request");
+    assert_eq!(
+        (
+            session.input_tokens,
+            session.cached_input_tokens,
+            session.output_tokens,
+            session.reasoning_tokens
+        ),
+        (
+            usage["input_tokens"].as_i64().unwrap(),
+            usage["cached_input_tokens"].as_i64().unwrap(),
+            usage["output_tokens"].as_i64().unwrap(),
+            usage["reasoning_output_tokens"].as_i64().unwrap()
+        ),
+        "the ledger must agree with the usage Codex itself printed: {usage}"
+    );
+    assert!(session.cost_nanos > 0);
+    assert_eq!(
+        session.tools.get("exec_command"),
+        Some(&1),
+        "the scripted turn calls exec_command once: {:?}",
+        session.tools
+    );
+}

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use tollgate_core::{ApiError, KeyCache, KeyHash, KeyRecord, TeamInfo};
 use tollgate_proxy::body::read_limited;
 use tollgate_proxy::{ProxyBody, error_response, json_response};
-use tollgate_store::{AdminPrincipal, Role, Store, StoreError, Team};
+use tollgate_store::{AdminPrincipal, LedgerRow, Role, Store, StoreError, Team};
 
 use crate::validate::{FieldErrors, valid_cost_centre, valid_key_name, valid_team_name};
 
@@ -106,6 +106,12 @@ impl Admin {
                 None => Err(not_found("key", id)),
             },
             (&Method::DELETE, ["keys", id]) => self.revoke_key(id).await,
+            (&Method::GET, ["requests", id]) => {
+                match self.store.ledger_row(id).await.map_err(store_error)? {
+                    Some(row) => Ok((StatusCode::OK, request_view(&row))),
+                    None => Err(not_found("request", id)),
+                }
+            }
             _ => Err(ApiError::unknown_url(method.as_str(), &path)),
         }
     }
@@ -220,6 +226,19 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let body: Bytes = read_limited(request.into_body(), MAX_ADMIN_BODY).await?;
     serde_json::from_slice(&body).map_err(ApiError::invalid_json)
+}
+
+/// A ledger row as the admin API shows it: the row's fields, with tool calls as a
+/// `{"tool": count}` object.
+fn request_view(row: &LedgerRow) -> serde_json::Value {
+    let mut value = json(row);
+    let tools: serde_json::Map<String, serde_json::Value> = row
+        .tool_calls
+        .iter()
+        .map(|t| (t.name.clone(), t.count.into()))
+        .collect();
+    value["tool_calls"] = serde_json::Value::Object(tools);
+    value
 }
 
 fn json(value: impl serde::Serialize) -> serde_json::Value {

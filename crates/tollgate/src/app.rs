@@ -1,7 +1,8 @@
-//! Wiring a gateway process: store → key cache → upstream → listeners, and shutting it down.
+//! Wiring a gateway process: store → key cache → prices and ledger → upstream → listeners, and
+//! shutting it down in the order that loses nothing.
 //!
-//! Every background task is spawned on the app's `TaskTracker`, so shutdown can wait for all of
-//! them; nothing is spawned bare.
+//! Every background task is spawned on one of the app's `TaskTracker`s, so shutdown can wait
+//! for all of them; nothing is spawned bare.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use tokio_util::task::TaskTracker;
 use tollgate_core::KeyCache;
 use tollgate_core::config::Config;
 use tollgate_proxy::server::{self, ServerOptions};
-use tollgate_proxy::{Gateway, Upstream};
+use tollgate_proxy::{Gateway, Settler, Upstream};
+use tollgate_store::ledger::{Ledger, LedgerOptions};
 use tollgate_store::{KeySync, Store};
 
 use crate::router::Router;
@@ -33,6 +35,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("price table: {0}")]
+    Prices(String),
 }
 
 /// A running gateway: its addresses and the handle to stop it.
@@ -43,17 +47,32 @@ pub struct Running {
     pub generated_admin_token: Option<String>,
     pub store: Store,
     pub keys: Arc<KeyCache>,
+    pub ledger: Ledger,
+    settler: Arc<Settler>,
     cancel: CancellationToken,
-    tracker: TaskTracker,
+    /// The listeners, drained first on shutdown.
+    servers: TaskTracker,
+    /// Everything else (key sync, ledger writer).
+    tasks: TaskTracker,
 }
 
 impl Running {
-    /// Stops accepting, drains in-flight requests, stops background tasks.
+    /// Stops accepting and drains in-flight requests (their calls settle into the ledger), then
+    /// writes the ledger's queue to the database (or the spool), then stops background tasks.
     pub async fn shutdown(self) {
         self.cancel.cancel();
-        self.tracker.close();
-        self.tracker.wait().await;
+        self.servers.close();
+        self.servers.wait().await;
+        self.settler.drain().await;
+        self.ledger.shutdown().await;
+        self.tasks.close();
+        self.tasks.wait().await;
         self.store.close().await;
+    }
+
+    /// Returns once every call settled so far is in the database (or the spool).
+    pub async fn flush_ledger(&self) {
+        self.ledger.flush().await;
     }
 
     /// Resolves when shutdown has been requested (e.g. by a signal handler elsewhere).
@@ -64,6 +83,10 @@ impl Running {
 
 /// Starts a gateway from a validated config.
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    let prices = crate::config_load::load_prices(&config).map_err(|problems| {
+        let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        StartError::Prices(all.join("; "))
+    })?;
     let store = Store::connect(&config.store.database_url).await?;
     if config.migrate_on_start() {
         store.migrate().await?;
@@ -76,11 +99,22 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mut sync = KeySync::new(store.clone(), Arc::clone(&keys));
     sync.sync_once().await?;
 
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let servers = TaskTracker::new();
+
+    // Load the tokenizer's tables now, off the async threads, not on the first estimate.
+    tasks.spawn_blocking(tollgate_proxy::meter::estimate::warm_up);
+    let (ledger, writer) = Ledger::new(store.clone(), ledger_options(&config));
+    tasks.spawn(writer.run());
+    let settler = Arc::new(Settler::new(Arc::new(prices), ledger.sink()));
+
     let upstream = Upstream::new(&config.upstream, config.secrets.upstream_key.as_deref())?;
     let gateway = Arc::new(Gateway {
         keys: Arc::clone(&keys),
         upstream,
         max_body_bytes: config.limits.max_body_bytes,
+        settler: Arc::clone(&settler),
     });
 
     let tls = match (&config.tls.cert_file, &config.tls.key_file) {
@@ -105,39 +139,38 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
 
-    let cancel = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    let admin_separate = admin_listener.is_some();
+    let admin_on_main = admin_listener.is_none();
     let router = Arc::new(Router::new(
         Arc::clone(&gateway),
         store.clone(),
         Arc::clone(&keys),
-        !admin_separate,
+        admin_on_main,
     ));
-
     let main_router = Arc::clone(&router);
-    tracker.spawn(server::serve(
+    let route_main = move |req| {
+        let router = Arc::clone(&main_router);
+        async move { router.route(req).await }
+    };
+    servers.spawn(server::serve(
         listener,
         options.clone(),
-        move |req| {
-            let router = Arc::clone(&main_router);
-            async move { router.route(req).await }
-        },
+        route_main,
         cancel.clone().cancelled_owned(),
     ));
     if let Some(admin_listener) = admin_listener {
         let admin_router = Arc::clone(&router);
-        tracker.spawn(server::serve(
+        let route_admin = move |req| {
+            let router = Arc::clone(&admin_router);
+            async move { router.route_admin_listener(req).await }
+        };
+        servers.spawn(server::serve(
             admin_listener,
             options,
-            move |req| {
-                let router = Arc::clone(&admin_router);
-                async move { router.route_admin_listener(req).await }
-            },
+            route_admin,
             cancel.clone().cancelled_owned(),
         ));
     }
-    tracker.spawn(sync.run(
+    tasks.spawn(sync.run(
         Duration::from_millis(config.store.key_refresh_ms),
         cancel.clone().cancelled_owned(),
     ));
@@ -148,9 +181,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         generated_admin_token,
         store,
         keys,
+        ledger,
+        settler,
         cancel,
-        tracker,
+        servers,
+        tasks,
     })
+}
+
+fn ledger_options(config: &Config) -> LedgerOptions {
+    LedgerOptions {
+        capacity: config.ledger.queue_capacity,
+        batch_rows: config.ledger.batch_rows,
+        flush_interval: Duration::from_millis(config.ledger.flush_ms),
+        ..LedgerOptions::new(&config.ledger.spool_path)
+    }
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, StartError> {

@@ -28,6 +28,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let key = store.create_key(&team.id, "demo", None).await?;
     store.close().await;
 
+    let stop = crate::shutdown_signal();
     let running = app::start(config).await?;
     let base = format!("http://{}/v1", running.addr);
     let token = running
@@ -68,7 +69,7 @@ Ctrl-C to stop."#,
         db = db.display(),
         addr = running.addr,
     );
-    crate::shutdown_signal().await;
+    stop.await;
     running.shutdown().await;
     drop(mock);
     let _ = std::fs::remove_dir_all(&dir);

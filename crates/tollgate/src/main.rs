@@ -70,6 +70,7 @@ async fn run(cli: Cli) -> ExitCode {
 async fn serve(config: tollgate_core::config::Config) -> anyhow::Result<()> {
     let db = redact_url(&config.store.database_url);
     let upstream = config.upstream.url.clone();
+    let stop = tollgate::shutdown_signal();
     let running = app::start(config).await?;
     if let Some(token) = &running.generated_admin_token {
         eprintln!(
@@ -77,7 +78,7 @@ async fn serve(config: tollgate_core::config::Config) -> anyhow::Result<()> {
         );
     }
     tracing::info!(listen = %running.addr, admin = ?running.admin_addr, %upstream, database = %db, "tollgate is serving");
-    tollgate::shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown().await;
     Ok(())
@@ -111,9 +112,10 @@ async fn mock_upstream(args: MockArgs) -> anyhow::Result<()> {
         record: !args.no_record,
     };
     // Bind first, then announce: whoever waits for this line can connect at once.
+    let stop = tollgate::shutdown_signal();
     let mock = tollgate_mock::start(addr, options).await?;
     eprintln!("mock upstream listening on {}", mock.base_url());
-    tollgate::shutdown_signal().await;
+    stop.await;
     drop(mock);
     Ok(())
 }

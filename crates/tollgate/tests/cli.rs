@@ -509,6 +509,10 @@ async fn sigterm_drains_in_flight_streams_refuses_new_connections_and_exits_0() 
             body,
         )
         .await;
+    let id = |r: &http::Response<hyper::body::Incoming>| {
+        r.headers()["x-request-id"].to_str().unwrap().to_string()
+    };
+    let (short_id, long_id) = (id(&short), id(&long));
     let short =
         tokio::spawn(async move { short.into_body().collect().await.map(|b| b.to_bytes()) });
     let long = tokio::spawn(async move { long.into_body().collect().await.map(|b| b.to_bytes()) });
@@ -546,5 +550,32 @@ async fn sigterm_drains_in_flight_streams_refuses_new_connections_and_exits_0() 
         signalled.elapsed() < Duration::from_secs(10),
         "took {:?} to stop",
         signalled.elapsed()
+    );
+
+    // The ledger was flushed before exit: both calls are recorded — the finished one from the
+    // upstream's usage, the one cut at the deadline estimated.
+    let store = tollgate_store::Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("tollgate.db").display()
+    ))
+    .await
+    .unwrap();
+    let short_row = store
+        .ledger_row(&short_id)
+        .await
+        .unwrap()
+        .expect("drained call recorded");
+    assert!(
+        !short_row.estimated && short_row.cost_nanos > 0,
+        "{short_row:?}"
+    );
+    let long_row = store
+        .ledger_row(&long_id)
+        .await
+        .unwrap()
+        .expect("call cut at the drain deadline recorded");
+    assert!(
+        long_row.estimated && long_row.cost_nanos > 0,
+        "{long_row:?}"
     );
 }

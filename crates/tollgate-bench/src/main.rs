@@ -1,0 +1,102 @@
+//! `tollgate-bench`: starts the mock upstream, nginx and tollgate as separate processes, drives
+//! the same load through each, and prints a Markdown report (optionally to BENCHMARKS.md).
+
+mod client;
+mod error;
+mod lab;
+mod load;
+mod machine;
+mod micro;
+mod nginx;
+mod options;
+mod procs;
+mod procstat;
+mod report;
+mod scenario;
+mod stats;
+mod streams;
+mod suite;
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::lab::Lab;
+use crate::options::Options;
+use crate::report::Report;
+
+fn main() -> anyhow::Result<()> {
+    let opts = Options::parse().resolved();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(opts))
+}
+
+async fn run(opts: Options) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let command = options::command_line();
+    let tollgate = procs::tollgate_binary(opts.tollgate.as_deref())?;
+    let nginx_bin = nginx::find(opts.nginx.as_deref()).map_err(|e| e.to_string());
+    let mut machine = machine::Machine::describe(&tollgate, nginx_bin.as_deref().ok()).await;
+    if let Some(commit) = &opts.tollgate_commit {
+        machine.commit = Some(commit.clone());
+    }
+    eprintln!(
+        "tollgate-bench: {} cores, {} run(s), rates {:?} req/s, {} s windows; this takes a while",
+        machine.cores, opts.runs, opts.rates, opts.duration
+    );
+
+    let results = if opts.streams_only {
+        None
+    } else {
+        let mut lab = Lab::start(&tollgate, nginx_bin.as_deref(), &opts.targets).await?;
+        for u in &lab.unavailable {
+            eprintln!("{} will not be measured: {}", u.kind.label(), u.reason);
+        }
+        let results = suite::run(&mut lab, &opts).await;
+        lab.stop().await;
+        Some(results?)
+    };
+
+    let streams = if opts.streams > 0 {
+        eprintln!(
+            "concurrency: {} streams of ~{} s through a fresh tollgate",
+            opts.streams, opts.hold
+        );
+        let outcome = streams::run(&tollgate, &opts).await;
+        if let Ok(s) = &outcome {
+            eprintln!(
+                "concurrency: {} open at once, {:.1} KiB RSS per open stream, {} errors",
+                s.max_open,
+                s.per_stream_kib(),
+                s.errors.total()
+            );
+        }
+        Some(outcome.map_err(|e| e.to_string()))
+    } else {
+        None
+    };
+
+    let micro = micro::criterion_dir()
+        .map(|dir| micro::load(&dir))
+        .unwrap_or_default();
+    let report = report::render(&Report {
+        opts: &opts,
+        machine: &machine,
+        command,
+        results: results.as_ref(),
+        streams: streams.as_ref().map(|s| s.as_ref().map_err(Clone::clone)),
+        micro,
+        took: started.elapsed(),
+    });
+    print!("{report}");
+    if let Some(path) = &opts.write {
+        std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+    }
+    eprintln!("took {}", report::human_duration(started.elapsed()));
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! Phase 4, meter: the response body wrapper. Frames pass through untouched and unbuffered
+//! while the meter reads them — SSE `data:` lines as they go by, or a JSON body's frames kept by
+//! reference until its end — and it settles exactly once: at the end, on an upstream error, or
+//! when dropped because the client went away.
+
+pub mod estimate;
+pub mod lines;
+pub mod observe;
+pub mod strip;
+pub mod usage_option;
+
+use std::collections::VecDeque;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::Frame;
+
+use crate::body::{BoxError, UpstreamStream};
+use crate::route::Endpoint;
+use crate::settle::{Outcome, Pending};
+use lines::LineSplitter;
+use observe::{Observed, ResponsesStream};
+use strip::UsageChunkFilter;
+
+/// A non-streamed body larger than this is not parsed for usage (it is estimated instead).
+const MAX_JSON: usize = 32 * 1024 * 1024;
+
+/// How a response body is read.
+#[derive(Debug)]
+enum Reader {
+    ResponsesSse(LineSplitter, ResponsesStream),
+    ChatSse(LineSplitter),
+    Json {
+        endpoint: Endpoint,
+        frames: Vec<Bytes>,
+        len: usize,
+    },
+    /// Not metered beyond status and timing (models, pass-through endpoints, error bodies).
+    Opaque,
+}
+
+/// The upstream's body as the client receives it, metered on the way.
+pub struct Metered {
+    inner: UpstreamStream,
+    status: u16,
+    reader: Reader,
+    strip: Option<UsageChunkFilter>,
+    ready: VecDeque<Bytes>,
+    seen: Observed,
+    ttfb: Option<Duration>,
+    pending: Option<Pending>,
+}
+
+impl std::fmt::Debug for Metered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metered")
+            .field("status", &self.status)
+            .field("reader", &self.reader)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Metered {
+    /// `sse`: the response is an event stream. `strip`: tollgate added `include_usage` to a
+    /// chat stream the client did not ask usage for.
+    pub fn new(
+        inner: UpstreamStream,
+        status: u16,
+        sse: bool,
+        strip: bool,
+        pending: Pending,
+    ) -> Metered {
+        let success = (200..300).contains(&status);
+        let reader = match (pending.endpoint, sse) {
+            (_, _) if !success => Reader::Opaque,
+            (Endpoint::Responses, true) => {
+                Reader::ResponsesSse(LineSplitter::default(), ResponsesStream::default())
+            }
+            (Endpoint::ChatCompletions | Endpoint::Completions, true) => {
+                Reader::ChatSse(LineSplitter::default())
+            }
+            (endpoint, false) if endpoint.is_priced() => Reader::Json {
+                endpoint,
+                frames: Vec::new(),
+                len: 0,
+            },
+            _ => Reader::Opaque,
+        };
+        let strip = (strip && success && sse).then(UsageChunkFilter::default);
+        Metered {
+            inner,
+            status,
+            reader,
+            strip,
+            ready: VecDeque::new(),
+            seen: Observed::default(),
+            ttfb: None,
+            pending: Some(pending),
+        }
+    }
+
+    pub fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if let Some(bytes) = self.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if self.pending.is_none() && self.strip.is_none() {
+                return Poll::Ready(None);
+            }
+            match self.inner.poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.finish_reading();
+                    if let Some(mut filter) = self.strip.take() {
+                        let mut out = Vec::new();
+                        filter.finish(&mut out);
+                        self.ready.extend(out);
+                    }
+                    self.settle(Outcome::Complete);
+                    if self.ready.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    self.finish_reading();
+                    self.settle(Outcome::UpstreamBroke);
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if self.ttfb.is_none() {
+                        self.ttfb = self.pending.as_ref().map(|p| p.started.elapsed());
+                    }
+                    let Some(data) = frame.data_ref() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    self.observe(data);
+                    let Some(filter) = self.strip.as_mut() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let mut out = Vec::new();
+                    filter.feed(data, &mut out);
+                    self.ready.extend(out);
+                }
+            }
+        }
+    }
+
+    /// The upstream's size, unless tollgate edits the stream.
+    pub fn size_hint(&self) -> http_body::SizeHint {
+        if self.strip.is_some() {
+            http_body::SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
+    }
+
+    fn observe(&mut self, data: &Bytes) {
+        let seen = &mut self.seen;
+        match &mut self.reader {
+            Reader::ResponsesSse(lines, stream) => lines.feed(data, |line| stream.line(line, seen)),
+            Reader::ChatSse(lines) => lines.feed(data, |line| observe::chat_line(line, seen)),
+            Reader::Json { frames, len, .. } => {
+                *len += data.len();
+                if *len <= MAX_JSON {
+                    frames.push(data.clone());
+                } else {
+                    frames.clear();
+                }
+            }
+            Reader::Opaque => {}
+        }
+    }
+
+    fn finish_reading(&mut self) {
+        let seen = &mut self.seen;
+        match std::mem::replace(&mut self.reader, Reader::Opaque) {
+            Reader::ResponsesSse(mut lines, mut stream) => {
+                lines.finish(|line| stream.line(line, seen))
+            }
+            Reader::ChatSse(mut lines) => lines.finish(|line| observe::chat_line(line, seen)),
+            Reader::Json {
+                endpoint,
+                frames,
+                len,
+            } if len <= MAX_JSON => {
+                let joined;
+                let body: &[u8] = match frames.as_slice() {
+                    [one] => one,
+                    many => {
+                        joined = many.concat();
+                        &joined
+                    }
+                };
+                match endpoint {
+                    Endpoint::Responses => observe::response_json(body, seen),
+                    Endpoint::Embeddings => observe::embeddings_json(body, seen),
+                    _ => observe::chat_json(body, seen),
+                }
+            }
+            Reader::Json { .. } | Reader::Opaque => {}
+        }
+    }
+
+    fn settle(&mut self, outcome: Outcome) {
+        if let Some(pending) = self.pending.take() {
+            pending.settle(
+                self.status,
+                std::mem::take(&mut self.seen),
+                self.ttfb,
+                outcome,
+            );
+        }
+    }
+}
+
+impl Drop for Metered {
+    fn drop(&mut self) {
+        if self.pending.is_some() {
+            // The client went away mid-body: charge what was delivered.
+            self.finish_reading();
+            self.settle(Outcome::ClientGone);
+        }
+    }
+}

@@ -1,0 +1,470 @@
+//! What the meter learns from a response as it passes: usage, served model, service tier, tool
+//! calls and (for estimates) the text actually delivered. One reader per wire format; each
+//! parses only the events that carry what it needs, with borrowed, field-limited structs.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use tollgate_core::{ToolCount, Usage};
+
+/// The text kept for an estimate is capped; past it only its length grows the estimate.
+const MAX_TEXT: usize = 4 * 1024 * 1024;
+
+/// Everything observed in one response.
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub usage: Option<Usage>,
+    pub model: Option<String>,
+    pub service_tier: Option<String>,
+    pub tools: Vec<ToolCount>,
+    /// Output text delivered to the client (deltas), for a tokenizer estimate without usage.
+    pub text: String,
+    /// Bytes of delivered text beyond `MAX_TEXT`.
+    pub text_overflow: usize,
+}
+
+impl Observed {
+    fn push_text(&mut self, text: &str) {
+        if self.text.len() + text.len() <= MAX_TEXT {
+            self.text.push_str(text);
+        } else {
+            self.text_overflow += text.len();
+        }
+    }
+
+    fn count_tool(&mut self, name: &str) {
+        match self.tools.iter_mut().find(|t| t.name == name) {
+            Some(t) => t.count += 1,
+            None => self.tools.push(ToolCount {
+                name: name.to_string(),
+                count: 1,
+            }),
+        }
+    }
+
+    fn set_meta(&mut self, model: Option<Cow<'_, str>>, tier: Option<Cow<'_, str>>) {
+        if let Some(model) = model {
+            self.model = Some(model.into_owned());
+        }
+        if let Some(tier) = tier {
+            self.service_tier = Some(tier.into_owned());
+        }
+    }
+}
+
+// ---- Responses API ----
+
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    input_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<InputDetails>,
+    output_tokens: u64,
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
+}
+
+#[derive(Deserialize)]
+struct InputDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct OutputDetails {
+    #[serde(default)]
+    reasoning_tokens: u64,
+}
+
+impl From<ResponsesUsage> for Usage {
+    fn from(u: ResponsesUsage) -> Usage {
+        Usage {
+            input: u.input_tokens,
+            cached_input: u
+                .input_tokens_details
+                .map_or(0, |d| d.cached_tokens)
+                .min(u.input_tokens),
+            output: u.output_tokens,
+            reasoning: u
+                .output_tokens_details
+                .map_or(0, |d| d.reasoning_tokens)
+                .min(u.output_tokens),
+        }
+    }
+}
+
+/// A Response object (`response.*` events' `response`, or a non-streamed body).
+#[derive(Deserialize)]
+struct ResponseObject<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    service_tier: Option<Cow<'a, str>>,
+    usage: Option<ResponsesUsage>,
+    #[serde(default, borrow)]
+    output: Vec<OutputItem<'a>>,
+}
+
+#[derive(Deserialize)]
+struct OutputItem<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+}
+
+/// The tool name an output item counts as, if it is a tool call.
+fn tool_name<'a>(item: &'a OutputItem<'_>) -> Option<&'a str> {
+    match item.kind.as_ref() {
+        "function_call" | "custom_tool_call" => item.name.as_deref(),
+        "local_shell_call" => Some("local_shell"),
+        "web_search_call" => Some("web_search"),
+        "tool_search_call" => Some("tool_search"),
+        "file_search_call" => Some("file_search"),
+        "code_interpreter_call" => Some("code_interpreter"),
+        "image_generation_call" => Some("image_generation"),
+        "computer_call" => Some("computer"),
+        "mcp_call" => item.name.as_deref().or(Some("mcp")),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct ResponseEvent<'a> {
+    #[serde(borrow)]
+    response: Option<ResponseObject<'a>>,
+    #[serde(borrow)]
+    item: Option<OutputItem<'a>>,
+    #[serde(borrow)]
+    delta: Option<Cow<'a, str>>,
+}
+
+/// Reads a Responses API SSE stream.
+#[derive(Debug, Default)]
+pub struct ResponsesStream {
+    event: String,
+}
+
+impl ResponsesStream {
+    pub fn line(&mut self, line: &[u8], seen: &mut Observed) {
+        if let Some(name) = line.strip_prefix(b"event:") {
+            self.event.clear();
+            self.event.push_str(String::from_utf8_lossy(name).trim());
+            return;
+        }
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
+        let data = data.strip_prefix(b" ").unwrap_or(data);
+        // Events are named on their `event:` line; without one (some servers), peek at "type".
+        let kind = if self.event.is_empty() {
+            event_type(data)
+        } else {
+            Some(self.event.as_str())
+        };
+        match kind {
+            Some(
+                "response.completed"
+                | "response.failed"
+                | "response.incomplete"
+                | "response.created"
+                | "response.in_progress",
+            ) => {
+                if let Ok(ResponseEvent {
+                    response: Some(r), ..
+                }) = serde_json::from_slice(data)
+                {
+                    seen.set_meta(r.model, r.service_tier);
+                    if let Some(usage) = r.usage {
+                        seen.usage = Some(usage.into());
+                    }
+                }
+            }
+            Some("response.output_item.done") => {
+                if let Ok(ResponseEvent {
+                    item: Some(item), ..
+                }) = serde_json::from_slice(data)
+                    && let Some(name) = tool_name(&item)
+                {
+                    seen.count_tool(name);
+                }
+            }
+            Some(kind) if kind.ends_with(".delta") => {
+                if let Ok(ResponseEvent {
+                    delta: Some(delta), ..
+                }) = serde_json::from_slice(data)
+                {
+                    seen.push_text(&delta);
+                }
+            }
+            _ => {}
+        }
+        self.event.clear();
+    }
+}
+
+/// The `"type"` of an event whose `event:` line was missing.
+fn event_type(data: &[u8]) -> Option<&'static str> {
+    const KNOWN: [&str; 6] = [
+        "response.completed",
+        "response.failed",
+        "response.incomplete",
+        "response.output_item.done",
+        "response.created",
+        "response.output_text.delta",
+    ];
+    let text = std::str::from_utf8(data).ok()?;
+    KNOWN
+        .into_iter()
+        .find(|k| text.contains(&format!("\"type\":\"{k}\"")))
+}
+
+/// Reads a non-streamed Response object.
+pub fn response_json(body: &[u8], seen: &mut Observed) {
+    if let Ok(r) = serde_json::from_slice::<ResponseObject<'_>>(body) {
+        seen.set_meta(r.model, r.service_tier);
+        seen.usage = r.usage.map(Into::into);
+        for item in &r.output {
+            if let Some(name) = tool_name(item) {
+                seen.count_tool(name);
+            }
+        }
+    }
+}
+
+// ---- Chat Completions and legacy completions ----
+
+#[derive(Deserialize)]
+struct ChatUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<InputDetails>,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    completion_tokens_details: Option<OutputDetails>,
+}
+
+impl From<ChatUsage> for Usage {
+    fn from(u: ChatUsage) -> Usage {
+        Usage {
+            input: u.prompt_tokens,
+            cached_input: u
+                .prompt_tokens_details
+                .map_or(0, |d| d.cached_tokens)
+                .min(u.prompt_tokens),
+            output: u.completion_tokens,
+            reasoning: u
+                .completion_tokens_details
+                .map_or(0, |d| d.reasoning_tokens)
+                .min(u.completion_tokens),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatBody<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    service_tier: Option<Cow<'a, str>>,
+    usage: Option<ChatUsage>,
+    #[serde(default, borrow)]
+    choices: Vec<ChatChoice<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChatChoice<'a> {
+    #[serde(borrow)]
+    delta: Option<ChatMessage<'a>>,
+    #[serde(borrow)]
+    message: Option<ChatMessage<'a>>,
+    /// Legacy completions.
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChatMessage<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    tool_calls: Vec<ChatToolCall<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChatToolCall<'a> {
+    #[serde(borrow)]
+    function: Option<ChatFunction<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChatFunction<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+/// Whether one `data:` payload of a chat stream is the usage-only chunk that
+/// `stream_options.include_usage` adds (`"choices": []` and a usage object).
+pub fn is_usage_chunk(data: &[u8]) -> bool {
+    matches!(serde_json::from_slice::<ChatBody<'_>>(data), Ok(ChatBody { usage: Some(_), ref choices, .. }) if choices.is_empty())
+}
+
+/// Reads one chat/completions chunk or a whole non-streamed body.
+pub fn chat_json(data: &[u8], seen: &mut Observed) {
+    let Ok(body) = serde_json::from_slice::<ChatBody<'_>>(data) else {
+        return;
+    };
+    seen.set_meta(body.model, body.service_tier);
+    if let Some(usage) = body.usage {
+        seen.usage = Some(usage.into());
+    }
+    for choice in body.choices {
+        if let Some(text) = &choice.text {
+            seen.push_text(text);
+        }
+        for message in [choice.delta, choice.message].into_iter().flatten() {
+            if let Some(content) = &message.content {
+                seen.push_text(content);
+            }
+            for call in message.tool_calls {
+                let Some(function) = call.function else {
+                    continue;
+                };
+                // A streamed tool call names its function once, in its first delta.
+                if let Some(name) = &function.name {
+                    seen.count_tool(name);
+                }
+                if let Some(arguments) = &function.arguments {
+                    seen.push_text(arguments);
+                }
+            }
+        }
+    }
+}
+
+/// Reads one line of a chat/completions SSE stream.
+pub fn chat_line(line: &[u8], seen: &mut Observed) {
+    let Some(data) = line.strip_prefix(b"data:") else {
+        return;
+    };
+    let data = data.strip_prefix(b" ").unwrap_or(data);
+    if data != b"[DONE]" {
+        chat_json(data, seen);
+    }
+}
+
+// ---- Embeddings ----
+
+#[derive(Deserialize)]
+struct EmbeddingsBody<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    usage: Option<EmbeddingsUsage>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsUsage {
+    prompt_tokens: u64,
+}
+
+pub fn embeddings_json(body: &[u8], seen: &mut Observed) {
+    if let Ok(body) = serde_json::from_slice::<EmbeddingsBody<'_>>(body) {
+        seen.set_meta(body.model, None);
+        seen.usage = body.usage.map(|u| Usage {
+            input: u.prompt_tokens,
+            ..Usage::default()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_stream_yields_usage_tools_and_text() {
+        let mut reader = ResponsesStream::default();
+        let mut seen = Observed::default();
+        let lines: [&[u8]; 10] = [
+            b"event: response.created",
+            br#"data: {"type":"response.created","response":{"model":"gpt-5.5","usage":null}}"#,
+            b"event: response.output_text.delta",
+            br#"data: {"type":"response.output_text.delta","delta":"Hel"}"#,
+            b"event: response.output_item.done",
+            br#"data: {"type":"response.output_item.done","item":{"type":"function_call","name":"exec_command","arguments":"{}"}}"#,
+            b"event: response.output_item.done",
+            br#"data: {"type":"response.output_item.done","item":{"type":"custom_tool_call","name":"apply_patch"}}"#,
+            b"event: response.completed",
+            br#"data: {"type":"response.completed","response":{"model":"gpt-5.5-2026-04-01","service_tier":"default","usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":60,"cache_write_tokens":0},"output_tokens":20,"output_tokens_details":{"reasoning_tokens":8},"total_tokens":120}}}"#,
+        ];
+        for line in lines {
+            reader.line(line, &mut seen);
+        }
+        assert_eq!(
+            seen.usage,
+            Some(Usage {
+                input: 100,
+                cached_input: 60,
+                output: 20,
+                reasoning: 8
+            })
+        );
+        assert_eq!(seen.model.as_deref(), Some("gpt-5.5-2026-04-01"));
+        assert_eq!(seen.service_tier.as_deref(), Some("default"));
+        assert_eq!(seen.text, "Hel");
+        let tools: Vec<(&str, u32)> = seen
+            .tools
+            .iter()
+            .map(|t| (t.name.as_str(), t.count))
+            .collect();
+        assert_eq!(tools, [("exec_command", 1), ("apply_patch", 1)]);
+    }
+
+    #[test]
+    fn chat_chunks_yield_usage_and_the_usage_chunk_is_recognised() {
+        let mut seen = Observed::default();
+        chat_line(
+            br#"data: {"model":"gpt-5.5","choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+            &mut seen,
+        );
+        chat_line(br#"data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"exec_command","arguments":""}}]}}]}"#, &mut seen);
+        let usage = br#"{"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":2}}}"#;
+        assert!(is_usage_chunk(usage));
+        assert!(!is_usage_chunk(
+            br#"{"choices":[{"delta":{}}],"usage":null}"#
+        ));
+        chat_line(&[b"data: ".as_slice(), usage].concat(), &mut seen);
+        chat_line(b"data: [DONE]", &mut seen);
+        assert_eq!(
+            seen.usage,
+            Some(Usage {
+                input: 10,
+                cached_input: 4,
+                output: 5,
+                reasoning: 2
+            })
+        );
+        assert_eq!(seen.text, "Hi");
+        assert_eq!(seen.tools[0].name, "exec_command");
+    }
+
+    #[test]
+    fn garbage_is_ignored_not_fatal() {
+        let mut seen = Observed::default();
+        let mut reader = ResponsesStream::default();
+        reader.line(b"event: response.completed", &mut seen);
+        reader.line(
+            br#"data: {"response":{"usage":{"input_tokens":"many"}}"#,
+            &mut seen,
+        );
+        chat_line(b"data: not json", &mut seen);
+        response_json(b"{\"id\":", &mut seen);
+        embeddings_json(b"[]", &mut seen);
+        assert_eq!(seen.usage, None);
+    }
+}

@@ -1,0 +1,266 @@
+//! Reading the ledger back: one row by request id, totals over the ledger or its daily rollup
+//! (equal to the unit, which the tests check), and a session's rollup with its tool calls.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tollgate_core::{LedgerEvent, Money, ToolCount, Usage};
+
+use super::codec::{decode_tools, endpoint_label};
+use crate::error::Result;
+use crate::store::Store;
+
+/// One ledger row with its names resolved, as reports and the admin API show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerRow {
+    pub request_id: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub team_id: String,
+    pub key_id: String,
+    pub cost_centre: Option<String>,
+    pub user: Option<String>,
+    pub session_id: Option<String>,
+    pub turn_id: Option<String>,
+    pub endpoint: String,
+    pub model_requested: Option<String>,
+    pub model_served: Option<String>,
+    pub status: u16,
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub cost_nanos: i64,
+    /// `cost_nanos` as exact decimal USD (`"0.01234"`), for people and spreadsheets.
+    pub cost_usd: String,
+    pub price_id: Option<String>,
+    pub estimated: bool,
+    pub unpriced: bool,
+    pub service_tier: Option<String>,
+    pub ttfb_ms: Option<i64>,
+    pub latency_ms: i64,
+    pub tool_calls: Vec<ToolCount>,
+}
+
+impl LedgerRow {
+    /// The event this row records (equal to the one written, for events within the ledger's
+    /// limits: known endpoint label, counts below 2^31, text without NULs under 512 bytes).
+    pub fn to_event(&self) -> LedgerEvent {
+        LedgerEvent {
+            request_id: self.request_id.clone(),
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: self.finished_at_ms,
+            team_id: self.team_id.clone(),
+            key_id: self.key_id.clone(),
+            cost_centre: self.cost_centre.clone(),
+            user: self.user.clone(),
+            session_id: self.session_id.clone(),
+            turn_id: self.turn_id.clone(),
+            endpoint: self.endpoint.clone(),
+            model_requested: self.model_requested.clone(),
+            model_served: self.model_served.clone(),
+            status: self.status,
+            usage: Usage {
+                input: self.input_tokens,
+                cached_input: self.cached_input_tokens,
+                output: self.output_tokens,
+                reasoning: self.reasoning_tokens,
+            },
+            cost: Money(self.cost_nanos),
+            price_id: self.price_id.clone(),
+            estimated: self.estimated,
+            unpriced: self.unpriced,
+            service_tier: self.service_tier.clone(),
+            ttfb_ms: self.ttfb_ms,
+            latency_ms: self.latency_ms,
+            tool_calls: self.tool_calls.clone(),
+        }
+    }
+}
+
+/// Requests, tokens by kind and cost summed over a range of the ledger or of a rollup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub output_tokens: i64,
+    pub reasoning_tokens: i64,
+    #[serde(rename = "cost_nanos")]
+    pub cost: Money,
+    pub estimated_requests: i64,
+}
+
+/// One session's rollup: who, when, how much, and which tools it called how often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionSummary {
+    pub session_id: String,
+    pub team_id: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub cached_input_tokens: i64,
+    pub output_tokens: i64,
+    pub reasoning_tokens: i64,
+    pub cost_nanos: i64,
+    pub cost_usd: String,
+    /// Calls by tool name.
+    pub tools: BTreeMap<String, i64>,
+}
+
+/// SUM over an empty range is NULL, and on PostgreSQL a BIGINT sum is NUMERIC, which the Any
+/// driver cannot decode: every sum is wrapped in this.
+fn sum(column: &str) -> String {
+    format!("CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
+}
+
+impl Store {
+    /// The ledger row of one request, or `None`. On PostgreSQL this is one primary-key probe per
+    /// month partition.
+    pub async fn ledger_row(&self, request_id: &str) -> Result<Option<LedgerRow>> {
+        let row = sqlx::query(
+            "SELECT request_id, started_at_ms, finished_at_ms, team_id, key_id, cost_centre, \
+             user_name, session_id, turn_id, endpoint, model_requested, model_served, status, \
+             input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos, \
+             price_id, estimated, unpriced, service_tier, ttfb_ms, latency_ms, tool_calls \
+             FROM ledger_readable WHERE request_id = $1",
+        )
+        .bind(request_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(ledger_row_from).transpose()
+    }
+
+    /// Totals over ledger rows that started in `[from_ms, to_ms)`.
+    pub async fn ledger_totals(&self, from_ms: i64, to_ms: i64) -> Result<Totals> {
+        let sql = format!(
+            "SELECT COUNT(*), {}, {}, {}, {}, {}, {} FROM ledger \
+             WHERE started_at_ms >= $1 AND started_at_ms < $2",
+            sum("input_tokens"),
+            sum("cached_input_tokens"),
+            sum("output_tokens"),
+            sum("reasoning_tokens"),
+            sum("cost_nanos"),
+            sum("estimated"),
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_one(&self.pool)
+            .await?;
+        totals_from(&row)
+    }
+
+    /// Totals over `ledger_daily` for UTC days `from_day..=to_day` (`YYYY-MM-DD`, as
+    /// [`utc_day`](crate::ledger::utc_day) gives).
+    pub async fn daily_totals(&self, from_day: &str, to_day: &str) -> Result<Totals> {
+        let sql = format!(
+            "SELECT {}, {}, {}, {}, {}, {}, {} FROM ledger_daily WHERE day >= $1 AND day <= $2",
+            sum("requests"),
+            sum("input_tokens"),
+            sum("cached_input_tokens"),
+            sum("output_tokens"),
+            sum("reasoning_tokens"),
+            sum("cost_nanos"),
+            sum("estimated_requests"),
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(from_day)
+            .bind(to_day)
+            .fetch_one(&self.pool)
+            .await?;
+        totals_from(&row)
+    }
+
+    /// A session's rollup and tool counts, or `None` if no call carried that session id.
+    pub async fn session(&self, session_id: &str) -> Result<Option<SessionSummary>> {
+        let row = sqlx::query(
+            "SELECT session_id, team_id, first_seen_ms, last_seen_ms, requests, input_tokens, \
+             cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos \
+             FROM sessions WHERE session_id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let tools = sqlx::query("SELECT tool, calls FROM session_tools WHERE session_id = $1")
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|t| Ok((t.try_get::<String, _>(0)?, t.try_get::<i64, _>(1)?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let cost_nanos: i64 = row.try_get("cost_nanos")?;
+        Ok(Some(SessionSummary {
+            session_id: row.try_get("session_id")?,
+            team_id: row.try_get("team_id")?,
+            first_seen_ms: row.try_get("first_seen_ms")?,
+            last_seen_ms: row.try_get("last_seen_ms")?,
+            requests: row.try_get("requests")?,
+            input_tokens: row.try_get("input_tokens")?,
+            cached_input_tokens: row.try_get("cached_input_tokens")?,
+            output_tokens: row.try_get("output_tokens")?,
+            reasoning_tokens: row.try_get("reasoning_tokens")?,
+            cost_nanos,
+            cost_usd: Money(cost_nanos).to_usd_string(),
+            tools,
+        }))
+    }
+}
+
+fn totals_from(row: &AnyRow) -> Result<Totals> {
+    Ok(Totals {
+        requests: row.try_get(0)?,
+        input_tokens: row.try_get(1)?,
+        cached_input_tokens: row.try_get(2)?,
+        output_tokens: row.try_get(3)?,
+        reasoning_tokens: row.try_get(4)?,
+        cost: Money(row.try_get(5)?),
+        estimated_requests: row.try_get(6)?,
+    })
+}
+
+fn ledger_row_from(row: &AnyRow) -> Result<LedgerRow> {
+    // Stored counts are never negative (CHECK constraints); a status is 100–599.
+    let count = |column: &str| -> Result<u64> {
+        let value: i64 = row.try_get(column)?;
+        Ok(u64::try_from(value).unwrap_or(0))
+    };
+    let cost_nanos: i64 = row.try_get("cost_nanos")?;
+    let status: i64 = row.try_get("status")?;
+    let endpoint: i64 = row.try_get("endpoint")?;
+    let tool_calls: Option<String> = row.try_get("tool_calls")?;
+    Ok(LedgerRow {
+        request_id: row.try_get("request_id")?,
+        started_at_ms: row.try_get("started_at_ms")?,
+        finished_at_ms: row.try_get("finished_at_ms")?,
+        team_id: row.try_get("team_id")?,
+        key_id: row.try_get("key_id")?,
+        cost_centre: row.try_get("cost_centre")?,
+        user: row.try_get("user_name")?,
+        session_id: row.try_get("session_id")?,
+        turn_id: row.try_get("turn_id")?,
+        endpoint: endpoint_label(endpoint).to_owned(),
+        model_requested: row.try_get("model_requested")?,
+        model_served: row.try_get("model_served")?,
+        status: u16::try_from(status).unwrap_or(0),
+        input_tokens: count("input_tokens")?,
+        cached_input_tokens: count("cached_input_tokens")?,
+        output_tokens: count("output_tokens")?,
+        reasoning_tokens: count("reasoning_tokens")?,
+        cost_nanos,
+        cost_usd: Money(cost_nanos).to_usd_string(),
+        price_id: row.try_get("price_id")?,
+        estimated: row.try_get::<i64, _>("estimated")? != 0,
+        unpriced: row.try_get::<i64, _>("unpriced")? != 0,
+        service_tier: row.try_get("service_tier")?,
+        ttfb_ms: row.try_get("ttfb_ms")?,
+        latency_ms: row.try_get("latency_ms")?,
+        tool_calls: tool_calls.as_deref().map(decode_tools).unwrap_or_default(),
+    })
+}
