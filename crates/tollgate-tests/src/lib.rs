@@ -10,6 +10,9 @@
     clippy::disallowed_methods
 )]
 
+pub mod pg_cluster;
+pub mod process;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -10,14 +10,14 @@
     clippy::disallowed_methods
 )]
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
+use tollgate_tests::process::Child;
 use tollgate_tests::{Backend, Harness, HttpClient, Reply, bearer, eventually};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
@@ -199,83 +199,6 @@ async fn postgres_keys_managed_from_the_cli_reach_a_running_gateway() {
     keys_managed_from_the_cli_reach_a_running_gateway(Backend::Postgres).await;
 }
 
-/// A long-running child whose stdout and stderr lines are read as they come.
-struct Child {
-    child: tokio::process::Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
-}
-
-impl Child {
-    fn spawn(args: &[&str], env: &[(&str, &str)], dir: &std::path::Path) -> Child {
-        let mut cmd = tokio::process::Command::new(BIN);
-        cmd.args(args)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawns");
-        let (tx, lines) = tokio::sync::mpsc::unbounded_channel();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let err = BufReader::new(child.stderr.take().unwrap());
-        for mut reader in [
-            Box::new(out) as Box<dyn tokio::io::AsyncBufRead + Unpin + Send>,
-            Box::new(err),
-        ] {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut line = String::new();
-                while reader.read_line(&mut line).await.unwrap_or(0) > 0 {
-                    let _ = tx.send(std::mem::take(&mut line));
-                }
-            });
-        }
-        Child { child, lines }
-    }
-
-    /// Collects output until a line matches `done`; returns everything read so far.
-    async fn read_until(&mut self, done: impl Fn(&str) -> bool) -> String {
-        let mut seen = String::new();
-        let wait = async {
-            while let Some(line) = self.lines.recv().await {
-                seen.push_str(&line);
-                if done(&line) {
-                    return true;
-                }
-            }
-            false
-        };
-        let found = tokio::time::timeout(Duration::from_secs(30), wait)
-            .await
-            .unwrap_or(false);
-        assert!(found, "expected output never came; got:\n{seen}");
-        seen
-    }
-
-    /// SIGTERM, then the exit status.
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().unwrap().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("exits after SIGTERM")
-            .unwrap()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_prints_a_generated_admin_token_once_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -293,7 +216,7 @@ async fn serve_prints_a_generated_admin_token_once_and_stops_cleanly_on_sigterm(
         ("TOLLGATE_UPSTREAM_URL", upstream.as_str()),
         ("OPENAI_API_KEY", "sk-from-openai-env"),
     ];
-    let mut serve = Child::spawn(&["serve"], &env, dir.path());
+    let mut serve = Child::spawn(BIN, &["serve"], &env, dir.path());
     let out = serve
         .read_until(|l| l.contains("tollgate is serving"))
         .await;
@@ -351,7 +274,7 @@ async fn serve_prints_a_generated_admin_token_once_and_stops_cleanly_on_sigterm(
     );
 
     // Second start on the same database: the token exists, so nothing is printed again.
-    let mut again = Child::spawn(&["serve"], &env, dir.path());
+    let mut again = Child::spawn(BIN, &["serve"], &env, dir.path());
     let out = again
         .read_until(|l| l.contains("tollgate is serving"))
         .await;
@@ -366,7 +289,7 @@ async fn serve_prints_a_generated_admin_token_once_and_stops_cleanly_on_sigterm(
 async fn demo_runs_gateway_and_mock_with_a_working_key() {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut demo = Child::spawn(&["demo", "--listen", &listen], &[], dir.path());
+    let mut demo = Child::spawn(BIN, &["demo", "--listen", &listen], &[], dir.path());
     let out = demo.read_until(|l| l.contains("Ctrl-C to stop")).await;
     let key = out
         .split_whitespace()
@@ -402,6 +325,7 @@ async fn mock_upstream_command_speaks_the_openai_wire_format() {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", free_port());
     let mut mock = Child::spawn(
+        BIN,
         &["mock-upstream", "--listen", &listen, "--deltas", "3"],
         &[],
         dir.path(),
@@ -457,6 +381,7 @@ async fn sigterm_drains_in_flight_streams_refuses_new_connections_and_exits_0() 
         ("TOLLGATE_ADMIN_TOKEN", "tga-admin-for-test"),
     ];
     let mut serve = Child::spawn(
+        BIN,
         &["serve", "--config", config.to_str().unwrap()],
         &env,
         dir.path(),
