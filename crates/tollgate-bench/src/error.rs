@@ -12,10 +12,10 @@ pub enum BenchError {
         program: PathBuf,
         source: std::io::Error,
     },
-    #[error("{name} did not become ready within {secs} s; its last output:\n{log}")]
+    #[error("{name} {why}; its last output:\n{log}")]
     NotReady {
         name: String,
-        secs: u64,
+        why: String,
         log: String,
     },
     #[error("`tollgate {command}` failed: {detail}")]
@@ -28,4 +28,6 @@ pub enum BenchError {
     Histogram(#[from] hdrhistogram::CreationError),
     #[error("the {0} process vanished during the benchmark")]
     Vanished(String),
+    #[error("{0}")]
+    Internal(String),
 }

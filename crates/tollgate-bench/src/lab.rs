@@ -178,7 +178,7 @@ pub async fn start_tollgate(
         .iter()
         .find(|(name, _)| *name == "TOLLGATE_LISTEN")
         .and_then(|(_, v)| v.parse().ok())
-        .ok_or_else(|| BenchError::Vanished("tollgate listen address".into()))?;
+        .ok_or_else(|| BenchError::Internal("no listen address for tollgate".into()))?;
     let mut command = Command::new(tollgate);
     command
         .arg("serve")

@@ -81,9 +81,13 @@ impl Service {
             Ready::Port(port) => wait_for_port(port, &mut service.child, READY_TIMEOUT).await,
         };
         if !became_ready {
+            let why = match service.child.try_wait() {
+                Ok(Some(status)) => format!("exited before it was ready ({status})"),
+                _ => format!("was not ready within {} s", READY_TIMEOUT.as_secs()),
+            };
             return Err(BenchError::NotReady {
                 name: name.to_owned(),
-                secs: READY_TIMEOUT.as_secs(),
+                why,
                 log: service.recent_log(),
             });
         }
@@ -109,8 +113,8 @@ impl Service {
             Ok(())
         } else {
             Err(BenchError::NotReady {
-                name: format!("{} (exited)", self.name),
-                secs: 0,
+                name: self.name.clone(),
+                why: "exited during the benchmark".into(),
                 log: self.recent_log(),
             })
         }

@@ -51,11 +51,12 @@ pub async fn run(tollgate: &std::path::Path, opts: &Options) -> Result<StreamsRe
         .tempdir()?;
     let mock = lab::start_mock(tollgate).await?;
     let (gateway, key) = lab::start_tollgate(tollgate, dir.path(), mock.addr).await?;
-    let authorization = HeaderValue::from_str(&format!("Bearer {key}"))
-        .map_err(|_| BenchError::Vanished("a usable team key".into()))?;
+    let authorization = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
+        BenchError::Internal(format!("the team key {key:?} is not a valid header value"))
+    })?;
     let origin = format!("http://{}", gateway.addr);
     let fast = Prepared::new(&origin, &authorization, Scenario::ResponsesStream.request())
-        .ok_or_else(|| BenchError::Vanished("a valid URI".into()))?;
+        .ok_or_else(|| BenchError::Internal(format!("{origin} is not a valid URI")))?;
     let delay_ms = (opts.hold().as_millis() as u64 / (STREAM_DELTAS as u64 + OTHER_EVENTS)).max(1);
     let slow = Arc::new(
         fast.clone()

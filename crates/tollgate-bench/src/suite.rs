@@ -107,7 +107,7 @@ async fn measure_cell(
     results: &mut Results,
 ) -> Result<CellRun, BenchError> {
     let prepared = Prepared::new(&target.origin, &target.authorization, scenario.request())
-        .ok_or_else(|| BenchError::Vanished(format!("a valid URI for {}", target.origin)))?;
+        .ok_or_else(|| BenchError::Internal(format!("{} is not a valid URI", target.origin)))?;
     let prepared = Arc::new(prepared);
     let client = client::new_client();
     let pid = target.pid();
