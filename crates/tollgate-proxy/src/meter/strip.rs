@@ -71,7 +71,9 @@ fn rewrite(event: Bytes) -> Option<Bytes> {
                 .strip_suffix(b"\r")
                 .unwrap_or(d)
         });
-    if data.is_some_and(is_usage_chunk) {
+    // Only the usage chunk has an empty `choices`; parse just the events that might be it.
+    const NO_CHOICES: &[u8] = b"\"choices\":[]";
+    if data.is_some_and(|d| find_last(d, NO_CHOICES).is_some() && is_usage_chunk(d)) {
         return None;
     }
     const NULL_USAGE: &[u8] = b",\"usage\":null";
