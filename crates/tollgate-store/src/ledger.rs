@@ -14,9 +14,11 @@
 
 mod calendar;
 mod codec;
+mod handle;
 mod insert;
 mod partitions;
 mod read;
+mod rollup;
 mod spool;
 mod writer;
 
@@ -24,9 +26,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 pub use calendar::utc_day;
+pub use handle::{Ledger, LedgerOptions, LedgerStats};
 pub use insert::BatchOutcome;
 pub use read::{LedgerRow, SessionSummary, Totals};
-pub use writer::{Ledger, LedgerOptions, LedgerStats, LedgerWriter};
+pub use writer::LedgerWriter;
 
 use calendar::Month;
 
