@@ -107,6 +107,9 @@ pub struct LedgerConfig {
     pub batch_rows: usize,
     /// Longest a settled call waits in memory before its batch is written.
     pub flush_ms: u64,
+    /// Keep ledger rows this many days (on Postgres whole months go once all their days have
+    /// expired). Daily and session rollups are kept. Unset: keep every row.
+    pub retention_days: Option<u32>,
 }
 
 impl Default for LedgerConfig {
@@ -116,6 +119,7 @@ impl Default for LedgerConfig {
             queue_capacity: 65_536,
             batch_rows: 500,
             flush_ms: 50,
+            retention_days: None,
         }
     }
 }
@@ -312,6 +316,12 @@ impl Config {
             problems.push(problem(
                 "ledger.batch_rows",
                 "must be at most 5000 (database parameter limits)",
+            ));
+        }
+        if self.ledger.retention_days == Some(0) {
+            problems.push(problem(
+                "ledger.retention_days",
+                "must be at least 1 (leave it unset to keep every row)",
             ));
         }
         if self.ledger.spool_path.trim().is_empty() {

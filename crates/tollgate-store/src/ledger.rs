@@ -18,6 +18,7 @@ mod handle;
 mod insert;
 mod partitions;
 mod read;
+mod retention;
 mod rollup;
 mod spool;
 mod writer;
@@ -52,6 +53,10 @@ impl LedgerCache {
 
     fn remember_partition(&self, month: Month) {
         lock(&self.partitions).insert(month);
+    }
+
+    fn forget_partition(&self, month: Month) {
+        lock(&self.partitions).remove(&month);
     }
 
     /// Ids of the cached names, and the names not cached.

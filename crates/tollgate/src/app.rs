@@ -170,6 +170,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             cancel.clone().cancelled_owned(),
         ));
     }
+    if let Some(days) = config.ledger.retention_days {
+        tasks.spawn(enforce_retention(store.clone(), days, cancel.clone()));
+    }
     tasks.spawn(sync.run(
         Duration::from_millis(config.store.key_refresh_ms),
         cancel.clone().cancelled_owned(),
@@ -205,4 +208,22 @@ async fn bind(addr: &str) -> Result<TcpListener, StartError> {
             addr: addr.to_string(),
             source,
         })
+}
+
+/// Applies the ledger retention period at start and then hourly. Every replica may run it:
+/// dropping a partition or deleting a row twice is a no-op.
+async fn enforce_retention(store: Store, days: u32, cancel: CancellationToken) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = hourly.tick() => {}
+            () = cancel.cancelled() => return,
+        }
+        let cutoff = tollgate_core::time::now_ms() - i64::from(days) * 86_400_000;
+        match store.apply_ledger_retention(cutoff).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, days, "ledger retention applied"),
+            Err(e) => tracing::warn!(error = %e, "ledger retention failed; will retry in an hour"),
+        }
+    }
 }

@@ -47,6 +47,14 @@ impl Month {
         days_from_civil(self.year, self.month, 1) * MS_PER_DAY
     }
 
+    /// The month a partition name (`ledger_y2026m11`) stands for.
+    pub(crate) fn from_partition_name(name: &str) -> Option<Month> {
+        let rest = name.strip_prefix("ledger_y")?;
+        let (year, month) = rest.split_once('m')?;
+        let (year, month): (i64, u32) = (year.parse().ok()?, month.parse().ok()?);
+        (1..=12).contains(&month).then_some(Month { year, month })
+    }
+
     /// `ledger_y2026m11`: the partition holding this month's rows.
     pub(crate) fn partition_name(self) -> String {
         format!("ledger_y{:04}m{:02}", self.year, self.month)
