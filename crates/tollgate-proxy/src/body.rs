@@ -108,23 +108,23 @@ impl UpstreamStream {
                 self.last_frame = Instant::now();
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => loop {
-                let deadline = self.last_frame + self.idle_timeout;
-                let timer = self
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if timer.deadline() != deadline {
+            Poll::Pending => {
+                let (last_frame, idle_timeout) = (self.last_frame, self.idle_timeout);
+                let timer = self.timer.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(last_frame + idle_timeout))
+                });
+                // The timer may have been armed for an earlier frame: when it fires, check the
+                // real deadline and re-arm if frames came since. So it is reset at most once per
+                // timeout period, not once per frame.
+                while timer.as_mut().poll(cx).is_ready() {
+                    let deadline = last_frame + idle_timeout;
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(Some(Err(Box::new(StreamIdle(idle_timeout)))));
+                    }
                     timer.as_mut().reset(deadline);
                 }
-                match timer.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(()) if Instant::now() >= deadline => {
-                        return Poll::Ready(Some(Err(Box::new(StreamIdle(self.idle_timeout)))));
-                    }
-                    // A frame arrived since the timer was armed: re-arm for the new deadline.
-                    Poll::Ready(()) => {}
-                }
-            },
+                Poll::Pending
+            }
         }
     }
 }

@@ -5,6 +5,9 @@
 //! start it.
 #![allow(clippy::panic, reason = "test support: failing loudly is the point")]
 
+mod cluster;
+pub use cluster::Cluster;
+
 use rand::Rng;
 use sqlx::AnyConnection;
 use sqlx::{Connection, Executor};

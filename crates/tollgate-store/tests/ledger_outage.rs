@@ -10,148 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use events::*;
-use tokio::process::Command;
 use tollgate_core::{LedgerEvent, LedgerSink};
+use tollgate_store::testdb::Cluster;
 use tollgate_store::{Ledger, LedgerOptions, Store, Totals};
-
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
-
-/// A PostgreSQL cluster of our own, removed on drop.
-struct Cluster {
-    dir: tempfile::TempDir,
-    port: u16,
-    /// PostgreSQL refuses to run as root: run its tools as `postgres` then.
-    as_postgres: bool,
-}
-
-impl Cluster {
-    async fn start_new() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let as_postgres = run_output("id", &["-u"]).await.trim() == "0";
-        if as_postgres {
-            let uid: u32 = run_output("id", &["-u", "postgres"])
-                .await
-                .trim()
-                .parse()
-                .unwrap();
-            let gid: u32 = run_output("id", &["-g", "postgres"])
-                .await
-                .trim()
-                .parse()
-                .unwrap();
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cluster = Cluster {
-            dir,
-            port,
-            as_postgres,
-        };
-        let data = cluster.data();
-        cluster
-            .pg(
-                "initdb",
-                &[
-                    "-D",
-                    &data,
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--no-sync",
-                    "-E",
-                    "UTF8",
-                ],
-            )
-            .await;
-        cluster.start().await;
-        cluster
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// `pg_ctl -w` returns once the server accepts connections (or fails after `-t` seconds).
-    async fn start(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("log").display().to_string();
-        self.pg(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data(),
-                "-o",
-                &options,
-                "-l",
-                &log,
-                "-w",
-                "-t",
-                "30",
-                "start",
-            ],
-        )
-        .await;
-    }
-
-    async fn stop(&self) {
-        self.pg(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "fast", "-w", "-t", "30", "stop"],
-        )
-        .await;
-    }
-
-    async fn pg(&self, tool: &str, args: &[&str]) {
-        let program = format!("{PG_BIN}/{tool}");
-        let mut command = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", &program]);
-            c
-        } else {
-            Command::new(&program)
-        };
-        let out = command.args(args).output().await.unwrap();
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let program = format!("{PG_BIN}/pg_ctl");
-        let data = self.data();
-        let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
-        let _ = if self.as_postgres {
-            std::process::Command::new("runuser")
-                .args(["-u", "postgres", "--", &program])
-                .args(args)
-                .output()
-        } else {
-            std::process::Command::new(&program).args(args).output()
-        };
-    }
-}
-
-async fn run_output(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().await.unwrap();
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn options(spool: &Path) -> LedgerOptions {
     let mut options = LedgerOptions::new(spool);
@@ -198,7 +59,7 @@ async fn assert_exactly(store: &Store, events: &[LedgerEvent]) {
 async fn events_recorded_during_an_outage_are_spooled_and_written_once_it_ends() {
     const N: usize = 300;
     const M: usize = 200;
-    let cluster = Cluster::start_new().await;
+    let cluster = Cluster::start();
     let store = Store::connect(&cluster.url()).await.unwrap();
     store.migrate().await.unwrap();
     let spool_dir = tempfile::tempdir().unwrap();
@@ -215,7 +76,7 @@ async fn events_recorded_during_an_outage_are_spooled_and_written_once_it_ends()
     ledger.flush().await;
     assert_eq!(totals(&store).await.requests, N as i64);
 
-    cluster.stop().await;
+    cluster.stop();
     let started = Instant::now();
     for e in &events[N..] {
         sink.record(e.clone());
@@ -233,7 +94,7 @@ async fn events_recorded_during_an_outage_are_spooled_and_written_once_it_ends()
     );
     assert!(store.ping().await.is_err(), "the database is really down");
 
-    cluster.start().await;
+    cluster.start_again();
     wait_until(
         "the spool to be replayed after the outage",
         Duration::from_secs(30),
@@ -260,7 +121,7 @@ async fn events_recorded_during_an_outage_are_spooled_and_written_once_it_ends()
 async fn a_killed_writer_leaves_a_spool_the_next_one_replays_exactly_once() {
     const N: usize = 100;
     const M: usize = 150;
-    let cluster = Cluster::start_new().await;
+    let cluster = Cluster::start();
     let store = Store::connect(&cluster.url()).await.unwrap();
     store.migrate().await.unwrap();
     let spool_dir = tempfile::tempdir().unwrap();
@@ -273,7 +134,7 @@ async fn a_killed_writer_leaves_a_spool_the_next_one_replays_exactly_once() {
         ledger.record(e.clone());
     }
     ledger.flush().await;
-    cluster.stop().await;
+    cluster.stop();
     for e in &events[N..] {
         ledger.record(e.clone());
     }
@@ -294,7 +155,7 @@ async fn a_killed_writer_leaves_a_spool_the_next_one_replays_exactly_once() {
         .collect();
     std::fs::write(spool_dir.path().join("ledger.spool.replaying"), replaying).unwrap();
 
-    cluster.start().await;
+    cluster.start_again();
     let store = Store::connect(&cluster.url()).await.unwrap();
     let ledger = Ledger::spawn(store.clone(), options(&spool));
     wait_until(

@@ -10,7 +10,6 @@
     clippy::disallowed_methods
 )]
 
-pub mod pg_cluster;
 pub mod process;
 
 use std::net::SocketAddr;

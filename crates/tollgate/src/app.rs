@@ -103,8 +103,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     let servers = TaskTracker::new();
 
-    // Load the tokenizer's tables now, off the async threads, not on the first estimate.
-    tasks.spawn_blocking(tollgate_proxy::meter::estimate::warm_up);
     let (ledger, writer) = Ledger::new(store.clone(), ledger_options(&config));
     tasks.spawn(writer.run());
     let settler = Arc::new(Settler::new(Arc::new(prices), ledger.sink()));

@@ -17,7 +17,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 
 use tollgate_store::Store;
-use tollgate_tests::pg_cluster::Cluster;
+use tollgate_store::testdb::Cluster;
 use tollgate_tests::process::Child;
 use tollgate_tests::{HttpClient, bearer, eventually};
 

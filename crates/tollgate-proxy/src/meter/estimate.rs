@@ -1,7 +1,9 @@
 //! Token estimates for calls whose usage never arrived (stream cut, client gone, an upstream
 //! that does not report usage): input from the request, output from the text delivered, with
 //! the encoding of the model's family. Tokenizing is milliseconds of CPU, so it runs only on
-//! this rare path, off the async threads, and the encodings are loaded once at start-up.
+//! this rare path, off the async threads. An encoding's tables take ~250 ms and over 100 MiB to
+//! load, so each is loaded on its first use, not at start-up: a gateway whose upstream always
+//! reports usage never pays for them.
 
 use tiktoken_rs::CoreBPE;
 
@@ -14,12 +16,6 @@ fn encoding_for(model: &str) -> &'static CoreBPE {
         // gpt-4o, gpt-4.1, gpt-5.x, o-series and anything newer.
         tiktoken_rs::o200k_base_singleton()
     }
-}
-
-/// Loads both encodings (~250 ms in release); call once at start-up, off the async threads.
-pub fn warm_up() {
-    let _ = tiktoken_rs::o200k_base_singleton();
-    let _ = tiktoken_rs::cl100k_base_singleton();
 }
 
 /// Tokens in `text` under `model`'s encoding, plus a bytes/4 allowance for text that was

@@ -1,6 +1,12 @@
 //! A throwaway PostgreSQL cluster on a free port, for tests that stop and restart the database
-//! under a running gateway. Uses the machine's PostgreSQL binaries (initdb, pg_ctl); as root it
-//! runs them as the `postgres` user, since initdb refuses root.
+//! under a running ledger writer or gateway. Uses the machine's PostgreSQL binaries (initdb,
+//! pg_ctl); as root it runs them as the `postgres` user, since initdb refuses root.
+
+#![allow(
+    clippy::panic,
+    clippy::expect_used,
+    reason = "test support: failing loudly is the point"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
