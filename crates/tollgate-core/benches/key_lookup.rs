@@ -18,6 +18,7 @@ fn cache_with_keys(n: usize) -> (KeyCache, Vec<String>) {
         name: "bench".into(),
         cost_centre: Some("CC-1".into()),
         disabled: false,
+        allowed_models: None,
     });
     let tokens = (0..n)
         .map(|_| {
@@ -29,6 +30,7 @@ fn cache_with_keys(n: usize) -> (KeyCache, Vec<String>) {
                 team: Arc::clone(&team),
                 expires_at_ms: None,
                 revoked_at_ms: None,
+                allowed_models: None,
             });
             secret.token
         })

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::keys::{KeyHash, ParsedKey, SecretKind};
+use crate::models::ModelAllowList;
 
 /// The team a key belongs to, as the proxy needs it for attribution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +15,8 @@ pub struct TeamInfo {
     pub name: String,
     pub cost_centre: Option<String>,
     pub disabled: bool,
+    /// Models the team's keys may call; `None` allows all.
+    pub allowed_models: Option<ModelAllowList>,
 }
 
 /// One team key as cached: enough to authenticate and attribute a request.
@@ -25,6 +28,30 @@ pub struct KeyRecord {
     pub team: Arc<TeamInfo>,
     pub expires_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+    /// Models this key may call (on top of the team's list); `None` allows all.
+    pub allowed_models: Option<ModelAllowList>,
+}
+
+impl KeyRecord {
+    /// Whether this key and its team may call `model`. The refusal names which list said no.
+    pub fn model_allowed(&self, model: &str) -> Result<(), &'static str> {
+        if self
+            .allowed_models
+            .as_ref()
+            .is_some_and(|list| !list.allows(model))
+        {
+            return Err("key");
+        }
+        if self
+            .team
+            .allowed_models
+            .as_ref()
+            .is_some_and(|list| !list.allows(model))
+        {
+            return Err("team");
+        }
+        Ok(())
+    }
 }
 
 /// Why a key was refused. All map to the same client-facing 401, but logs and metrics tell them apart.
@@ -133,9 +160,11 @@ mod tests {
                 name: "platform".into(),
                 cost_centre: None,
                 disabled: false,
+                allowed_models: None,
             }),
             expires_at_ms: None,
             revoked_at_ms: None,
+            allowed_models: None,
         }
     }
 

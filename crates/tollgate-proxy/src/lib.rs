@@ -34,7 +34,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use tollgate_core::pricing::UnpricedPolicy;
-use tollgate_core::{ApiError, KeyCache};
+use tollgate_core::{ApiError, KeyCache, KeyRecord};
 
 use attribution::Attribution;
 pub use body::ProxyBody;
@@ -105,7 +105,7 @@ impl Gateway {
                 .get(header::CONTENT_ENCODING)
                 .and_then(|v| v.to_str().ok());
             let inspected = inspect::inspect(raw, encoding, self.max_body_bytes)?;
-            self.admit(inspected.peek.model.as_deref(), started_at_ms)?;
+            self.admit(&key, inspected.peek.model.as_deref(), started_at_ms)?;
             let (body, strip) =
                 if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
                     meter::usage_option::ensure_usage_reported(inspected.body, &inspected.peek)?
@@ -168,19 +168,33 @@ impl Gateway {
         ))
     }
 
-    /// Admission: today, that the model can be priced (budgets and rate limits join here).
-    fn admit(&self, model: Option<&str>, now_ms: i64) -> Result<(), ApiError> {
-        let prices = &self.settler.prices;
-        match model {
-            Some(model) if prices.resolve(model, now_ms).is_none() && prices.unpriced_policy() == UnpricedPolicy::Reject => Err(ApiError::new(
-                400,
-                "invalid_request_error",
-                "model_not_priced",
-                format!("tollgate has no price for model '{model}', so it cannot meter this call. Ask your platform team to add it to the price table."),
-            )
-            .with_param("model")),
-            _ => Ok(()),
+    /// Admission: the key and its team may use the model, and the model can be priced (budgets
+    /// and rate limits join here). Refusals are 400s: Codex stops on them instead of retrying.
+    fn admit(&self, key: &KeyRecord, model: Option<&str>, now_ms: i64) -> Result<(), ApiError> {
+        let Some(model) = model else { return Ok(()) };
+        if let Err(list) = key.model_allowed(model) {
+            let message = format!(
+                "Model '{model}' is not allowed for this {list} (team '{}'). Ask your team admin to add it to the {list}'s allowed models.",
+                key.team.name
+            );
+            return Err(
+                ApiError::new(400, "invalid_request_error", "model_not_allowed", message)
+                    .with_param("model"),
+            );
         }
+        let prices = &self.settler.prices;
+        if prices.resolve(model, now_ms).is_none()
+            && prices.unpriced_policy() == UnpricedPolicy::Reject
+        {
+            let message = format!(
+                "tollgate has no price for model '{model}', so it cannot meter this call. Ask your platform team to add it to the price table."
+            );
+            return Err(
+                ApiError::new(400, "invalid_request_error", "model_not_priced", message)
+                    .with_param("model"),
+            );
+        }
+        Ok(())
     }
 }
 

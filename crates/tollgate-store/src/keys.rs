@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tollgate_core::keys::{NewSecret, SecretKind};
 use tollgate_core::time::now_ms;
-use tollgate_core::{KeyHash, KeyRecord, TeamInfo};
+use tollgate_core::{KeyHash, KeyRecord, ModelAllowList, TeamInfo};
 
 use crate::error::{Result, StoreError, conflict_on_unique};
 use crate::store::{Store, bump_revision};
@@ -145,55 +145,107 @@ impl Store {
     /// Every key whose own row or whose team's row changed after `rev`, as cache records. The
     /// returned `rev` is the highest revision seen, or `rev` itself when nothing changed.
     pub async fn key_records_since(&self, rev: i64) -> Result<KeyChanges> {
-        let rows = sqlx::query(
-            "SELECT k.id, k.name, k.key_hash, k.expires_at_ms, k.revoked_at_ms, k.rev AS key_rev, \
-             t.id AS team_id, t.name AS team_name, t.cost_centre, t.disabled, t.rev AS team_rev \
-             FROM api_keys k JOIN teams t ON t.id = k.team_id \
-             WHERE k.rev > $1 OR t.rev > $1 ORDER BY k.id",
-        )
-        .bind(rev)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut high_water = rev;
-        let mut teams: HashMap<String, Arc<TeamInfo>> = HashMap::new();
-        let mut records = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let key_rev: i64 = row.try_get("key_rev")?;
-            let team_rev: i64 = row.try_get("team_rev")?;
-            high_water = high_water.max(key_rev).max(team_rev);
-            let team_id: String = row.try_get("team_id")?;
-            let team = match teams.get(&team_id) {
-                Some(team) => Arc::clone(team),
-                None => {
-                    let team = Arc::new(TeamInfo {
-                        id: team_id.clone(),
-                        name: row.try_get("team_name")?,
-                        cost_centre: row.try_get("cost_centre")?,
-                        disabled: flag(row.try_get("disabled")?),
-                    });
-                    teams.insert(team_id, Arc::clone(&team));
-                    team
-                }
-            };
-            let id: String = row.try_get("id")?;
-            let hash_hex: String = row.try_get("key_hash")?;
-            let hash = KeyHash::from_hex(&hash_hex).ok_or_else(|| {
-                StoreError::Invalid(format!("key {id:?} has a malformed stored hash"))
-            })?;
-            records.push(KeyRecord {
-                id,
-                name: row.try_get("name")?,
-                hash,
-                team,
-                expires_at_ms: row.try_get("expires_at_ms")?,
-                revoked_at_ms: row.try_get("revoked_at_ms")?,
-            });
-        }
+        let sql = format!("{KEY_RECORD_SELECT} WHERE k.rev > $1 OR t.rev > $1 ORDER BY k.id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(rev)
+            .fetch_all(&self.pool)
+            .await?;
+        let (records, high_water) = key_records(&rows, rev)?;
         Ok(KeyChanges {
             records,
             rev: high_water,
         })
     }
+
+    /// One key as a cache record (with its team), e.g. to cache a key the moment it is issued.
+    pub async fn key_record(&self, id: &str) -> Result<Option<KeyRecord>> {
+        let sql = format!("{KEY_RECORD_SELECT} WHERE k.id = $1");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(key_records(&rows, 0)?.0.into_iter().next())
+    }
+
+    /// Sets (or with `None` clears) a key's model allow-list; replicas pick it up like any change.
+    pub async fn set_key_models(&self, id: &str, models: Option<&str>) -> Result<bool> {
+        self.set_models("api_keys", id, models).await
+    }
+
+    /// Sets (or clears) a team's model allow-list.
+    pub async fn set_team_models(&self, id: &str, models: Option<&str>) -> Result<bool> {
+        self.set_models("teams", id, models).await
+    }
+
+    async fn set_models(
+        &self,
+        table: &'static str,
+        id: &str,
+        models: Option<&str>,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let rev = bump_revision(&mut tx).await?;
+        // `table` is one of two constants above: nothing to quote.
+        let sql = format!("UPDATE {table} SET allowed_models = $1, rev = $2 WHERE id = $3");
+        let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(models)
+            .bind(rev)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(updated > 0)
+    }
+}
+
+const KEY_RECORD_SELECT: &str = "SELECT k.id, k.name, k.key_hash, k.expires_at_ms, k.revoked_at_ms, k.rev AS key_rev, \
+     k.allowed_models AS key_models, t.id AS team_id, t.name AS team_name, t.cost_centre, t.disabled, \
+     t.allowed_models AS team_models, t.rev AS team_rev FROM api_keys k JOIN teams t ON t.id = k.team_id";
+
+/// Cache records from rows of `KEY_RECORD_SELECT`, sharing one `TeamInfo` per team, and the
+/// highest revision among them (at least `rev`).
+fn key_records(rows: &[AnyRow], rev: i64) -> Result<(Vec<KeyRecord>, i64)> {
+    let mut high_water = rev;
+    let mut teams: HashMap<String, Arc<TeamInfo>> = HashMap::new();
+    let mut records = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key_rev: i64 = row.try_get("key_rev")?;
+        let team_rev: i64 = row.try_get("team_rev")?;
+        high_water = high_water.max(key_rev).max(team_rev);
+        let team_id: String = row.try_get("team_id")?;
+        let team = match teams.get(&team_id) {
+            Some(team) => Arc::clone(team),
+            None => {
+                let team_models: Option<String> = row.try_get("team_models")?;
+                let team = Arc::new(TeamInfo {
+                    id: team_id.clone(),
+                    name: row.try_get("team_name")?,
+                    cost_centre: row.try_get("cost_centre")?,
+                    disabled: flag(row.try_get("disabled")?),
+                    allowed_models: ModelAllowList::parse(team_models.as_deref()),
+                });
+                teams.insert(team_id, Arc::clone(&team));
+                team
+            }
+        };
+        let id: String = row.try_get("id")?;
+        let hash_hex: String = row.try_get("key_hash")?;
+        let hash = KeyHash::from_hex(&hash_hex).ok_or_else(|| {
+            StoreError::Invalid(format!("key {id:?} has a malformed stored hash"))
+        })?;
+        let key_models: Option<String> = row.try_get("key_models")?;
+        records.push(KeyRecord {
+            id,
+            name: row.try_get("name")?,
+            hash,
+            team,
+            expires_at_ms: row.try_get("expires_at_ms")?,
+            revoked_at_ms: row.try_get("revoked_at_ms")?,
+            allowed_models: ModelAllowList::parse(key_models.as_deref()),
+        });
+    }
+    Ok((records, high_water))
 }
 
 async fn fetch_key(conn: &mut AnyConnection, id: &str) -> Result<Option<ApiKey>> {

@@ -46,6 +46,7 @@ both_stores!(
     admin_api_refuses_team_keys_and_bad_tokens,
     expired_keys_are_refused,
     keys_are_listed_without_secrets,
+    model_allow_lists_of_key_and_team_are_enforced_everywhere,
 );
 
 async fn key_lifecycle_across_two_gateways(backend: Backend) {
@@ -266,4 +267,124 @@ async fn keys_are_listed_without_secrets(backend: Backend) {
             "secret leaked in {url}"
         );
     }
+}
+
+async fn model_allow_lists_of_key_and_team_are_enforced_everywhere(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let b = h.replica().await;
+    let teams = format!("{}/admin/v1/teams", h.base());
+    let team = h
+        .http
+        .json(
+            Method::POST,
+            &teams,
+            &admin(),
+            json!({"name":"platform","allowed_models":["gpt-5*","text-embedding-3-small"]}),
+        )
+        .await;
+    assert_eq!(team.status, StatusCode::CREATED, "{team:?}");
+    assert_eq!(
+        team.json()["allowed_models"],
+        json!(["gpt-5*", "text-embedding-3-small"])
+    );
+    let narrow = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{teams}/platform/keys"),
+            &admin(),
+            json!({"name":"ci","allowed_models":["gpt-5.5"]}),
+        )
+        .await;
+    assert_eq!(narrow.json()["allowed_models"], json!(["gpt-5.5"]));
+    let narrow = narrow.json()["secret"].as_str().unwrap().to_string();
+    let wide = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{teams}/platform/keys"),
+            &admin(),
+            json!({"name":"dev"}),
+        )
+        .await
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let chat = |addr: std::net::SocketAddr, key: String, model: &'static str| {
+        let http = h.http.clone();
+        async move {
+            let body =
+                json!({"model": model, "messages":[{"role":"user","content":"hi"}]}).to_string();
+            http.send(
+                Method::POST,
+                &format!("http://{addr}/v1/chat/completions"),
+                &[bearer(&key)],
+                body,
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        chat(h.gateway.addr, narrow.clone(), "gpt-5.5").await.status,
+        StatusCode::OK
+    );
+    let refused = chat(h.gateway.addr, narrow.clone(), "gpt-5-mini").await;
+    refused.assert_error(400, "model_not_allowed");
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("gpt-5-mini") && message.contains("key") && message.contains("platform"),
+        "{message}"
+    );
+    assert_eq!(
+        chat(h.gateway.addr, wide.clone(), "gpt-5-mini")
+            .await
+            .status,
+        StatusCode::OK,
+        "the team's list allows gpt-5*"
+    );
+    let by_team = chat(h.gateway.addr, wide.clone(), "gpt-4o").await;
+    by_team.assert_error(400, "model_not_allowed");
+    assert!(
+        by_team.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("team")
+    );
+    let upstream_calls = h.mock.requests().len();
+    assert_eq!(upstream_calls, 2, "refused calls must not reach upstream");
+    // Another gateway on the same database enforces the same lists.
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            chat(b.addr, narrow.clone(), "gpt-5.5").await.status == StatusCode::OK
+        })
+        .await
+    );
+    chat(b.addr, narrow.clone(), "gpt-5-mini")
+        .await
+        .assert_error(400, "model_not_allowed");
+    chat(b.addr, wide.clone(), "gpt-4o")
+        .await
+        .assert_error(400, "model_not_allowed");
+    // Bad entries are named.
+    let bad = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{teams}/platform/keys"),
+            &admin(),
+            json!({"allowed_models":["gpt 5"]}),
+        )
+        .await;
+    bad.assert_error(422, "invalid_fields");
+    assert!(
+        bad.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_models")
+    );
+    b.shutdown().await;
 }

@@ -12,12 +12,14 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use tollgate_core::{ApiError, KeyCache, KeyHash, KeyRecord, TeamInfo};
+use tollgate_core::{ApiError, KeyCache, KeyRecord, ModelAllowList};
 use tollgate_proxy::body::read_limited;
 use tollgate_proxy::{ProxyBody, error_response, json_response};
 use tollgate_store::{AdminPrincipal, LedgerRow, Role, Store, StoreError, Team};
 
-use crate::validate::{FieldErrors, valid_cost_centre, valid_key_name, valid_team_name};
+use crate::validate::{
+    FieldErrors, check_models, valid_cost_centre, valid_key_name, valid_team_name,
+};
 
 const MAX_ADMIN_BODY: u64 = 1024 * 1024;
 
@@ -31,6 +33,8 @@ pub struct Admin {
 struct CreateTeam {
     name: Option<String>,
     cost_centre: Option<String>,
+    /// Models the team's keys may call (`gpt-5*` matches a prefix); absent: all.
+    allowed_models: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +43,8 @@ struct CreateKey {
     name: Option<String>,
     /// Unix seconds after which the key stops working.
     expires_at: Option<i64>,
+    /// Models this key may call, within the team's; absent: all.
+    allowed_models: Option<Vec<String>>,
 }
 
 impl Admin {
@@ -157,13 +163,22 @@ impl Admin {
         if let Some(cc) = body.cost_centre.as_deref() {
             errors.check("cost_centre", Some(cc), valid_cost_centre);
         }
+        let allowed = check_models(&mut errors, body.allowed_models.as_deref());
         errors.into_result()?;
         let team = self
             .store
             .create_team(name.unwrap_or_default(), body.cost_centre.as_deref())
             .await
             .map_err(store_error)?;
-        Ok((StatusCode::CREATED, json(team)))
+        if let Some(models) = allowed.as_deref() {
+            self.store
+                .set_team_models(&team.id, Some(models))
+                .await
+                .map_err(store_error)?;
+        }
+        let mut value = json(&team);
+        value["allowed_models"] = models_json(allowed.as_deref());
+        Ok((StatusCode::CREATED, value))
     }
 
     async fn create_key(
@@ -179,28 +194,33 @@ impl Admin {
         if expires_at_ms.is_some_and(|at| at <= now) {
             errors.push("expires_at", "must be in the future (unix seconds)");
         }
+        let allowed = check_models(&mut errors, body.allowed_models.as_deref());
         errors.into_result()?;
         let issued = self
             .store
             .create_key(&team.id, &name, expires_at_ms)
             .await
             .map_err(store_error)?;
+        // The allow-list is set before the secret leaves this function, so no call can use
+        // the key unrestricted.
+        if let Some(models) = allowed.as_deref() {
+            self.store
+                .set_key_models(&issued.key.id, Some(models))
+                .await
+                .map_err(store_error)?;
+        }
         // Cache it here at once: the caller may use the key on the very next request.
-        self.keys.upsert(KeyRecord {
-            id: issued.key.id.clone(),
-            name: issued.key.name.clone(),
-            hash: KeyHash::of(&issued.secret),
-            team: Arc::new(TeamInfo {
-                id: team.id.clone(),
-                name: team.name.clone(),
-                cost_centre: team.cost_centre.clone(),
-                disabled: team.disabled,
-            }),
-            expires_at_ms: issued.key.expires_at_ms,
-            revoked_at_ms: None,
-        });
+        if let Some(record) = self
+            .store
+            .key_record(&issued.key.id)
+            .await
+            .map_err(store_error)?
+        {
+            self.keys.upsert(record);
+        }
         let mut value = json(&issued.key);
         value["secret"] = serde_json::Value::String(issued.secret);
+        value["allowed_models"] = models_json(allowed.as_deref());
         Ok((StatusCode::CREATED, value))
     }
 
@@ -239,6 +259,13 @@ fn request_view(row: &LedgerRow) -> serde_json::Value {
         .collect();
     value["tool_calls"] = serde_json::Value::Object(tools);
     value
+}
+
+fn models_json(stored: Option<&str>) -> serde_json::Value {
+    match ModelAllowList::parse(stored) {
+        Some(list) => serde_json::json!(list.entries()),
+        None => serde_json::Value::Null,
+    }
 }
 
 fn json(value: impl serde::Serialize) -> serde_json::Value {

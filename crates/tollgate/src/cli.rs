@@ -84,6 +84,9 @@ pub enum TeamCommand {
         /// Cost centre the team's spend is booked to.
         #[arg(long)]
         cost_centre: Option<String>,
+        /// A model the team's keys may call (repeat; a trailing '*' matches a prefix). Default: all.
+        #[arg(long = "allow-model")]
+        allow_models: Vec<String>,
         #[command(flatten)]
         output: Output,
     },
@@ -107,6 +110,9 @@ pub enum KeyCommand {
         /// Days until the key expires (default: never).
         #[arg(long)]
         expires_in_days: Option<u32>,
+        /// A model this key may call, within the team's (repeat; 'gpt-5*' matches a prefix). Default: all.
+        #[arg(long = "allow-model")]
+        allow_models: Vec<String>,
         #[command(flatten)]
         output: Output,
     },

@@ -8,7 +8,9 @@ use tollgate_core::config::Config;
 use tollgate_store::{ApiKey, Store, Team};
 
 use crate::cli::{KeyCommand, Output, TeamCommand};
-use crate::validate::{FieldErrors, valid_cost_centre, valid_key_name, valid_team_name};
+use crate::validate::{
+    FieldErrors, check_models, valid_cost_centre, valid_key_name, valid_team_name,
+};
 
 /// Opens the configured database, migrating an embedded SQLite file so first use just works.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -25,6 +27,7 @@ pub async fn team(config: &Config, command: TeamCommand) -> anyhow::Result<()> {
         TeamCommand::Create {
             name,
             cost_centre,
+            allow_models,
             output,
         } => {
             let mut errors = FieldErrors::default();
@@ -32,10 +35,14 @@ pub async fn team(config: &Config, command: TeamCommand) -> anyhow::Result<()> {
             if let Some(cc) = &cost_centre {
                 errors.check("cost_centre", Some(cc), valid_cost_centre);
             }
+            let models = check_models(&mut errors, Some(&allow_models));
             errors
                 .into_result()
                 .map_err(|e| anyhow::anyhow!(e.message))?;
             let team = store.create_team(&name, cost_centre.as_deref()).await?;
+            if let Some(models) = models.as_deref() {
+                store.set_team_models(&team.id, Some(models)).await?;
+            }
             print_teams(output, &[team]);
         }
         TeamCommand::List { output } => print_teams(output, &store.list_teams().await?),
@@ -51,10 +58,12 @@ pub async fn key(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
             team,
             name,
             expires_in_days,
+            allow_models,
             output,
         } => {
             let mut errors = FieldErrors::default();
             errors.check("name", Some(&name), valid_key_name);
+            let models = check_models(&mut errors, Some(&allow_models));
             errors
                 .into_result()
                 .map_err(|e| anyhow::anyhow!(e.message))?;
@@ -65,6 +74,9 @@ pub async fn key(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
             let expires =
                 expires_in_days.map(|d| tollgate_core::time::now_ms() + i64::from(d) * 86_400_000);
             let issued = store.create_key(&team.id, &name, expires).await?;
+            if let Some(models) = models.as_deref() {
+                store.set_key_models(&issued.key.id, Some(models)).await?;
+            }
             if output.json {
                 let mut value = serde_json::to_value(&issued.key)?;
                 value["secret"] = serde_json::Value::String(issued.secret);

@@ -1,6 +1,6 @@
 //! Input rules shared by the admin API and the CLI, collected so every bad field is named at once.
 
-use tollgate_core::ApiError;
+use tollgate_core::{ApiError, ModelAllowList};
 
 /// Bad fields gathered during one validation pass.
 #[derive(Debug, Default)]
@@ -89,6 +89,16 @@ pub fn valid_cost_centre(cc: &str) -> Result<(), String> {
         return Err("must be 1-64 printable characters".into());
     }
     Ok(())
+}
+
+/// Validates an `allowed_models` field; returns its stored form (`None`: allow all).
+pub fn check_models(errors: &mut FieldErrors, models: Option<&[String]>) -> Option<String> {
+    let models = models?;
+    if let Some(bad) = models.iter().find(|m| !ModelAllowList::valid_entry(m)) {
+        errors.push("allowed_models", format!("'{bad}' is not a model name (letters, digits, '.', '-', '_', ':', '/'; a trailing '*' matches a prefix)"));
+        return None;
+    }
+    ModelAllowList::to_stored(models)
 }
 
 #[cfg(test)]

@@ -181,6 +181,37 @@ async fn keys_managed_from_the_cli_reach_a_running_gateway(backend: Backend) {
         .await,
         "CLI-revoked key still works after 1 s"
     );
+    // A key limited to one model, from the CLI: the other model is refused on the gateway.
+    let limited = tollgate(
+        &[
+            "key",
+            "create",
+            "--team",
+            "platform",
+            "--allow-model",
+            "gpt-5.5",
+        ],
+        &db,
+    );
+    assert!(limited.status.success(), "{}", stderr(&limited));
+    let limited = stdout(&limited).trim().to_string();
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            call(&h.http, &h, &limited).await.status == StatusCode::OK
+        })
+        .await
+    );
+    let other = json!({"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}).to_string();
+    let refused = h
+        .http
+        .send(
+            Method::POST,
+            &format!("{}/v1/chat/completions", h.base()),
+            &[bearer(&limited)],
+            other,
+        )
+        .await;
+    refused.assert_error(400, "model_not_allowed");
     let missing = tollgate(&["key", "revoke", "nosuchkey123"], &db);
     assert!(
         !missing.status.success() && stderr(&missing).contains("no key"),
