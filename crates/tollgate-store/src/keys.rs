@@ -62,6 +62,19 @@ impl Store {
         name: &str,
         expires_at_ms: Option<i64>,
     ) -> Result<IssuedKey> {
+        self.create_key_with(team_id, name, expires_at_ms, None)
+            .await
+    }
+
+    /// Issues a key limited to `allowed_models` (stored form, see `ModelAllowList`). The list
+    /// is written in the same row as the key, so no replica ever sees the key without it.
+    pub async fn create_key_with(
+        &self,
+        team_id: &str,
+        name: &str,
+        expires_at_ms: Option<i64>,
+        allowed_models: Option<&str>,
+    ) -> Result<IssuedKey> {
         let name = clean_name("key name", name)?;
         let secret = NewSecret::generate(SecretKind::TeamKey);
         let mut tx = self.pool.begin().await?;
@@ -83,7 +96,7 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO api_keys (id, team_id, name, key_hash, created_at_ms, expires_at_ms, \
-             revoked_at_ms, rev) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
+             revoked_at_ms, rev, allowed_models) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $8)",
         )
         .bind(&key.id)
         .bind(&key.team_id)
@@ -92,6 +105,7 @@ impl Store {
         .bind(key.created_at_ms)
         .bind(key.expires_at_ms)
         .bind(rev)
+        .bind(allowed_models)
         .execute(&mut *tx)
         .await
         // 12 random characters colliding is not expected; if it happens, the caller may retry.
@@ -165,37 +179,6 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         Ok(key_records(&rows, 0)?.0.into_iter().next())
-    }
-
-    /// Sets (or with `None` clears) a key's model allow-list; replicas pick it up like any change.
-    pub async fn set_key_models(&self, id: &str, models: Option<&str>) -> Result<bool> {
-        self.set_models("api_keys", id, models).await
-    }
-
-    /// Sets (or clears) a team's model allow-list.
-    pub async fn set_team_models(&self, id: &str, models: Option<&str>) -> Result<bool> {
-        self.set_models("teams", id, models).await
-    }
-
-    async fn set_models(
-        &self,
-        table: &'static str,
-        id: &str,
-        models: Option<&str>,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let rev = bump_revision(&mut tx).await?;
-        // `table` is one of two constants above: nothing to quote.
-        let sql = format!("UPDATE {table} SET allowed_models = $1, rev = $2 WHERE id = $3");
-        let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(models)
-            .bind(rev)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(updated > 0)
     }
 }
 

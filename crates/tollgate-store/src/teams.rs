@@ -29,6 +29,16 @@ impl Store {
     /// Creates a team. Names are unique (exact match); a taken name is `Conflict`, decided by the
     /// unique index rather than a racy lookup first.
     pub async fn create_team(&self, name: &str, cost_centre: Option<&str>) -> Result<Team> {
+        self.create_team_with(name, cost_centre, None).await
+    }
+
+    /// Creates a team whose keys may call only `allowed_models` (stored form), in one row.
+    pub async fn create_team_with(
+        &self,
+        name: &str,
+        cost_centre: Option<&str>,
+        allowed_models: Option<&str>,
+    ) -> Result<Team> {
         let name = clean_name("team name", name)?;
         if name.starts_with("tm_") {
             // `team()` accepts an id or a name; a name shaped like an id would be ambiguous.
@@ -50,14 +60,15 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let rev = bump_revision(&mut tx).await?;
         sqlx::query(
-            "INSERT INTO teams (id, name, cost_centre, disabled, created_at_ms, updated_at_ms, rev) \
-             VALUES ($1, $2, $3, 0, $4, $4, $5)",
+            "INSERT INTO teams (id, name, cost_centre, disabled, created_at_ms, updated_at_ms, rev, allowed_models) \
+             VALUES ($1, $2, $3, 0, $4, $4, $5, $6)",
         )
         .bind(&team.id)
         .bind(&team.name)
         .bind(team.cost_centre.as_deref())
         .bind(team.created_at_ms)
         .bind(rev)
+        .bind(allowed_models)
         .execute(&mut *tx)
         .await
         .map_err(|e| conflict_on_unique(e, || format!("a team named {:?} already exists", team.name)))?;

@@ -357,11 +357,13 @@ async fn model_allow_lists_of_key_and_team_are_enforced_everywhere(backend: Back
     let upstream_calls = h.mock.requests().len();
     assert_eq!(upstream_calls, 2, "refused calls must not reach upstream");
     // Another gateway on the same database enforces the same lists.
+    let knows_both = || async {
+        chat(b.addr, narrow.clone(), "gpt-5.5").await.status == StatusCode::OK
+            && chat(b.addr, wide.clone(), "gpt-5.5").await.status == StatusCode::OK
+    };
     assert!(
-        eventually(Duration::from_secs(1), || async {
-            chat(b.addr, narrow.clone(), "gpt-5.5").await.status == StatusCode::OK
-        })
-        .await
+        eventually(Duration::from_secs(1), knows_both).await,
+        "replica B never learned both keys"
     );
     chat(b.addr, narrow.clone(), "gpt-5-mini")
         .await

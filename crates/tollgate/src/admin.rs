@@ -167,15 +167,13 @@ impl Admin {
         errors.into_result()?;
         let team = self
             .store
-            .create_team(name.unwrap_or_default(), body.cost_centre.as_deref())
+            .create_team_with(
+                name.unwrap_or_default(),
+                body.cost_centre.as_deref(),
+                allowed.as_deref(),
+            )
             .await
             .map_err(store_error)?;
-        if let Some(models) = allowed.as_deref() {
-            self.store
-                .set_team_models(&team.id, Some(models))
-                .await
-                .map_err(store_error)?;
-        }
         let mut value = json(&team);
         value["allowed_models"] = models_json(allowed.as_deref());
         Ok((StatusCode::CREATED, value))
@@ -198,17 +196,9 @@ impl Admin {
         errors.into_result()?;
         let issued = self
             .store
-            .create_key(&team.id, &name, expires_at_ms)
+            .create_key_with(&team.id, &name, expires_at_ms, allowed.as_deref())
             .await
             .map_err(store_error)?;
-        // The allow-list is set before the secret leaves this function, so no call can use
-        // the key unrestricted.
-        if let Some(models) = allowed.as_deref() {
-            self.store
-                .set_key_models(&issued.key.id, Some(models))
-                .await
-                .map_err(store_error)?;
-        }
         // Cache it here at once: the caller may use the key on the very next request.
         if let Some(record) = self
             .store

@@ -39,10 +39,9 @@ pub async fn team(config: &Config, command: TeamCommand) -> anyhow::Result<()> {
             errors
                 .into_result()
                 .map_err(|e| anyhow::anyhow!(e.message))?;
-            let team = store.create_team(&name, cost_centre.as_deref()).await?;
-            if let Some(models) = models.as_deref() {
-                store.set_team_models(&team.id, Some(models)).await?;
-            }
+            let team = store
+                .create_team_with(&name, cost_centre.as_deref(), models.as_deref())
+                .await?;
             print_teams(output, &[team]);
         }
         TeamCommand::List { output } => print_teams(output, &store.list_teams().await?),
@@ -73,10 +72,9 @@ pub async fn key(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no team '{team}' (see `tollgate team list`)"))?;
             let expires =
                 expires_in_days.map(|d| tollgate_core::time::now_ms() + i64::from(d) * 86_400_000);
-            let issued = store.create_key(&team.id, &name, expires).await?;
-            if let Some(models) = models.as_deref() {
-                store.set_key_models(&issued.key.id, Some(models)).await?;
-            }
+            let issued = store
+                .create_key_with(&team.id, &name, expires, models.as_deref())
+                .await?;
             if output.json {
                 let mut value = serde_json::to_value(&issued.key)?;
                 value["secret"] = serde_json::Value::String(issued.secret);
