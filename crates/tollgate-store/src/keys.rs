@@ -13,7 +13,7 @@ use tollgate_core::{KeyHash, KeyRecord, ModelAllowList, TeamInfo};
 
 use crate::error::{Result, StoreError, conflict_on_unique};
 use crate::store::{Store, bump_revision};
-use crate::teams::{clean_name, flag};
+use crate::teams::{clean_name, flag, models_list};
 
 /// A key as the admin API shows it. Never carries the hash or the secret.
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
@@ -25,6 +25,8 @@ pub struct ApiKey {
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
+    /// Models this key may call, within its team's; `None`: all.
+    pub allowed_models: Option<Vec<String>>,
 }
 
 /// A freshly issued key. `secret` is the full `tg-…` token: show it once, it cannot be recovered.
@@ -52,7 +54,7 @@ pub struct KeyChanges {
 }
 
 const API_KEY_SELECT: &str = "SELECT k.id, k.team_id, t.name AS team_name, k.name, k.created_at_ms, \
-     k.expires_at_ms, k.revoked_at_ms FROM api_keys k JOIN teams t ON t.id = k.team_id";
+     k.expires_at_ms, k.revoked_at_ms, k.allowed_models FROM api_keys k JOIN teams t ON t.id = k.team_id";
 
 impl Store {
     /// Issues a key for a team (`NotFound` if there is no team with that id).
@@ -93,6 +95,7 @@ impl Store {
             created_at_ms: now_ms(),
             expires_at_ms,
             revoked_at_ms: None,
+            allowed_models: models_list(allowed_models),
         };
         sqlx::query(
             "INSERT INTO api_keys (id, team_id, name, key_hash, created_at_ms, expires_at_ms, \
@@ -249,5 +252,9 @@ fn api_key_from_row(row: &AnyRow) -> Result<ApiKey> {
         created_at_ms: row.try_get("created_at_ms")?,
         expires_at_ms: row.try_get("expires_at_ms")?,
         revoked_at_ms: row.try_get("revoked_at_ms")?,
+        allowed_models: models_list(
+            row.try_get::<Option<String>, _>("allowed_models")?
+                .as_deref(),
+        ),
     })
 }

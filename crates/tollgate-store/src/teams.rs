@@ -21,9 +21,11 @@ pub struct Team {
     pub cost_centre: Option<String>,
     pub disabled: bool,
     pub created_at_ms: i64,
+    /// Models the team's keys may call (`gpt-5*` matches a prefix); `None`: all.
+    pub allowed_models: Option<Vec<String>>,
 }
 
-const TEAM_COLUMNS: &str = "id, name, cost_centre, disabled, created_at_ms";
+const TEAM_COLUMNS: &str = "id, name, cost_centre, disabled, created_at_ms, allowed_models";
 
 impl Store {
     /// Creates a team. Names are unique (exact match); a taken name is `Conflict`, decided by the
@@ -56,6 +58,7 @@ impl Store {
             cost_centre,
             disabled: false,
             created_at_ms: now_ms(),
+            allowed_models: models_list(allowed_models),
         };
         let mut tx = self.pool.begin().await?;
         let rev = bump_revision(&mut tx).await?;
@@ -103,7 +106,16 @@ fn team_from_row(row: &AnyRow) -> Result<Team> {
         cost_centre: row.try_get("cost_centre")?,
         disabled: flag(row.try_get("disabled")?),
         created_at_ms: row.try_get("created_at_ms")?,
+        allowed_models: models_list(
+            row.try_get::<Option<String>, _>("allowed_models")?
+                .as_deref(),
+        ),
     })
+}
+
+/// The stored comma-separated allow-list as the API shows it.
+pub(crate) fn models_list(stored: Option<&str>) -> Option<Vec<String>> {
+    tollgate_core::ModelAllowList::parse(stored).map(|list| list.entries().to_vec())
 }
 
 /// Flags are stored as BIGINT 0/1: the Any driver decodes `bool` only from a native boolean,

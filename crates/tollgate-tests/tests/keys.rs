@@ -371,6 +371,28 @@ async fn model_allow_lists_of_key_and_team_are_enforced_everywhere(backend: Back
     chat(b.addr, wide.clone(), "gpt-4o")
         .await
         .assert_error(400, "model_not_allowed");
+    // The lists show on reads too.
+    let got = h
+        .http
+        .send(Method::GET, &format!("{teams}/platform"), &admin(), "")
+        .await
+        .json();
+    assert_eq!(
+        got["allowed_models"],
+        json!(["gpt-5*", "text-embedding-3-small"])
+    );
+    let id = narrow.split('-').nth(1).unwrap();
+    let got = h
+        .http
+        .send(
+            Method::GET,
+            &format!("{}/admin/v1/keys/{id}", h.base()),
+            &admin(),
+            "",
+        )
+        .await
+        .json();
+    assert_eq!(got["allowed_models"], json!(["gpt-5.5"]));
     // Bad entries are named.
     let bad = h
         .http

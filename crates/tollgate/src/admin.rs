@@ -12,7 +12,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use tollgate_core::{ApiError, KeyCache, KeyRecord, ModelAllowList};
+use tollgate_core::{ApiError, KeyCache, KeyRecord};
 use tollgate_proxy::body::read_limited;
 use tollgate_proxy::{ProxyBody, error_response, json_response};
 use tollgate_store::{AdminPrincipal, LedgerRow, Role, Store, StoreError, Team};
@@ -174,9 +174,7 @@ impl Admin {
             )
             .await
             .map_err(store_error)?;
-        let mut value = json(&team);
-        value["allowed_models"] = models_json(allowed.as_deref());
-        Ok((StatusCode::CREATED, value))
+        Ok((StatusCode::CREATED, json(team)))
     }
 
     async fn create_key(
@@ -210,7 +208,6 @@ impl Admin {
         }
         let mut value = json(&issued.key);
         value["secret"] = serde_json::Value::String(issued.secret);
-        value["allowed_models"] = models_json(allowed.as_deref());
         Ok((StatusCode::CREATED, value))
     }
 
@@ -249,13 +246,6 @@ fn request_view(row: &LedgerRow) -> serde_json::Value {
         .collect();
     value["tool_calls"] = serde_json::Value::Object(tools);
     value
-}
-
-fn models_json(stored: Option<&str>) -> serde_json::Value {
-    match ModelAllowList::parse(stored) {
-        Some(list) => serde_json::json!(list.entries()),
-        None => serde_json::Value::Null,
-    }
 }
 
 fn json(value: impl serde::Serialize) -> serde_json::Value {
