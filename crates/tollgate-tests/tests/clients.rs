@@ -112,11 +112,14 @@ async fn codex_exec(h: &Harness, key: &str, prompt: &str) -> (std::process::Outp
     (out, stdout)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn codex_cli_plain_turn_completes_through_tollgate() {
-    let h = Harness::start(Backend::Sqlite).await;
-    let key = h.team_key("platform").await;
-    let (out, stdout) = codex_exec(&h, &key, "Say hello").await;
+/// Runs a Codex turn that must succeed: exit 0 and `turn.completed`. Returns Codex's output and
+/// the `/v1/responses` requests the upstream received.
+async fn codex_turn_ok(
+    h: &Harness,
+    key: &str,
+    prompt: &str,
+) -> (String, Vec<tollgate_mock::RecordedRequest>) {
+    let (out, stdout) = codex_exec(h, key, prompt).await;
     assert!(
         out.status.success(),
         "codex exec failed:\n{stdout}\n{}",
@@ -126,12 +129,20 @@ async fn codex_cli_plain_turn_completes_through_tollgate() {
         stdout.lines().any(|l| l.contains("\"turn.completed\"")),
         "no turn.completed:\n{stdout}"
     );
-    let turns: Vec<_> = h
+    let turns = h
         .mock
         .requests()
         .into_iter()
         .filter(|r| r.path == "/v1/responses")
         .collect();
+    (stdout, turns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_cli_plain_turn_completes_through_tollgate() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("platform").await;
+    let (_, turns) = codex_turn_ok(&h, &key, "Say hello").await;
     assert!(!turns.is_empty(), "Codex never reached the upstream");
     for r in &turns {
         assert_eq!(
@@ -150,22 +161,7 @@ async fn codex_cli_plain_turn_completes_through_tollgate() {
 async fn codex_cli_tool_call_turn_completes_through_tollgate() {
     let h = Harness::start(Backend::Sqlite).await;
     let key = h.team_key("platform").await;
-    let (out, stdout) = codex_exec(&h, &key, "mock:exec run the command").await;
-    assert!(
-        out.status.success(),
-        "codex exec failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.lines().any(|l| l.contains("\"turn.completed\"")),
-        "no turn.completed:\n{stdout}"
-    );
-    let turns: Vec<_> = h
-        .mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/v1/responses")
-        .collect();
+    let (_, turns) = codex_turn_ok(&h, &key, "mock:exec run the command").await;
     assert!(
         turns.len() >= 2,
         "expected the tool call and a follow-up request, got {}",
@@ -203,12 +199,7 @@ fn codex_turn(stdout: &str) -> (String, serde_json::Value) {
 async fn codex_turn_is_metered_to_the_token_codex_reports() {
     let h = Harness::start(Backend::Sqlite).await;
     let key = h.team_key("platform").await;
-    let (out, stdout) = codex_exec(&h, &key, "mock:exec run the command").await;
-    assert!(
-        out.status.success(),
-        "codex exec failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (stdout, turns) = codex_turn_ok(&h, &key, "mock:exec run the command").await;
     let (thread, usage) = codex_turn(&stdout);
     h.gateway.flush_ledger().await;
     let session = h
@@ -218,13 +209,11 @@ async fn codex_turn_is_metered_to_the_token_codex_reports() {
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("no ledger session for Codex thread {thread}"));
-    let requests = h
-        .mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/v1/responses")
-        .count() as i64;
-    assert_eq!(session.requests, requests, "one row per Codex request");
+    assert_eq!(
+        session.requests,
+        turns.len() as i64,
+        "one row per Codex request"
+    );
     assert_eq!(
         (
             session.input_tokens,

@@ -18,7 +18,9 @@ use http_body_util::BodyExt;
 use serde_json::json;
 
 use tollgate_tests::process::Child;
-use tollgate_tests::{Backend, Harness, HttpClient, Reply, bearer, eventually};
+use tollgate_tests::{
+    ADMIN_TOKEN, Backend, Harness, HttpClient, Reply, bearer, eventually, issue_key,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
@@ -409,7 +411,7 @@ async fn sigterm_drains_in_flight_streams_refuses_new_connections_and_exits_0() 
         ("TOLLGATE_LISTEN", listen.as_str()),
         ("TOLLGATE_UPSTREAM_URL", upstream.as_str()),
         ("TOLLGATE_UPSTREAM_KEY", "sk-up"),
-        ("TOLLGATE_ADMIN_TOKEN", "tga-admin-for-test"),
+        ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
     ];
     let mut serve = Child::spawn(
         BIN,
@@ -423,26 +425,7 @@ async fn sigterm_drains_in_flight_streams_refuses_new_connections_and_exits_0() 
 
     let http = HttpClient::new();
     let base = format!("http://{listen}");
-    let admin = [("authorization", "Bearer tga-admin-for-test".to_string())];
-    http.json(
-        Method::POST,
-        &format!("{base}/admin/v1/teams"),
-        &admin,
-        json!({"name": "platform"}),
-    )
-    .await;
-    let key = http
-        .json(
-            Method::POST,
-            &format!("{base}/admin/v1/teams/platform/keys"),
-            &admin,
-            json!({}),
-        )
-        .await
-        .json()["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = issue_key(&http, listen.parse().unwrap(), "platform").await;
     let body = json!({"model":"gpt-5.5","input":"hi","stream":true}).to_string();
     // One stream that ends within the drain deadline (~1 s), one that would run a minute.
     let short = http

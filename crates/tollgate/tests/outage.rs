@@ -19,7 +19,7 @@ use serde_json::json;
 use tollgate_store::Store;
 use tollgate_store::testdb::Cluster;
 use tollgate_tests::process::Child;
-use tollgate_tests::{HttpClient, bearer, eventually};
+use tollgate_tests::{ADMIN_TOKEN, HttpClient, bearer, eventually, issue_key};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
 
@@ -72,7 +72,7 @@ async fn rows_survive_a_database_outage_and_a_sigkill_exactly_once() {
         ("TOLLGATE_LISTEN", listen.as_str()),
         ("TOLLGATE_UPSTREAM_URL", upstream.as_str()),
         ("TOLLGATE_UPSTREAM_KEY", "sk-up"),
-        ("TOLLGATE_ADMIN_TOKEN", "tga-outage-admin"),
+        ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN),
         ("DATABASE_URL", db.as_str()),
     ];
     let args = ["serve", "--migrate", "--config", config.to_str().unwrap()];
@@ -83,26 +83,7 @@ async fn rows_survive_a_database_outage_and_a_sigkill_exactly_once() {
 
     let http = HttpClient::new();
     let base = format!("http://{listen}");
-    let admin = [("authorization", "Bearer tga-outage-admin".to_string())];
-    http.json(
-        Method::POST,
-        &format!("{base}/admin/v1/teams"),
-        &admin,
-        json!({"name": "platform"}),
-    )
-    .await;
-    let key = http
-        .json(
-            Method::POST,
-            &format!("{base}/admin/v1/teams/platform/keys"),
-            &admin,
-            json!({}),
-        )
-        .await
-        .json()["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = issue_key(&http, listen.parse().unwrap(), "platform").await;
     let call = || async {
         let body = json!({"model":"gpt-5.5","input":"hi","stream":true}).to_string();
         http.send(
