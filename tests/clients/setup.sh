@@ -2,19 +2,33 @@
 # Installs the real clients tollgate's tests drive: the official `openai` Python SDK (in a venv)
 # and the Codex CLI (from npm), at pinned versions, under target/clients/. Idempotent and safe to
 # run from several test processes at once (flock). Needs python3 with venv, and npm.
+# The same venv carries the deploy kit's checkers (tests/deploy.rs): PyYAML, and
+# kubernetes-validate (Kubernetes JSON schemas bundled, so it validates offline); and the
+# official OTLP protobuf definitions plus grpcio for tests/otlp/receiver.py (telemetry tests).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 dir="${TOLLGATE_CLIENTS_DIR:-$root/target/clients}"
 openai_version="3.57.0"
+pyyaml_version="6.0.3"
+kubernetes_validate_version="1.37.0"
+otel_proto_version="1.45.2"
+protobuf_version="7.36.2"
+grpcio_version="1.85.3"
 codex_version="0.169.0"
 mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9
 
-if ! "$dir/venv/bin/python" -c "import openai, sys; sys.exit(openai.__version__ != '$openai_version')" 2>/dev/null; then
-  echo "tollgate tests: installing openai==$openai_version into $dir/venv" >&2
+python_packages=("openai==$openai_version" "PyYAML==$pyyaml_version" "kubernetes-validate==$kubernetes_validate_version"
+  "opentelemetry-proto==$otel_proto_version" "protobuf==$protobuf_version" "grpcio==$grpcio_version")
+if ! "$dir/venv/bin/python" -c "
+import sys
+from importlib.metadata import version
+sys.exit(any(version(name) != want for name, want in (a.split('==') for a in sys.argv[1:])))
+" "${python_packages[@]}" 2>/dev/null; then
+  echo "tollgate tests: installing ${python_packages[*]} into $dir/venv" >&2
   python3 -m venv "$dir/venv"
-  "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "openai==$openai_version"
+  "$dir/venv/bin/pip" install --quiet --disable-pip-version-check "${python_packages[@]}"
 fi
 
 if [ "$("$dir/npm/node_modules/.bin/codex" --version 2>/dev/null || true)" != "codex-cli $codex_version" ]; then

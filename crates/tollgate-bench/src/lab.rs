@@ -52,6 +52,7 @@ impl Lab {
         tollgate: &Path,
         nginx_bin: Result<&Path, &String>,
         kinds: &[TargetKind],
+        limits: bool,
     ) -> Result<Lab, BenchError> {
         let dir = tempfile::Builder::new()
             .prefix("tollgate-bench-")
@@ -80,7 +81,8 @@ impl Lab {
                     }),
                 },
                 TargetKind::Tollgate => {
-                    let (service, key) = start_tollgate(tollgate, dir.path(), mock.addr).await?;
+                    let (service, key) =
+                        start_tollgate(tollgate, dir.path(), mock.addr, limits).await?;
                     let authorization =
                         HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
                             BenchError::Cli {
@@ -153,11 +155,13 @@ async fn start_nginx(
 }
 
 /// A fresh SQLite database with one team and key (made through the CLI, as an admin would),
-/// then `tollgate serve` on it. Returns the gateway and the team key.
+/// with `limits`, a team budget and rate limit that never bind (so their admission cost is
+/// measured), then `tollgate serve` on it. Returns the gateway and the team key.
 pub async fn start_tollgate(
     tollgate: &Path,
     dir: &Path,
     upstream: SocketAddr,
+    limits: bool,
 ) -> Result<(Service, String), BenchError> {
     let data = tempfile::Builder::new()
         .prefix("tollgate-")
@@ -174,6 +178,30 @@ pub async fn start_tollgate(
             detail: format!("no tg-… key in its output: {out:?}"),
         })?
         .to_owned();
+    if limits {
+        let budget = [
+            "budget",
+            "set",
+            "--team",
+            "bench",
+            "--period",
+            "month",
+            "--limit-usd",
+            "1000000",
+        ];
+        procs::run_cli(tollgate, &budget, &env, &data).await?;
+        let rate = [
+            "rate-limit",
+            "set",
+            "--team",
+            "bench",
+            "--rpm",
+            "100000000",
+            "--tpm",
+            "4000000000",
+        ];
+        procs::run_cli(tollgate, &rate, &env, &data).await?;
+    }
     let listen = env
         .iter()
         .find(|(name, _)| *name == "TOLLGATE_LISTEN")

@@ -1,5 +1,6 @@
 //! `tollgate-bench`: starts the mock upstream, nginx and tollgate as separate processes, drives
 //! the same load through each, and prints a Markdown report (optionally to BENCHMARKS.md).
+//! `tollgate-bench report-scale` instead times spend reports over a large ledger.
 
 mod client;
 mod error;
@@ -12,6 +13,7 @@ mod options;
 mod procs;
 mod procstat;
 mod report;
+mod report_scale;
 mod scenario;
 mod stats;
 mod streams;
@@ -27,6 +29,11 @@ use crate::options::Options;
 use crate::report::Report;
 
 fn main() -> anyhow::Result<()> {
+    // `report-scale` measures the store, not the proxy: its own options, no processes to start.
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("report-scale") {
+        return report_scale::main(args.skip(1));
+    }
     let opts = Options::parse().resolved();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -52,7 +59,13 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let results = if opts.streams_only {
         None
     } else {
-        let mut lab = Lab::start(&tollgate, nginx_bin.as_deref(), &opts.targets).await?;
+        let mut lab = Lab::start(
+            &tollgate,
+            nginx_bin.as_deref(),
+            &opts.targets,
+            !opts.no_limits,
+        )
+        .await?;
         for u in &lab.unavailable {
             eprintln!("{} will not be measured: {}", u.kind.label(), u.reason);
         }

@@ -64,6 +64,10 @@ pub struct Options {
     /// Per-request timeout, in seconds; a request that takes longer counts as an error.
     #[arg(long, default_value_t = 30.0)]
     pub timeout: f64,
+    /// Run tollgate without the bench team's budget and rate limit (to measure what budget and
+    /// rate-limit admission add; by default both apply, set high enough never to bind).
+    #[arg(long)]
+    pub no_limits: bool,
 }
 
 impl Options {

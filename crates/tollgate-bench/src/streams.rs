@@ -50,7 +50,8 @@ pub async fn run(tollgate: &std::path::Path, opts: &Options) -> Result<StreamsRe
         .prefix("tollgate-bench-")
         .tempdir()?;
     let mock = lab::start_mock(tollgate).await?;
-    let (gateway, key) = lab::start_tollgate(tollgate, dir.path(), mock.addr).await?;
+    let (gateway, key) =
+        lab::start_tollgate(tollgate, dir.path(), mock.addr, !opts.no_limits).await?;
     let authorization = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
         BenchError::Internal(format!("the team key {key:?} is not a valid header value"))
     })?;

@@ -20,6 +20,10 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub param: Option<&'static str>,
+    /// Unix seconds when a usage limit resets (`usage_limit_reached`; Codex shows it).
+    pub resets_at: Option<i64>,
+    /// Extra response headers (`retry-after`, `x-codex-promo-message`, rate-limit state).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Serialize)]
@@ -34,6 +38,8 @@ struct Body<'a> {
     kind: &'a str,
     param: Option<&'a str>,
     code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resets_at: Option<i64>,
 }
 
 impl ApiError {
@@ -49,6 +55,8 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            resets_at: None,
+            headers: Vec::new(),
         }
     }
 
@@ -73,6 +81,7 @@ impl ApiError {
                 kind: self.kind,
                 param: self.param,
                 code: self.code,
+                resets_at: self.resets_at,
             },
         };
         serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\",\"param\":null,\"code\":\"internal_error\"}}".to_vec())

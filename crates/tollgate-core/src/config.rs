@@ -8,6 +8,11 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+mod budgets;
+mod telemetry;
+pub use budgets::BudgetsConfig;
+pub use telemetry::{OtlpHeaders, TelemetryConfig};
+
 /// The whole configuration of a gateway process.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -22,6 +27,9 @@ pub struct Config {
     pub store: StoreConfig,
     pub pricing: PricingConfig,
     pub ledger: LedgerConfig,
+    pub budgets: BudgetsConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// Secrets, filled from the environment only (never read from the file).
     #[serde(skip)]
     pub secrets: Secrets,
@@ -157,6 +165,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             pricing: PricingConfig::default(),
             ledger: LedgerConfig::default(),
+            budgets: BudgetsConfig::default(),
+            telemetry: TelemetryConfig::default(),
             secrets: Secrets::default(),
         }
     }
@@ -246,6 +256,7 @@ impl Config {
         }
         self.secrets.upstream_key = set("TOLLGATE_UPSTREAM_KEY").or_else(|| set("OPENAI_API_KEY"));
         self.secrets.admin_token = set("TOLLGATE_ADMIN_TOKEN");
+        self.telemetry.apply_env(&env);
     }
 
     /// Every problem with this configuration (empty when it is usable). Pure: file existence
@@ -355,6 +366,8 @@ impl Config {
                 "not set: export TOLLGATE_UPSTREAM_KEY (or OPENAI_API_KEY) with the key tollgate sends upstream",
             ));
         }
+        problems.extend(self.budgets.validate());
+        problems.extend(self.telemetry.validate());
         problems
     }
 
@@ -441,6 +454,46 @@ mod tests {
             !format!("{:?}", config.validate()).contains("pw@"),
             "password leaked"
         );
+    }
+
+    #[test]
+    fn the_commented_example_config_is_valid() {
+        let text = include_str!("../../../config/tollgate.example.toml");
+        let mut config = Config::from_toml(text).unwrap();
+        config.apply_env(env(&[("TOLLGATE_UPSTREAM_KEY", "sk-1")]));
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(config.budgets, BudgetsConfig::default());
+    }
+
+    #[test]
+    fn budget_settings_are_validated_by_field() {
+        let mut config = Config::from_toml(
+            "[budgets]\ntimezone = \"Mars/Base\"\nfail_policy = \"maybe\"\nlease_ttl_ms = 10\nmax_slice_usd = \"x\"\nwebhook_url = \"ftp://h\"\n",
+        )
+        .unwrap();
+        config.apply_env(env(&[("OPENAI_API_KEY", "sk-1")]));
+        let fields: Vec<String> = config.validate().into_iter().map(|p| p.field).collect();
+        for expected in [
+            "budgets.timezone",
+            "budgets.fail_policy",
+            "budgets.lease_ttl_ms",
+            "budgets.sync_ms",
+            "budgets.max_slice_usd",
+            "budgets.webhook_url",
+        ] {
+            assert!(
+                fields.iter().any(|f| f == expected),
+                "{expected} missing from {fields:?}"
+            );
+        }
+        let caps = Config::from_toml(
+            "[budgets]\ndefault_max_output_tokens = 100\nmax_output_tokens = { \"gpt-5*\" = 500, \"gpt-5-mini\" = 50 }\n",
+        )
+        .unwrap()
+        .budgets;
+        assert_eq!(caps.output_cap("gpt-5-mini"), 50);
+        assert_eq!(caps.output_cap("gpt-5.5"), 500);
+        assert_eq!(caps.output_cap("gpt-4.1"), 100);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! API errors and configuration types. No I/O lives here, so every other crate can depend on it.
 
 pub mod api_error;
+pub mod budget;
 pub mod config;
 pub mod key_cache;
 pub mod keys;
@@ -9,6 +10,7 @@ pub mod ledger;
 pub mod models;
 pub mod money;
 pub mod pricing;
+pub mod ratelimit;
 pub mod time;
 pub mod usage;
 

@@ -17,6 +17,8 @@ pub struct Peek {
     pub max_output_tokens: Option<u64>,
     pub max_tokens: Option<u64>,
     pub max_completion_tokens: Option<u64>,
+    /// `flex`, `priority`, …: budgets price the estimate at the requested tier.
+    pub service_tier: Option<String>,
     pub stream_options: Option<StreamOptions>,
 }
 

@@ -5,7 +5,7 @@
 //!        ─► route    /v1/* only; WebSocket upgrade → 426 so Codex falls back to HTTP
 //!        ─► auth     Bearer team key → SHA-256 → in-memory KeyCache            (auth.rs)
 //!        ─► inspect  read + decode the JSON body once, peek model/stream       (inspect.rs)
-//!        ─► admit    the model has a price (or the unpriced policy allows it)
+//!        ─► admit    allow-list, price, rate limits, budget reservation     (admission.rs)
 //!        ─► forward  swap in the upstream key, stream the response back        (forward.rs)
 //!        ─► meter    read usage and tool calls from frames as they pass        (meter.rs)
 //!        ─► settle   usage → price → one ledger event, exactly once           (settle.rs)
@@ -13,6 +13,7 @@
 //! Nothing here touches the database: the key cache is filled and kept fresh by the store, and
 //! settled calls go to a non-blocking ledger sink.
 
+pub mod admission;
 pub mod attribution;
 pub mod auth;
 pub mod body;
@@ -36,6 +37,8 @@ use hyper::body::Incoming;
 use tollgate_core::pricing::UnpricedPolicy;
 use tollgate_core::{ApiError, KeyCache, KeyRecord};
 
+pub use admission::Admission;
+use admission::{Admitted, Call};
 use attribution::Attribution;
 pub use body::ProxyBody;
 use forward::OutgoingBody;
@@ -51,6 +54,7 @@ pub struct Gateway {
     pub upstream: Upstream,
     pub max_body_bytes: u64,
     pub settler: Arc<Settler>,
+    pub admission: Arc<Admission>,
 }
 
 const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
@@ -98,6 +102,7 @@ impl Gateway {
         let mut model_requested = None;
         let mut strip_usage = false;
         let mut request_body = None;
+        let mut admitted = Admitted::default();
         let outgoing = if endpoint.reads_body() {
             let raw = body::read_limited(body, self.max_body_bytes).await?;
             let encoding = parts
@@ -106,6 +111,15 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok());
             let inspected = inspect::inspect(raw, encoding, self.max_body_bytes)?;
             self.admit(&key, inspected.peek.model.as_deref(), started_at_ms)?;
+            let call = Call {
+                key: &key,
+                endpoint,
+                peek: &inspected.peek,
+                body: &inspected.body,
+                session_id: attribution.session_id.as_deref(),
+                now_ms: started_at_ms,
+            };
+            admitted = self.admission.admit(call, &self.settler.prices).await?;
             let (body, strip) =
                 if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
                     meter::usage_option::ensure_usage_reported(inspected.body, &inspected.peek)?
@@ -128,11 +142,17 @@ impl Gateway {
             if declared_length(&parts.headers).is_some_and(|len| len > self.max_body_bytes) {
                 return Err(ApiError::body_too_large(self.max_body_bytes));
             }
+            admitted.rate = self.admission.requests_only(&key)?;
             OutgoingBody::Streamed {
                 body,
                 limit: self.max_body_bytes,
             }
         };
+        let rate_headers = admitted
+            .rate
+            .as_ref()
+            .map(|r| r.headers.clone())
+            .unwrap_or_default();
         let pending = Pending {
             request_id: request_id.to_string(),
             started_at_ms,
@@ -143,6 +163,7 @@ impl Gateway {
             attribution,
             request_body,
             settler: Arc::clone(&self.settler),
+            admitted,
         };
         let response = match forward::forward(&self.upstream, parts, outgoing).await {
             Ok(response) => response,
@@ -157,6 +178,12 @@ impl Gateway {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        // tollgate's limits, not the upstream organisation's, are the ones this client has.
+        for (name, value) in rate_headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                parts.headers.insert(name, value);
+            }
+        }
         if strip_usage {
             // The client will get fewer bytes than the upstream sent.
             parts.headers.remove(header::CONTENT_LENGTH);
@@ -216,6 +243,11 @@ pub fn error_response(error: &ApiError) -> Response<ProxyBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    for (name, value) in &error.headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            response.headers_mut().insert(*name, value);
+        }
+    }
     response
 }
 

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use tollgate_core::pricing::{PriceTable, UnpricedPolicy};
 use tollgate_core::{KeyRecord, LedgerEvent, LedgerSink, Money, Usage};
 
+use crate::admission::Admitted;
 use crate::attribution::Attribution;
 use crate::meter::estimate;
 use crate::meter::observe::Observed;
@@ -55,6 +56,8 @@ pub struct Pending {
     /// The request body, kept (by reference, not copied) only for a possible estimate.
     pub request_body: Option<Bytes>,
     pub settler: Arc<Settler>,
+    /// The budget reservation and rate-limit charge to settle with the actual cost.
+    pub admitted: Admitted,
 }
 
 /// How the response ended, as far as the client is concerned.
@@ -121,7 +124,7 @@ impl Pending {
     }
 
     fn record(
-        self,
+        mut self,
         status: u16,
         usage: Usage,
         estimated: bool,
@@ -156,6 +159,12 @@ impl Pending {
         };
         if unpriced {
             tracing::warn!(request_id = %self.request_id, model = ?seen.model.as_ref().or(self.model_requested.as_ref()), "call settled without a price entry");
+        }
+        if let Some(reservation) = self.admitted.reservation.take() {
+            reservation.settle(cost);
+        }
+        if let Some(rate) = self.admitted.rate.take() {
+            rate.settle(usage.input + usage.output);
         }
         let finished = Instant::now();
         let event = LedgerEvent {

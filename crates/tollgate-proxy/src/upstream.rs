@@ -147,7 +147,9 @@ fn describe(e: &hyper_util::client::legacy::Error) -> String {
     }
 }
 
-fn tls_client_config(ca_file: Option<&str>) -> Result<rustls::ClientConfig, UpstreamSetupError> {
+pub fn tls_client_config(
+    ca_file: Option<&str>,
+) -> Result<rustls::ClientConfig, UpstreamSetupError> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

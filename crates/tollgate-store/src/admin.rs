@@ -134,4 +134,101 @@ impl Store {
             team_id: row.try_get("team_id")?,
         }))
     }
+
+    /// Issues an admin token (`team_admin` needs a team; the others must not have one). The
+    /// secret is returned once; only its hash is stored.
+    pub async fn create_admin_token(
+        &self,
+        name: &str,
+        role: Role,
+        team_id: Option<&str>,
+    ) -> Result<(AdminToken, String)> {
+        let name = crate::teams::clean_name("admin token name", name)?;
+        if (role == Role::TeamAdmin) != team_id.is_some() {
+            return Err(StoreError::Invalid(
+                "a team_admin token needs a team, and only a team_admin token has one".into(),
+            ));
+        }
+        let secret = NewSecret::generate(SecretKind::AdminToken);
+        let token = AdminToken {
+            id: format!("adm_{}", secret.id),
+            name,
+            role,
+            team_id: team_id.map(str::to_string),
+            created_at_ms: now_ms(),
+            revoked_at_ms: None,
+        };
+        sqlx::query(
+            "INSERT INTO admin_tokens (id, name, role, team_id, token_hash, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&token.id)
+        .bind(&token.name)
+        .bind(role.as_str())
+        .bind(token.team_id.as_deref())
+        .bind(secret.hash.to_hex())
+        .bind(token.created_at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| conflict_on_unique(e, || "admin token collision; retry".into()))?;
+        Ok((token, secret.token))
+    }
+
+    /// Every admin token (never its secret), oldest first.
+    pub async fn list_admin_tokens(&self) -> Result<Vec<AdminToken>> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, team_id, created_at_ms, revoked_at_ms FROM admin_tokens \
+             ORDER BY created_at_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(admin_token_from_row).collect()
+    }
+
+    pub async fn admin_token(&self, id: &str) -> Result<Option<AdminToken>> {
+        let row = sqlx::query(
+            "SELECT id, name, role, team_id, created_at_ms, revoked_at_ms FROM admin_tokens \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(admin_token_from_row).transpose()
+    }
+
+    /// Revokes an admin token now (the first revocation time is kept).
+    pub async fn revoke_admin_token(&self, id: &str) -> Result<Option<AdminToken>> {
+        sqlx::query(
+            "UPDATE admin_tokens SET revoked_at_ms = COALESCE(revoked_at_ms, $1) WHERE id = $2",
+        )
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        self.admin_token(id).await
+    }
+}
+
+/// An admin token as the admin API shows it (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AdminToken {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub team_id: Option<String>,
+    pub created_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+}
+
+fn admin_token_from_row(row: &sqlx::any::AnyRow) -> Result<AdminToken> {
+    let role: String = row.try_get("role")?;
+    Ok(AdminToken {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::Invalid(format!("admin token has unknown role {role:?}")))?,
+        team_id: row.try_get("team_id")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        revoked_at_ms: row.try_get("revoked_at_ms")?,
+    })
 }

@@ -138,6 +138,43 @@ impl Store {
         fetch_key(&mut conn, id).await
     }
 
+    /// Rotates a key: issues a new key with the same team, name and allow-list, and lets the old
+    /// one work only for `grace_ms` more (its expiry moves earlier, never later). `None` if no
+    /// such key; a revoked key cannot be rotated.
+    pub async fn rotate_key(&self, id: &str, grace_ms: i64) -> Result<Option<(ApiKey, IssuedKey)>> {
+        let Some(old) = self.key(id).await? else {
+            return Ok(None);
+        };
+        if old.revoked_at_ms.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "key {id} is revoked; issue a new key instead"
+            )));
+        }
+        let allowed = old.allowed_models.as_ref().map(|m| m.join(","));
+        let issued = self
+            .create_key_with(
+                &old.team_id,
+                &old.name,
+                old.expires_at_ms,
+                allowed.as_deref(),
+            )
+            .await?;
+        let until = now_ms() + grace_ms.max(0);
+        let mut tx = self.pool.begin().await?;
+        let rev = bump_revision(&mut tx).await?;
+        sqlx::query(
+            "UPDATE api_keys SET expires_at_ms = CASE WHEN expires_at_ms IS NULL OR expires_at_ms > $1 THEN $1 ELSE expires_at_ms END, rev = $2 WHERE id = $3",
+        )
+        .bind(until)
+        .bind(rev)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let old = fetch_key(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(old.map(|old| (old, issued)))
+    }
+
     /// Revokes a key now. Revoking again keeps the first revocation time. `None` if no such key.
     pub async fn revoke_key(&self, id: &str) -> Result<Option<ApiKey>> {
         let mut tx = self.pool.begin().await?;

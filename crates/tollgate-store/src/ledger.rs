@@ -12,6 +12,7 @@
 //! The ledger is the truth: `ledger_daily`, `sessions` and `session_tools` are maintained in the
 //! same transaction as the rows, counting only rows actually inserted, so a replay changes nothing.
 
+mod budget_spend;
 mod calendar;
 mod codec;
 mod handle;

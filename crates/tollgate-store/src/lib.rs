@@ -8,16 +8,23 @@
 //! transaction; [`KeySync`] polls for rows newer than the last revision it saw.
 
 mod admin;
+mod audit;
+mod budget_sync;
+mod budgets;
 mod error;
 mod key_sync;
 mod keys;
 pub mod ledger;
+mod reports;
 mod store;
 mod teams;
 #[cfg(feature = "test-support")]
 pub mod testdb;
 
-pub use admin::{AdminPrincipal, Role};
+pub use admin::{AdminPrincipal, AdminToken, Role};
+pub use audit::{Actor, AuditEntry};
+pub use budget_sync::BudgetSync;
+pub use budgets::{BudgetSpec, BudgetStatus, StoreLeases};
 pub use error::{Result, StoreError};
 pub use key_sync::KeySync;
 pub use keys::{ApiKey, IssuedKey, KeyChanges};
@@ -25,5 +32,9 @@ pub use ledger::{
     BatchOutcome, Ledger, LedgerOptions, LedgerRow, LedgerStats, LedgerWriter, SessionSummary,
     Totals,
 };
+pub use reports::{
+    DailyDifference, Dimension, Reconciliation, Report, ReportQuery, ReportRow, SessionDifference,
+    SessionTotals, Source, local_day, local_month, month_bounds, parse_instant, rfc3339,
+};
 pub use store::{Backend, Store};
-pub use teams::Team;
+pub use teams::{Team, TeamUpdate};

@@ -8,6 +8,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool, Connection, Executor};
 
+use tollgate_core::budget::Calendar;
+
 use crate::error::{Result, StoreError};
 use crate::ledger::LedgerCache;
 
@@ -56,6 +58,8 @@ pub struct Store {
     backend: Backend,
     /// Ledger partitions and interned names known to exist, shared by clones.
     pub(crate) ledger_cache: Arc<LedgerCache>,
+    /// The time zone budget windows start in (`[budgets] timezone`).
+    pub(crate) budget_calendar: Calendar,
 }
 
 impl Store {
@@ -101,7 +105,18 @@ impl Store {
             pool,
             backend,
             ledger_cache: Arc::default(),
+            budget_calendar: Calendar::default(),
         })
+    }
+
+    /// This store with budget windows in `calendar`'s time zone.
+    pub fn with_budget_calendar(mut self, calendar: Calendar) -> Store {
+        self.budget_calendar = calendar;
+        self
+    }
+
+    pub fn budget_calendar(&self) -> Calendar {
+        self.budget_calendar
     }
 
     pub fn backend(&self) -> Backend {

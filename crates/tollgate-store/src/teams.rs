@@ -23,9 +23,20 @@ pub struct Team {
     pub created_at_ms: i64,
     /// Models the team's keys may call (`gpt-5*` matches a prefix); `None`: all.
     pub allowed_models: Option<Vec<String>>,
+    /// Free-form labels for finance's own grouping (`{"org": "payments"}`).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
-const TEAM_COLUMNS: &str = "id, name, cost_centre, disabled, created_at_ms, allowed_models";
+/// A change to a team: absent fields keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TeamUpdate {
+    /// `Some(None)` removes the cost centre.
+    pub cost_centre: Option<Option<String>>,
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    pub disabled: Option<bool>,
+}
+
+const TEAM_COLUMNS: &str = "id, name, cost_centre, disabled, created_at_ms, allowed_models, labels";
 
 impl Store {
     /// Creates a team. Names are unique (exact match); a taken name is `Conflict`, decided by the
@@ -59,6 +70,7 @@ impl Store {
             disabled: false,
             created_at_ms: now_ms(),
             allowed_models: models_list(allowed_models),
+            labels: std::collections::BTreeMap::new(),
         };
         let mut tx = self.pool.begin().await?;
         let rev = bump_revision(&mut tx).await?;
@@ -88,6 +100,45 @@ impl Store {
         rows.iter().map(team_from_row).collect()
     }
 
+    /// Changes a team's cost centre, labels or disabled flag. A disabled team's keys are refused
+    /// on every replica within `store.key_refresh_ms`. `None` if there is no such team.
+    pub async fn update_team(&self, id: &str, update: &TeamUpdate) -> Result<Option<Team>> {
+        let cost_centre = match &update.cost_centre {
+            Some(Some(c)) if !c.trim().is_empty() => Some(Some(clean_name("cost centre", c)?)),
+            Some(_) => Some(None),
+            None => None,
+        };
+        let labels = update
+            .labels
+            .as_ref()
+            .map(|l| serde_json::to_string(l).unwrap_or_else(|_| "{}".into()));
+        let mut tx = self.pool.begin().await?;
+        let rev = bump_revision(&mut tx).await?;
+        let done = sqlx::query(
+            "UPDATE teams SET \
+             cost_centre = CASE WHEN $2 = 1 THEN $3 ELSE cost_centre END, \
+             labels = CASE WHEN $4 = 1 THEN $5 ELSE labels END, \
+             disabled = CASE WHEN $6 = 1 THEN $7 ELSE disabled END, \
+             updated_at_ms = $8, rev = $9 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(i64::from(cost_centre.is_some()))
+        .bind(cost_centre.clone().flatten())
+        .bind(i64::from(labels.is_some()))
+        .bind(labels)
+        .bind(i64::from(update.disabled.is_some()))
+        .bind(i64::from(update.disabled.unwrap_or(false)))
+        .bind(now_ms())
+        .bind(rev)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        tx.commit().await?;
+        self.team(id).await
+    }
+
     /// A team by id (`tm_…`) or by exact name.
     pub async fn team(&self, id_or_name: &str) -> Result<Option<Team>> {
         let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = $1 OR name = $1");
@@ -110,6 +161,10 @@ fn team_from_row(row: &AnyRow) -> Result<Team> {
             row.try_get::<Option<String>, _>("allowed_models")?
                 .as_deref(),
         ),
+        labels: row
+            .try_get::<Option<String>, _>("labels")?
+            .and_then(|l| serde_json::from_str(&l).ok())
+            .unwrap_or_default(),
     })
 }
 

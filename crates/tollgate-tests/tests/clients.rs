@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use tollgate_tests::{Backend, Harness, UPSTREAM_KEY};
+use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, UPSTREAM_KEY};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -235,5 +235,82 @@ async fn codex_turn_is_metered_to_the_token_codex_reports() {
         Some(&1),
         "the scripted turn calls exec_command once: {:?}",
         session.tools
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_cli_stops_after_one_request_on_an_exhausted_budget() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("broke").await;
+    let admin = [("authorization", format!("Bearer {ADMIN_TOKEN}"))];
+    let created = h
+        .http
+        .json(
+            http::Method::POST,
+            &format!("{}/admin/v1/budgets", h.base()),
+            &admin,
+            serde_json::json!({"team": "broke", "period": "month", "limit_usd": "0.000001"}),
+        )
+        .await;
+    assert_eq!(created.status, http::StatusCode::CREATED, "{created:?}");
+    let (out, stdout) = codex_exec(&h, &key, "Say hello").await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "codex exec succeeded past an exhausted budget:\n{stdout}"
+    );
+    assert_eq!(
+        h.gateway.budgets.refusals(),
+        1,
+        "Codex sent more than one request after the 429:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        h.mock.requests().iter().all(|r| r.path != "/v1/responses"),
+        "a refused call reached the upstream"
+    );
+    let shown = format!("{stdout}\n{stderr}");
+    assert!(
+        shown.contains("team 'broke' reached its month budget"),
+        "Codex did not show the team's message:\n{shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_cli_waits_out_a_rate_limit_and_the_turn_succeeds() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("paced").await;
+    let admin = [("authorization", format!("Bearer {ADMIN_TOKEN}"))];
+    // 30 a minute: one every 2 s once the burst is used up.
+    let set = h
+        .http
+        .json(
+            http::Method::PUT,
+            &format!("{}/admin/v1/rate-limits", h.base()),
+            &admin,
+            serde_json::json!({"team": "paced", "requests_per_minute": 30}),
+        )
+        .await;
+    assert_eq!(set.status, http::StatusCode::OK, "{set:?}");
+    let limits = &h.gateway.rates;
+    let burned = tollgate_tests::eventually(std::time::Duration::from_secs(5), || async {
+        let reply = h
+            .http
+            .send(
+                http::Method::GET,
+                &format!("{}/v1/models", h.base()),
+                &[tollgate_tests::bearer(&key)],
+                "",
+            )
+            .await;
+        reply.status == http::StatusCode::TOO_MANY_REQUESTS
+    })
+    .await;
+    assert!(burned, "the burst was never used up");
+    let before = limits.refused();
+    let (_, turns) = codex_turn_ok(&h, &key, "Say hello").await;
+    assert!(!turns.is_empty(), "the turn never reached the upstream");
+    assert!(
+        limits.refused() > before,
+        "Codex's first request was not rate limited (nothing was waited out)"
     );
 }

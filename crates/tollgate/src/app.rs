@@ -13,11 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use tollgate_core::KeyCache;
+use tollgate_core::budget::{Budgets, BudgetsOptions};
 use tollgate_core::config::Config;
+use tollgate_core::ratelimit::RateLimits;
 use tollgate_proxy::server::{self, ServerOptions};
-use tollgate_proxy::{Gateway, Settler, Upstream};
+use tollgate_proxy::{Admission, Gateway, Settler, Upstream};
 use tollgate_store::ledger::{Ledger, LedgerOptions};
-use tollgate_store::{KeySync, Store};
+use tollgate_store::{BudgetSync, KeySync, Store, StoreLeases};
+
+use crate::budget_events::{self, EventCounts};
 
 use crate::router::Router;
 
@@ -48,6 +52,9 @@ pub struct Running {
     pub store: Store,
     pub keys: Arc<KeyCache>,
     pub ledger: Ledger,
+    pub budgets: Arc<Budgets>,
+    pub budget_events: Arc<EventCounts>,
+    pub rates: Arc<RateLimits>,
     settler: Arc<Settler>,
     cancel: CancellationToken,
     /// The listeners, drained first on shutdown.
@@ -87,7 +94,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let all: Vec<String> = problems.iter().map(ToString::to_string).collect();
         StartError::Prices(all.join("; "))
     })?;
-    let store = Store::connect(&config.store.database_url).await?;
+    let calendar = config.budgets.calendar();
+    let store = Store::connect(&config.store.database_url)
+        .await?
+        .with_budget_calendar(calendar);
     if config.migrate_on_start() {
         store.migrate().await?;
     }
@@ -103,7 +113,48 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let tasks = TaskTracker::new();
     let servers = TaskTracker::new();
 
-    let (ledger, writer) = Ledger::new(store.clone(), ledger_options(&config));
+    // Leases are per process start: a restarted process never inherits a dead one's claims.
+    let replica_id = format!("{}-{:08x}", hostname(), rand::random::<u32>());
+    let budgets = Arc::new(Budgets::new(
+        BudgetsOptions {
+            calendar,
+            replica_id: replica_id.clone(),
+            lease_ttl_ms: i64::try_from(config.budgets.lease_ttl_ms).unwrap_or(i64::MAX),
+            max_slice: config.budgets.max_slice(),
+            slice_divisor: i64::from(config.budgets.slice_divisor),
+            fail_policy: config.budgets.fail_policy(),
+        },
+        Arc::new(StoreLeases(store.clone())),
+    ));
+    let rates = Arc::new(RateLimits::new(config.budgets.soft_throttle_rpm));
+    let budget_events = Arc::new(EventCounts::default());
+    let on_event = budget_events::handler(
+        store.clone(),
+        calendar,
+        config.budgets.webhook_url.clone(),
+        tasks.clone(),
+        Arc::clone(&budget_events),
+    );
+    let mut budget_sync = BudgetSync::new(
+        store.clone(),
+        Arc::clone(&budgets),
+        Arc::clone(&rates),
+        on_event,
+    );
+    budget_sync.sync_once().await?;
+    if config.budgets.fail_policy() == tollgate_core::budget::FailPolicy::Open {
+        tracing::warn!(
+            "budgets.fail_policy = fail_open: while the database is unreachable, calls are admitted past spent leases and budgets can be overspent"
+        );
+    }
+
+    let (ledger, writer) = Ledger::new(
+        store.clone(),
+        LedgerOptions {
+            replica_id: Some(replica_id),
+            ..ledger_options(&config)
+        },
+    );
     tasks.spawn(writer.run());
     let settler = Arc::new(Settler::new(Arc::new(prices), ledger.sink()));
 
@@ -113,6 +164,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         upstream,
         max_body_bytes: config.limits.max_body_bytes,
         settler: Arc::clone(&settler),
+        admission: Arc::new(Admission {
+            budgets: Arc::clone(&budgets),
+            rates: Arc::clone(&rates),
+            config: config.budgets.clone(),
+        }),
     });
 
     let tls = match (&config.tls.cert_file, &config.tls.key_file) {
@@ -175,6 +231,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Duration::from_millis(config.store.key_refresh_ms),
         cancel.clone().cancelled_owned(),
     ));
+    tasks.spawn(budget_sync.run(
+        Duration::from_millis(config.budgets.sync_ms),
+        cancel.clone().cancelled_owned(),
+    ));
 
     Ok(Running {
         addr,
@@ -183,6 +243,9 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store,
         keys,
         ledger,
+        budgets,
+        budget_events,
+        rates,
         settler,
         cancel,
         servers,
@@ -197,6 +260,16 @@ fn ledger_options(config: &Config) -> LedgerOptions {
         flush_interval: Duration::from_millis(config.ledger.flush_ms),
         ..LedgerOptions::new(&config.ledger.spool_path)
     }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tollgate".into())
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, StartError> {

@@ -31,6 +31,69 @@ pub enum Command {
     /// Manage team keys (directly in the database named by DATABASE_URL).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Set and show budgets (directly in the database named by DATABASE_URL).
+    #[command(subcommand)]
+    Budget(BudgetCommand),
+    /// Set and show rate limits (directly in the database named by DATABASE_URL).
+    #[command(subcommand)]
+    RateLimit(RateLimitCommand),
+    /// Spend for a month by team, model, … as a table, CSV or JSON (read directly from the
+    /// database named by DATABASE_URL).
+    Report(crate::report_cli::ReportArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetCommand {
+    /// Create a budget, or change the one with the same team, key and period.
+    Set {
+        /// Team id or name.
+        #[arg(long)]
+        team: String,
+        /// Limit one key of the team instead of the whole team (key id).
+        #[arg(long)]
+        key: Option<String>,
+        /// day, week, month or total (windows start in [budgets] timezone).
+        #[arg(long)]
+        period: String,
+        /// The hard limit in USD, e.g. 25.00.
+        #[arg(long)]
+        limit_usd: String,
+        /// Soft threshold as a share of the limit (default 0.8).
+        #[arg(long)]
+        soft_ratio: Option<String>,
+        /// Most one Codex session of the team may cost, in USD (team budgets only).
+        #[arg(long)]
+        session_cap_usd: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Show a team's budgets: limit, committed, reserved, remaining, window and reset time.
+    Show {
+        /// Team id or name.
+        #[arg(long)]
+        team: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RateLimitCommand {
+    /// Set a team's (or one key's) requests and tokens per minute; omit both to remove.
+    Set {
+        /// Team id or name.
+        #[arg(long)]
+        team: String,
+        /// One key of the team (key id).
+        #[arg(long)]
+        key: Option<String>,
+        /// Requests per minute.
+        #[arg(long)]
+        rpm: Option<u32>,
+        /// Tokens per minute.
+        #[arg(long)]
+        tpm: Option<u32>,
+    },
 }
 
 #[derive(Debug, Args)]

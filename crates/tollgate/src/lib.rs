@@ -3,10 +3,12 @@
 
 pub mod admin;
 pub mod app;
+pub mod budget_events;
 pub mod cli;
 pub mod config_load;
 pub mod demo;
 pub mod manage;
+pub mod report_cli;
 pub mod router;
 pub mod validate;
 

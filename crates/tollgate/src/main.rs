@@ -57,6 +57,9 @@ async fn run(cli: Cli) -> ExitCode {
         Command::MockUpstream(args) => mock_upstream(args).await,
         Command::Team(command) => manage::team(&config, command).await,
         Command::Key(command) => manage::key(&config, command).await,
+        Command::Budget(command) => manage::budget(&config, command).await,
+        Command::RateLimit(command) => manage::rate_limit(&config, command).await,
+        Command::Report(args) => tollgate::report_cli::run(&config, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,8 @@ use serde::Serialize;
 use tollgate_core::config::Config;
 use tollgate_store::{ApiKey, Store, Team};
 
-use crate::cli::{KeyCommand, Output, TeamCommand};
+use crate::admin::budgets::{self as budget_api, CreateBudget, SetRateLimit, UpdateBudget};
+use crate::cli::{BudgetCommand, KeyCommand, Output, RateLimitCommand, TeamCommand};
 use crate::validate::{
     FieldErrors, check_models, valid_cost_centre, valid_key_name, valid_team_name,
 };
@@ -183,4 +184,153 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
+}
+
+async fn find_team(store: &Store, team: &str) -> anyhow::Result<Team> {
+    store
+        .team(team)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no team '{team}'"))
+}
+
+fn number(text: &str) -> anyhow::Result<serde_json::Number> {
+    text.parse()
+        .map_err(|_| anyhow::anyhow!("soft_ratio: '{text}' is not a number like 0.8"))
+}
+
+pub async fn budget(config: &Config, command: BudgetCommand) -> anyhow::Result<()> {
+    let store = open_store(config)
+        .await?
+        .with_budget_calendar(config.budgets.calendar());
+    let calendar = config.budgets.calendar();
+    match command {
+        BudgetCommand::Set {
+            team,
+            key,
+            period,
+            limit_usd,
+            soft_ratio,
+            session_cap_usd,
+            output,
+        } => {
+            let team = find_team(&store, &team).await?;
+            if let Some(k) = &key
+                && store
+                    .key(k)
+                    .await?
+                    .is_none_or(|found| found.team_id != team.id)
+            {
+                anyhow::bail!("key '{k}' is not a key of team '{}'", team.name);
+            }
+            let soft_ratio = soft_ratio.as_deref().map(number).transpose()?;
+            let existing = store
+                .list_budgets(Some(&team.id))
+                .await?
+                .into_iter()
+                .find(|b| b.key_id == key && b.period.as_str() == period);
+            let budget = match existing {
+                Some(current) => {
+                    let body = UpdateBudget {
+                        period: Some(period),
+                        limit_usd: Some(limit_usd),
+                        soft_ratio,
+                        session_cap_usd: session_cap_usd.map(Some),
+                        reset: false,
+                    };
+                    let spec = budget_api::update_spec(&current, &body)
+                        .map_err(|e| anyhow::anyhow!(e.message))?;
+                    store
+                        .update_budget(&current.id, &spec, false)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("budget {} vanished", current.id))?
+                }
+                None => {
+                    let body = CreateBudget {
+                        team: Some(team.id.clone()),
+                        key: key.clone(),
+                        period: Some(period),
+                        limit_usd: Some(limit_usd),
+                        soft_ratio,
+                        session_cap_usd,
+                    };
+                    let spec = budget_api::create_spec(&body, &team.id, key.as_deref())
+                        .map_err(|e| anyhow::anyhow!(e.message))?;
+                    store.create_budget(&spec, calendar).await?
+                }
+            };
+            let view = budget_api::show(&store, &budget, calendar).await?;
+            print_budgets(output, &team.name, &[view], calendar);
+        }
+        BudgetCommand::Show { team, output } => {
+            let team = find_team(&store, &team).await?;
+            let mut views = Vec::new();
+            for budget in store.list_budgets(Some(&team.id)).await? {
+                views.push(budget_api::show(&store, &budget, calendar).await?);
+            }
+            print_budgets(output, &team.name, &views, calendar);
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+fn print_budgets(
+    output: Output,
+    team: &str,
+    views: &[serde_json::Value],
+    calendar: tollgate_core::budget::Calendar,
+) {
+    if output.json {
+        return print_json(views);
+    }
+    if views.is_empty() {
+        println!("team '{team}' has no budgets");
+        return;
+    }
+    println!(
+        "{:<18} {:<6} {:<6} {:>12} {:>12} {:>12} {:>12}  RESETS",
+        "ID", "SCOPE", "PERIOD", "LIMIT", "COMMITTED", "RESERVED", "REMAINING"
+    );
+    let text = |v: &serde_json::Value, f: &str| v[f].as_str().unwrap_or("-").to_string();
+    for v in views {
+        let resets = v["resets_at_ms"]
+            .as_i64()
+            .map_or("never".to_string(), |ms| calendar.describe(ms));
+        println!(
+            "{:<18} {:<6} {:<6} {:>12} {:>12} {:>12} {:>12}  {resets}",
+            text(v, "id"),
+            text(v, "scope"),
+            text(v, "period"),
+            format!("${}", text(v, "limit_usd")),
+            format!("${}", text(v, "committed_usd")),
+            format!("${}", text(v, "reserved_usd")),
+            format!("${}", text(v, "remaining_usd")),
+        );
+    }
+}
+
+pub async fn rate_limit(config: &Config, command: RateLimitCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    match command {
+        RateLimitCommand::Set {
+            team,
+            key,
+            rpm,
+            tpm,
+        } => {
+            let team = find_team(&store, &team).await?;
+            let body = SetRateLimit {
+                team: Some(team.id.clone()),
+                key: key.clone(),
+                requests_per_minute: rpm,
+                tokens_per_minute: tpm,
+            };
+            let def = budget_api::rate_limit_def(&body, &team.id, key.as_deref())
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            store.set_rate_limit(&def).await?;
+            println!("{}", budget_api::rate_limit_view(&def));
+        }
+    }
+    store.close().await;
+    Ok(())
 }

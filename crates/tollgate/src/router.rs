@@ -28,9 +28,10 @@ impl Router {
         keys: Arc<KeyCache>,
         admin_on_main: bool,
     ) -> Router {
+        let budgets = Arc::clone(&gateway.admission.budgets);
         Router {
             gateway,
-            admin: Admin::new(store.clone(), Arc::clone(&keys)),
+            admin: Admin::new(store.clone(), Arc::clone(&keys), budgets),
             store,
             keys,
             admin_on_main,

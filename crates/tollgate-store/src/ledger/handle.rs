@@ -35,6 +35,8 @@ pub struct LedgerOptions {
     /// A batch that takes longer is treated as failed and spooled (replay is idempotent, so one
     /// that committed after all is not counted twice). Default 10 s.
     pub write_timeout: Duration,
+    /// This process's id in `budget_leases`: rows it settled consume its leases.
+    pub replica_id: Option<String>,
 }
 
 impl LedgerOptions {
@@ -49,6 +51,7 @@ impl LedgerOptions {
             spool_path: spool_path.into(),
             retry_interval: Duration::from_secs(1),
             write_timeout: Duration::from_secs(10),
+            replica_id: None,
         }
     }
 

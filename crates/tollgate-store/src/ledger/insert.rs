@@ -56,6 +56,16 @@ impl Store {
     /// stored (or repeats an earlier one in `events`) changes nothing, rollups included. On
     /// PostgreSQL the month partitions the rows need are created first.
     pub async fn insert_ledger_batch(&self, events: &[LedgerEvent]) -> Result<BatchOutcome> {
+        self.insert_ledger_batch_as(events, None).await
+    }
+
+    /// [`insert_ledger_batch`](Self::insert_ledger_batch) by the process `replica_id`, whose
+    /// budget leases the inserted rows' cost is consumed from.
+    pub async fn insert_ledger_batch_as(
+        &self,
+        events: &[LedgerEvent],
+        replica_id: Option<&str>,
+    ) -> Result<BatchOutcome> {
         let mut seen = HashSet::with_capacity(events.len());
         let rows: Vec<NewRow<'_>> = events
             .iter()
@@ -122,6 +132,7 @@ impl Store {
             .filter(|row| inserted.contains(row.request_id.as_ref()))
             .collect();
         Rollups::of(&new_rows).write(&mut tx, backend).await?;
+        super::budget_spend::add(&mut tx, &new_rows, self.budget_calendar, replica_id).await?;
         tx.commit().await?;
 
         self.ledger_cache.remember_names(new_names);

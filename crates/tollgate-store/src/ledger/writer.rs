@@ -169,7 +169,7 @@ impl LedgerWriter {
         let written = if self.db_down {
             0
         } else {
-            self.write_to_db(&events).await
+            self.write_to_db(&events, true).await
         };
         if written < events.len() {
             self.shared.spool(&events[written..]);
@@ -180,14 +180,16 @@ impl LedgerWriter {
     /// Writes events, falling back to one row per transaction if the database refuses the batch
     /// as invalid (refused rows are rejected). Returns how many leading events are done with; the
     /// rest could not be written because the database is unavailable.
-    async fn write_to_db(&mut self, events: &[LedgerEvent]) -> usize {
-        match self.insert(events).await {
+    /// `live`: the events were settled by this process (not replayed from a spool), so their
+    /// cost is consumed from its budget leases.
+    async fn write_to_db(&mut self, events: &[LedgerEvent], live: bool) -> usize {
+        match self.insert(events, live).await {
             Ok(()) => events.len(),
             Err(Failure::Unavailable) => 0,
             Err(Failure::Invalid(error)) => {
                 tracing::warn!(%error, rows = events.len(), "ledger batch refused; writing its rows one at a time");
                 for (i, event) in events.iter().enumerate() {
-                    match self.insert(std::slice::from_ref(event)).await {
+                    match self.insert(std::slice::from_ref(event), live).await {
                         Ok(()) => {}
                         Err(Failure::Invalid(error)) => {
                             self.shared.spool.reject(&to_line(event), &error);
@@ -200,11 +202,12 @@ impl LedgerWriter {
         }
     }
 
-    async fn insert(&mut self, events: &[LedgerEvent]) -> Result<(), Failure> {
+    async fn insert(&mut self, events: &[LedgerEvent], live: bool) -> Result<(), Failure> {
         let shared = &self.shared;
+        let replica = self.options.replica_id.as_deref().filter(|_| live);
         match timeout(
             self.options.write_timeout,
-            self.store.insert_ledger_batch(events),
+            self.store.insert_ledger_batch_as(events, replica),
         )
         .await
         {
@@ -310,7 +313,7 @@ impl LedgerWriter {
                 }
             };
             if !chunk.events.is_empty() {
-                let written = self.write_to_db(&chunk.events).await;
+                let written = self.write_to_db(&chunk.events, false).await;
                 if written < chunk.events.len() {
                     // Unavailable again: this chunk is read again from its start next time.
                     self.replay = None;

@@ -1,0 +1,447 @@
+//! Spend reports: the ledger summed over a time range, grouped by any of team, cost centre, key,
+//! model, user, session, day and month, and the reconciliation of the rollups against the ledger.
+//!
+//! A report is served from `ledger_daily` when that gives the same answer — no user or session
+//! grouping (the rollup does not keep them) and a range of whole UTC days, bucketed in UTC — and
+//! from the ledger otherwise. Either way SQL does the summing in BIGINT and Rust only merges and
+//! orders the groups; no float ever touches money.
+
+mod periods;
+mod reconcile;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tollgate_core::Money;
+use tollgate_core::budget::{Calendar, Period};
+
+pub use periods::{local_day, local_month, month_bounds, parse_instant, rfc3339};
+pub use reconcile::{DailyDifference, Reconciliation, SessionDifference, SessionTotals};
+
+use crate::error::Result;
+use crate::ledger::Totals;
+use crate::store::Store;
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+/// What a report can group by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dimension {
+    Team,
+    CostCentre,
+    Key,
+    Model,
+    User,
+    Session,
+    Day,
+    Month,
+}
+
+impl Dimension {
+    pub const ALL: [Dimension; 8] = [
+        Dimension::Team,
+        Dimension::CostCentre,
+        Dimension::Key,
+        Dimension::Model,
+        Dimension::User,
+        Dimension::Session,
+        Dimension::Day,
+        Dimension::Month,
+    ];
+
+    pub fn parse(text: &str) -> Option<Dimension> {
+        Dimension::ALL.into_iter().find(|d| d.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Team => "team",
+            Dimension::CostCentre => "cost_centre",
+            Dimension::Key => "key",
+            Dimension::Model => "model",
+            Dimension::User => "user",
+            Dimension::Session => "session",
+            Dimension::Day => "day",
+            Dimension::Month => "month",
+        }
+    }
+}
+
+/// Which rows to sum and how to group them.
+#[derive(Debug, Clone)]
+pub struct ReportQuery {
+    /// Rows that started in `[from_ms, to_ms)`.
+    pub from_ms: i64,
+    pub to_ms: i64,
+    /// Group keys in column order; repeats are ignored.
+    pub group_by: Vec<Dimension>,
+    /// Only this team's rows (a team admin's view).
+    pub team_id: Option<String>,
+    /// The zone `day` and `month` buckets are local to.
+    pub calendar: Calendar,
+}
+
+/// Where a report's numbers were summed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Source {
+    #[serde(rename = "ledger_daily")]
+    Rollups,
+    #[serde(rename = "ledger")]
+    Ledger,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Rollups => "ledger_daily",
+            Source::Ledger => "ledger",
+        }
+    }
+}
+
+/// One group's sums. Only the grouped fields are set; a grouped field with no value (no user,
+/// no cost centre, no session) is `None` too — the query's `group_by` tells the two apart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportRow {
+    pub team_id: Option<String>,
+    /// The team's current name, when it still exists.
+    pub team_name: Option<String>,
+    pub cost_centre: Option<String>,
+    pub key_id: Option<String>,
+    /// The model served, else the one requested.
+    pub model: Option<String>,
+    pub user: Option<String>,
+    pub session_id: Option<String>,
+    /// `YYYY-MM-DD` in the query's zone.
+    pub day: Option<String>,
+    /// `YYYY-MM` in the query's zone.
+    pub month: Option<String>,
+    pub totals: Totals,
+}
+
+impl ReportRow {
+    /// The value of one group key (`team` gives the team id).
+    pub fn value(&self, dimension: Dimension) -> Option<&str> {
+        match dimension {
+            Dimension::Team => self.team_id.as_deref(),
+            Dimension::CostCentre => self.cost_centre.as_deref(),
+            Dimension::Key => self.key_id.as_deref(),
+            Dimension::Model => self.model.as_deref(),
+            Dimension::User => self.user.as_deref(),
+            Dimension::Session => self.session_id.as_deref(),
+            Dimension::Day => self.day.as_deref(),
+            Dimension::Month => self.month.as_deref(),
+        }
+    }
+
+    fn set(&mut self, dimension: Dimension, value: Option<String>) {
+        let slot = match dimension {
+            Dimension::Team => &mut self.team_id,
+            Dimension::CostCentre => &mut self.cost_centre,
+            Dimension::Key => &mut self.key_id,
+            Dimension::Model => &mut self.model,
+            Dimension::User => &mut self.user,
+            Dimension::Session => &mut self.session_id,
+            Dimension::Day => &mut self.day,
+            Dimension::Month => &mut self.month,
+        };
+        *slot = value;
+    }
+}
+
+/// A report: its rows ordered by the group keys (missing values first), and their sum.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub source: Source,
+    pub group_by: Vec<Dimension>,
+    pub rows: Vec<ReportRow>,
+    pub totals: Totals,
+}
+
+/// `a + b`, field by field (saturating: a report never wraps around).
+pub(crate) fn add(a: &mut Totals, b: &Totals) {
+    a.requests = a.requests.saturating_add(b.requests);
+    a.input_tokens = a.input_tokens.saturating_add(b.input_tokens);
+    a.cached_input_tokens = a.cached_input_tokens.saturating_add(b.cached_input_tokens);
+    a.output_tokens = a.output_tokens.saturating_add(b.output_tokens);
+    a.reasoning_tokens = a.reasoning_tokens.saturating_add(b.reasoning_tokens);
+    a.cost = a.cost.saturating_add(b.cost);
+    a.estimated_requests = a.estimated_requests.saturating_add(b.estimated_requests);
+}
+
+/// SUM over an empty range is NULL, and on PostgreSQL a BIGINT sum is NUMERIC, which the Any
+/// driver cannot decode: every sum is wrapped in this (as in `ledger/read.rs`).
+fn sum(column: &str) -> String {
+    format!("CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
+}
+
+/// One grouped column of the inner query: plain text, or a `ledger_names` id the outer query
+/// turns into its name (joining ~20 names after grouping instead of 1M rows before).
+enum Column {
+    Text(String),
+    NameRef(&'static str),
+}
+
+/// The statement for a report, and the columns each dimension reads back.
+struct Plan {
+    sql: String,
+    columns: Vec<(Dimension, usize)>,
+    /// Index of the first of the seven sums, after the grouped columns.
+    sums_at: usize,
+}
+
+impl ReportQuery {
+    fn dimensions(&self) -> Vec<Dimension> {
+        let mut seen = Vec::with_capacity(self.group_by.len());
+        for d in &self.group_by {
+            if !seen.contains(d) {
+                seen.push(*d);
+            }
+        }
+        seen
+    }
+
+    /// Where the report will be summed from: `ledger_daily` answers exactly when it holds every
+    /// key asked for and the range and the buckets are whole UTC days.
+    pub fn source(&self) -> Source {
+        let dims = self.dimensions();
+        let ledger_only = dims
+            .iter()
+            .any(|d| matches!(d, Dimension::User | Dimension::Session));
+        let buckets = dims
+            .iter()
+            .any(|d| matches!(d, Dimension::Day | Dimension::Month));
+        let whole_days =
+            self.from_ms.rem_euclid(MS_PER_DAY) == 0 && self.to_ms.rem_euclid(MS_PER_DAY) == 0;
+        if ledger_only || !whole_days || (buckets && !periods::is_utc(&self.calendar)) {
+            Source::Ledger
+        } else {
+            Source::Rollups
+        }
+    }
+
+    fn plan(&self, source: Source) -> Result<Plan> {
+        let mut inner = Vec::new();
+        let mut columns = Vec::new();
+        for dimension in self.dimensions() {
+            columns.push((dimension, inner.len()));
+            match source {
+                Source::Rollups => inner.push(Column::Text(rollup_column(dimension).to_owned())),
+                Source::Ledger => inner.extend(self.ledger_columns(dimension)?),
+            }
+        }
+        let (table, range, sums) = match source {
+            Source::Rollups => (
+                "ledger_daily t",
+                "t.day >= $1 AND t.day < $2",
+                [
+                    sum("t.requests"),
+                    sum("t.input_tokens"),
+                    sum("t.cached_input_tokens"),
+                    sum("t.output_tokens"),
+                    sum("t.reasoning_tokens"),
+                    sum("t.cost_nanos"),
+                    sum("t.estimated_requests"),
+                ],
+            ),
+            Source::Ledger => (
+                "ledger t",
+                "t.started_at_ms >= $1 AND t.started_at_ms < $2",
+                [
+                    "COUNT(*)".to_owned(),
+                    sum("t.input_tokens"),
+                    sum("t.cached_input_tokens"),
+                    sum("t.output_tokens"),
+                    sum("t.reasoning_tokens"),
+                    sum("t.cost_nanos"),
+                    sum("t.estimated"),
+                ],
+            ),
+        };
+        let mut select = Vec::new();
+        let mut outer = Vec::new();
+        let mut joins = String::new();
+        for (i, column) in inner.iter().enumerate() {
+            match column {
+                Column::Text(expr) => {
+                    select.push(format!("{expr} AS k{i}"));
+                    outer.push(format!("g.k{i}"));
+                }
+                Column::NameRef(expr) => {
+                    select.push(format!("{expr} AS k{i}"));
+                    outer.push(format!("n{i}.name"));
+                    joins.push_str(&format!(" LEFT JOIN ledger_names n{i} ON n{i}.id = g.k{i}"));
+                }
+            }
+        }
+        let names = ["n", "i", "ci", "o", "r", "c", "e"];
+        for (name, expr) in names.iter().zip(&sums) {
+            select.push(format!("{expr} AS s_{name}"));
+            outer.push(format!("g.s_{name}"));
+        }
+        let team = if self.team_id.is_some() {
+            " AND t.team_id = $3"
+        } else {
+            ""
+        };
+        let group = if inner.is_empty() {
+            String::new()
+        } else {
+            let ordinals: Vec<String> = (1..=inner.len()).map(|i| i.to_string()).collect();
+            format!(" GROUP BY {}", ordinals.join(", "))
+        };
+        let sql = format!(
+            "SELECT {} FROM (SELECT {} FROM {table} WHERE {range}{team}{group}) g{joins}",
+            outer.join(", "),
+            select.join(", "),
+        );
+        Ok(Plan {
+            sql,
+            columns,
+            sums_at: inner.len(),
+        })
+    }
+
+    fn ledger_columns(&self, dimension: Dimension) -> Result<Vec<Column>> {
+        let bucket = |period| -> Result<Column> {
+            let buckets = periods::buckets(&self.calendar, period, self.from_ms, self.to_ms)?;
+            Ok(Column::Text(periods::bucket_sql(
+                "t.started_at_ms",
+                &buckets,
+            )))
+        };
+        Ok(match dimension {
+            Dimension::Team => vec![Column::Text("t.team_id".into())],
+            Dimension::CostCentre => vec![Column::NameRef("t.cost_centre_ref")],
+            Dimension::Key => vec![Column::Text("t.key_id".into())],
+            // Two columns: the rollup's rule (served, else requested) is applied after naming.
+            Dimension::Model => vec![
+                Column::NameRef("t.model_served_ref"),
+                Column::NameRef("t.model_requested_ref"),
+            ],
+            Dimension::User => vec![Column::NameRef("t.user_ref")],
+            Dimension::Session => vec![Column::Text("t.session_id".into())],
+            Dimension::Day => vec![bucket(Period::Day)?],
+            Dimension::Month => vec![bucket(Period::Month)?],
+        })
+    }
+}
+
+fn rollup_column(dimension: Dimension) -> &'static str {
+    match dimension {
+        Dimension::Team => "t.team_id",
+        Dimension::CostCentre => "t.cost_centre",
+        Dimension::Key => "t.key_id",
+        Dimension::Model => "t.model",
+        Dimension::Day => "t.day",
+        Dimension::Month => "SUBSTR(t.day, 1, 7)",
+        // Never planned: `source()` sends these to the ledger.
+        Dimension::User | Dimension::Session => "NULL",
+    }
+}
+
+/// The seven sums starting at column `at`, in `Totals` order.
+fn totals_at(row: &AnyRow, at: usize) -> Result<Totals> {
+    Ok(Totals {
+        requests: row.try_get(at)?,
+        input_tokens: row.try_get(at + 1)?,
+        cached_input_tokens: row.try_get(at + 2)?,
+        output_tokens: row.try_get(at + 3)?,
+        reasoning_tokens: row.try_get(at + 4)?,
+        cost: Money(row.try_get(at + 5)?),
+        estimated_requests: row.try_get(at + 6)?,
+    })
+}
+
+/// `''` is how the rollup spells "none"; reports say `None` on either path.
+fn text(row: &AnyRow, index: usize) -> Result<Option<String>> {
+    let value: Option<String> = row.try_get(index)?;
+    Ok(value.filter(|v| !v.is_empty()))
+}
+
+impl Store {
+    /// Sums the ledger over `query`'s range, grouped as it asks, from `ledger_daily` when that
+    /// gives the same answer and from the ledger otherwise.
+    pub async fn spend_report(&self, query: &ReportQuery) -> Result<Report> {
+        let source = query.source();
+        let group_by = query.dimensions();
+        let mut report = Report {
+            source,
+            group_by: group_by.clone(),
+            rows: Vec::new(),
+            totals: Totals::default(),
+        };
+        if query.from_ms >= query.to_ms {
+            return Ok(report);
+        }
+        let plan = query.plan(source)?;
+        let mut sql = sqlx::query(sqlx::AssertSqlSafe(plan.sql));
+        sql = match source {
+            Source::Rollups => sql
+                .bind(crate::ledger::utc_day(query.from_ms))
+                .bind(crate::ledger::utc_day(query.to_ms)),
+            Source::Ledger => sql.bind(query.from_ms).bind(query.to_ms),
+        };
+        if let Some(team) = &query.team_id {
+            sql = sql.bind(team.as_str());
+        }
+        let fetched = sql.fetch_all(&self.pool).await?;
+
+        // Key: the group values in `group_by` order, so the map's order is the report's.
+        let mut groups: BTreeMap<Vec<Option<String>>, Totals> = BTreeMap::new();
+        for row in &fetched {
+            let mut key = Vec::with_capacity(plan.columns.len());
+            for (dimension, index) in &plan.columns {
+                let value = match (dimension, source) {
+                    (Dimension::Model, Source::Ledger) => {
+                        text(row, *index)?.or(text(row, index + 1)?)
+                    }
+                    _ => text(row, *index)?,
+                };
+                key.push(value);
+            }
+            let totals = totals_at(row, plan.sums_at)?;
+            // Without grouping, SQL answers one row of zeros for an empty range.
+            if totals.requests == 0 {
+                continue;
+            }
+            add(groups.entry(key).or_default(), &totals);
+        }
+
+        let team_names = if group_by.contains(&Dimension::Team) {
+            self.team_names().await?
+        } else {
+            HashMap::new()
+        };
+        for (key, totals) in groups {
+            let mut row = ReportRow {
+                totals,
+                ..ReportRow::default()
+            };
+            for (dimension, value) in group_by.iter().zip(key) {
+                row.set(*dimension, value);
+            }
+            row.team_name = row
+                .team_id
+                .as_ref()
+                .and_then(|id| team_names.get(id).cloned());
+            add(&mut report.totals, &row.totals);
+            report.rows.push(row);
+        }
+        Ok(report)
+    }
+
+    async fn team_names(&self) -> Result<HashMap<String, String>> {
+        let rows = sqlx::query("SELECT id, name FROM teams")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+}
