@@ -19,7 +19,7 @@ use crate::suite::Results;
 
 /// What tollgate does to each request in this build. Update it when a hot-path feature lands,
 /// so every table says what it measured.
-pub const FEATURES_ON: &str = "auth + JSON inspection + metering (usage, tool calls, chat include_usage and strip) + pricing + ledger (SQLite, batched); a team budget and rate limit (set never to bind; off with --no-limits); telemetry not yet built";
+pub const FEATURES_ON: &str = "auth + JSON inspection + metering (usage, tool calls, chat include_usage and strip) + pricing + ledger (SQLite, batched); a team budget and rate limit (set never to bind; off with --no-limits) + telemetry metrics (Prometheus /metrics; OTLP export off)";
 
 pub struct Report<'a> {
     pub opts: &'a Options,

@@ -176,6 +176,19 @@ impl ApiError {
         )
     }
 
+    /// The session loop detector stopped this Codex session (`telemetry.loop_refuse`). Codex
+    /// stops on `usage_limit_reached` and shows the promo text, instead of retrying.
+    pub fn session_stopped(message: String) -> ApiError {
+        let mut error = ApiError::new(
+            429,
+            "usage_limit_reached",
+            "usage_limit_reached",
+            message.clone(),
+        );
+        error.headers.push(("x-codex-promo-message", message));
+        error
+    }
+
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
         ApiError::new(
             500,

@@ -36,6 +36,14 @@ pub struct Admitted {
     pub rate: Option<RateCharge>,
 }
 
+/// A call refused by admission, with the reason metrics and logs name.
+#[derive(Debug)]
+pub struct Refused {
+    pub error: Box<ApiError>,
+    /// `rate_limit`, `budget` or `session_cap`.
+    pub reason: &'static str,
+}
+
 /// What admission needs to know about the request.
 pub struct Call<'a> {
     pub key: &'a KeyRecord,
@@ -47,15 +55,18 @@ pub struct Call<'a> {
 }
 
 impl Admission {
-    pub async fn admit(&self, call: Call<'_>, prices: &PriceTable) -> Result<Admitted, ApiError> {
+    pub async fn admit(&self, call: Call<'_>, prices: &PriceTable) -> Result<Admitted, Refused> {
         let team = &call.key.team;
         let input_bound = call.body.len() as u64;
-        let rate = self.rates.check(
-            &team.id,
-            &call.key.id,
-            self.budgets.soft_crossed(&team.id),
-            u32::try_from(input_bound / 4).unwrap_or(u32::MAX),
-        )?;
+        let rate = self
+            .rates
+            .check(
+                &team.id,
+                &call.key.id,
+                self.budgets.soft_crossed(&team.id),
+                u32::try_from(input_bound / 4).unwrap_or(u32::MAX),
+            )
+            .map_err(rate_limited)?;
         if !call.endpoint.is_priced() || !self.budgets.applies(&team.id, &call.key.id) {
             return Ok(Admitted {
                 reservation: None,
@@ -85,16 +96,20 @@ impl Admission {
                 if let Some(rate) = &rate {
                     error.headers.extend(rate.headers.iter().cloned());
                 }
-                error
+                Refused {
+                    error: Box::new(error),
+                    reason: refusal.reason(),
+                }
             })?;
         Ok(Admitted { reservation, rate })
     }
 
     /// Rate limits for a call tollgate does not read (models, files, …): requests only.
-    pub fn requests_only(&self, key: &KeyRecord) -> Result<Option<RateCharge>, ApiError> {
+    pub fn requests_only(&self, key: &KeyRecord) -> Result<Option<RateCharge>, Refused> {
         let team = &key.team.id;
         self.rates
             .check(team, &key.id, self.budgets.soft_crossed(team), 0)
+            .map_err(rate_limited)
     }
 
     /// The most the call can cost with `input` input tokens and its output bound.
@@ -119,5 +134,12 @@ impl Admission {
             .price(model, call.now_ms, &usage, tier)
             .or_else(|| prices.price_unpriced(&usage, tier))
             .map_or(Money::ZERO, |p| p.cost)
+    }
+}
+
+fn rate_limited(error: ApiError) -> Refused {
+    Refused {
+        error: Box::new(error),
+        reason: "rate_limit",
     }
 }

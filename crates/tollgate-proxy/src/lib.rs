@@ -35,7 +35,8 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use tollgate_core::pricing::UnpricedPolicy;
-use tollgate_core::{ApiError, KeyCache, KeyRecord};
+use tollgate_core::{ApiError, KeyCache, KeyRecord, LedgerEvent};
+use tollgate_telemetry::RequestSpan;
 
 pub use admission::Admission;
 use admission::{Admitted, Call};
@@ -67,8 +68,12 @@ impl Gateway {
         let started = Instant::now();
         let started_at_ms = tollgate_core::time::now_ms();
         let request_id = attribution::new_request_id(started_at_ms);
+        let span = match &self.settler.telemetry {
+            Some(telemetry) => telemetry.begin(request.headers()),
+            None => RequestSpan::default(),
+        };
         let mut response = match self
-            .proxy(request, &request_id, started, started_at_ms)
+            .proxy(request, &request_id, started, started_at_ms, span)
             .await
         {
             Ok(response) => response,
@@ -91,6 +96,7 @@ impl Gateway {
         request_id: &str,
         started: Instant,
         started_at_ms: i64,
+        span: RequestSpan,
     ) -> Result<Response<ProxyBody>, ApiError> {
         let endpoint = Endpoint::classify(request.method(), request.uri().path());
         if headers::wants_websocket(request.headers()) {
@@ -99,6 +105,30 @@ impl Gateway {
         let key = auth::authenticate(&self.keys, request.headers(), started_at_ms)?;
         let (mut parts, body) = request.into_parts();
         let attribution = Attribution::from_headers(&parts.headers);
+        let refused = |error: ApiError, reason: &'static str, model: Option<&str>, span| {
+            self.refused(Refusal {
+                key: &key,
+                attribution: &attribution,
+                endpoint,
+                model,
+                request_id,
+                started_at_ms,
+                span,
+                error: &error,
+                reason,
+            });
+            error
+        };
+        if let Some(session) = attribution.session_id.as_deref()
+            && let Some(message) = self
+                .settler
+                .telemetry
+                .as_ref()
+                .and_then(|t| t.session_refused(&key.team.id, session))
+        {
+            let error = ApiError::session_stopped(message);
+            return Err(refused(error, "session_loop", None, span));
+        }
         let mut model_requested = None;
         let mut strip_usage = false;
         let mut request_body = None;
@@ -110,7 +140,11 @@ impl Gateway {
                 .get(header::CONTENT_ENCODING)
                 .and_then(|v| v.to_str().ok());
             let inspected = inspect::inspect(raw, encoding, self.max_body_bytes)?;
-            self.admit(&key, inspected.peek.model.as_deref(), started_at_ms)?;
+            let model = inspected.peek.model.as_deref();
+            if let Err(error) = self.admit(&key, model, started_at_ms) {
+                let reason = error.code;
+                return Err(refused(error, reason, model, span));
+            }
             let call = Call {
                 key: &key,
                 endpoint,
@@ -119,7 +153,10 @@ impl Gateway {
                 session_id: attribution.session_id.as_deref(),
                 now_ms: started_at_ms,
             };
-            admitted = self.admission.admit(call, &self.settler.prices).await?;
+            admitted = match self.admission.admit(call, &self.settler.prices).await {
+                Ok(admitted) => admitted,
+                Err(r) => return Err(refused(*r.error, r.reason, model, span)),
+            };
             let (body, strip) =
                 if matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
                     meter::usage_option::ensure_usage_reported(inspected.body, &inspected.peek)?
@@ -142,7 +179,10 @@ impl Gateway {
             if declared_length(&parts.headers).is_some_and(|len| len > self.max_body_bytes) {
                 return Err(ApiError::body_too_large(self.max_body_bytes));
             }
-            admitted.rate = self.admission.requests_only(&key)?;
+            admitted.rate = match self.admission.requests_only(&key) {
+                Ok(rate) => rate,
+                Err(r) => return Err(refused(*r.error, r.reason, None, span)),
+            };
             OutgoingBody::Streamed {
                 body,
                 limit: self.max_body_bytes,
@@ -153,7 +193,7 @@ impl Gateway {
             .as_ref()
             .map(|r| r.headers.clone())
             .unwrap_or_default();
-        let pending = Pending {
+        let mut pending = Pending {
             request_id: request_id.to_string(),
             started_at_ms,
             started,
@@ -164,7 +204,10 @@ impl Gateway {
             request_body,
             settler: Arc::clone(&self.settler),
             admitted,
+            span: RequestSpan::default(),
         };
+        span.inject(&mut parts.headers);
+        pending.span = span;
         let response = match forward::forward(&self.upstream, parts, outgoing).await {
             Ok(response) => response,
             Err(error) => {
@@ -195,6 +238,49 @@ impl Gateway {
         ))
     }
 
+    /// Records a call tollgate refused before sending anything upstream: a rejection metric and
+    /// (with export on) a span. Never a ledger row: nothing was spent.
+    fn refused(&self, r: Refusal<'_>) {
+        let Some(telemetry) = &self.settler.telemetry else {
+            return;
+        };
+        let team = &r.key.team;
+        let cost_centre = team.cost_centre.as_deref().unwrap_or("");
+        telemetry.rejection(&team.name, cost_centre, r.reason);
+        let now = tollgate_core::time::now_ms();
+        let event = LedgerEvent {
+            request_id: r.request_id.to_string(),
+            started_at_ms: r.started_at_ms,
+            finished_at_ms: now,
+            team_id: team.id.clone(),
+            key_id: r.key.id.clone(),
+            cost_centre: team.cost_centre.clone(),
+            user: r.attribution.user.clone(),
+            session_id: r.attribution.session_id.clone(),
+            turn_id: r.attribution.turn_id.clone(),
+            endpoint: r.endpoint.label().to_string(),
+            model_requested: r.model.map(str::to_string),
+            model_served: None,
+            status: r.error.status,
+            usage: tollgate_core::Usage::default(),
+            cost: tollgate_core::Money::ZERO,
+            price_id: None,
+            estimated: false,
+            unpriced: false,
+            service_tier: None,
+            ttfb_ms: None,
+            latency_ms: now - r.started_at_ms,
+            tool_calls: Vec::new(),
+        };
+        telemetry.finish(
+            r.span,
+            &event,
+            &team.name,
+            tollgate_telemetry::Outcome::Rejected,
+            None,
+        );
+    }
+
     /// Admission: the key and its team may use the model, and the model can be priced (budgets
     /// and rate limits join here). Refusals are 400s: Codex stops on them instead of retrying.
     fn admit(&self, key: &KeyRecord, model: Option<&str>, now_ms: i64) -> Result<(), ApiError> {
@@ -223,6 +309,19 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// A refused call, for [`Gateway::refused`].
+struct Refusal<'a> {
+    key: &'a KeyRecord,
+    attribution: &'a Attribution,
+    endpoint: Endpoint,
+    model: Option<&'a str>,
+    request_id: &'a str,
+    started_at_ms: i64,
+    span: RequestSpan,
+    error: &'a ApiError,
+    reason: &'static str,
 }
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {

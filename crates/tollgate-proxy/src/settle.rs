@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use tollgate_core::pricing::{PriceTable, UnpricedPolicy};
 use tollgate_core::{KeyRecord, LedgerEvent, LedgerSink, Money, Usage};
+use tollgate_telemetry::{RequestSpan, Telemetry, UpstreamErrorKind};
 
 use crate::admission::Admitted;
 use crate::attribution::Attribution;
@@ -26,6 +27,8 @@ pub struct Settler {
     pub sink: Arc<dyn LedgerSink>,
     /// Estimates in progress: shutdown waits for them before it flushes the ledger.
     pub estimates: TaskTracker,
+    /// Metrics, spans and cost events for each settled call (when configured).
+    pub telemetry: Option<Telemetry>,
 }
 
 impl Settler {
@@ -34,7 +37,14 @@ impl Settler {
             prices,
             sink,
             estimates: TaskTracker::new(),
+            telemetry: None,
         }
+    }
+
+    /// Settled calls also go to `telemetry`.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Settler {
+        self.telemetry = Some(telemetry);
+        self
     }
 
     /// Waits for every estimate started so far to reach the sink.
@@ -58,6 +68,8 @@ pub struct Pending {
     pub settler: Arc<Settler>,
     /// The budget reservation and rate-limit charge to settle with the actual cost.
     pub admitted: Admitted,
+    /// The call's trace span (empty when export is off).
+    pub span: RequestSpan,
 }
 
 /// How the response ended, as far as the client is concerned.
@@ -79,12 +91,12 @@ impl Pending {
         tracing::debug!(request_id = %self.request_id, status, ?outcome, estimated = needs_estimate, "settling");
         if !needs_estimate {
             let usage = seen.usage.unwrap_or_default();
-            return self.record(status, usage, false, seen, ttfb);
+            return self.record(status, usage, false, seen, ttfb, outcome);
         }
         let tracker = self.settler.estimates.clone();
         let estimate = move || {
             let usage = self.estimate(&seen);
-            self.record(status, usage, true, seen, ttfb);
+            self.record(status, usage, true, seen, ttfb, outcome);
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             tracker.spawn_blocking(estimate);
@@ -94,8 +106,22 @@ impl Pending {
     }
 
     /// Settles a call the upstream never answered (unreachable, timed out): no charge.
-    pub fn settle_unanswered(self, status: u16) {
-        self.record(status, Usage::default(), false, Observed::default(), None);
+    pub fn settle_unanswered(mut self, status: u16) {
+        let kind = if status == 504 {
+            UpstreamErrorKind::Timeout
+        } else {
+            UpstreamErrorKind::Connect
+        };
+        self.span.set_upstream_error(kind);
+        let none = Observed::default();
+        self.record(
+            status,
+            Usage::default(),
+            false,
+            none,
+            None,
+            Outcome::Complete,
+        );
     }
 
     fn estimate(&self, seen: &Observed) -> Usage {
@@ -130,6 +156,7 @@ impl Pending {
         estimated: bool,
         seen: Observed,
         ttfb: Option<Duration>,
+        outcome: Outcome,
     ) {
         let prices = &self.settler.prices;
         let tier = seen.service_tier.as_deref();
@@ -166,6 +193,10 @@ impl Pending {
         if let Some(rate) = self.admitted.rate.take() {
             rate.settle(usage.input + usage.output);
         }
+        if let Some(id) = &seen.response_id {
+            self.span.set_response_id(id);
+        }
+        let span = std::mem::take(&mut self.span);
         let finished = Instant::now();
         let event = LedgerEvent {
             request_id: self.request_id,
@@ -191,6 +222,15 @@ impl Pending {
             latency_ms: millis(finished - self.started),
             tool_calls: seen.tools,
         };
+        if let Some(telemetry) = &self.settler.telemetry {
+            let outcome = match outcome {
+                Outcome::Complete => tollgate_telemetry::Outcome::Complete,
+                Outcome::UpstreamBroke => tollgate_telemetry::Outcome::UpstreamBroke,
+                Outcome::ClientGone => tollgate_telemetry::Outcome::ClientGone,
+            };
+            let prompt = self.request_body.as_deref();
+            telemetry.finish(span, &event, &self.key.team.name, outcome, prompt);
+        }
         self.settler.sink.record(event);
     }
 }

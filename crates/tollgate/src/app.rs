@@ -21,7 +21,10 @@ use tollgate_proxy::{Admission, Gateway, Settler, Upstream};
 use tollgate_store::ledger::{Ledger, LedgerOptions};
 use tollgate_store::{BudgetSync, KeySync, Store, StoreLeases};
 
+use tollgate_telemetry::Telemetry;
+
 use crate::budget_events::{self, EventCounts};
+use crate::router::Metrics;
 
 use crate::router::Router;
 
@@ -41,6 +44,8 @@ pub enum StartError {
     },
     #[error("price table: {0}")]
     Prices(String),
+    #[error("telemetry: {0}")]
+    Telemetry(#[from] tollgate_telemetry::TelemetryError),
 }
 
 /// A running gateway: its addresses and the handle to stop it.
@@ -55,6 +60,7 @@ pub struct Running {
     pub budgets: Arc<Budgets>,
     pub budget_events: Arc<EventCounts>,
     pub rates: Arc<RateLimits>,
+    pub telemetry: Telemetry,
     settler: Arc<Settler>,
     cancel: CancellationToken,
     /// The listeners, drained first on shutdown.
@@ -74,6 +80,8 @@ impl Running {
         self.ledger.shutdown().await;
         self.tasks.close();
         self.tasks.wait().await;
+        // Last: the final metrics, spans and cost events of the drained calls go out.
+        self.telemetry.shutdown().await;
         self.store.close().await;
     }
 
@@ -109,6 +117,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let mut sync = KeySync::new(store.clone(), Arc::clone(&keys));
     sync.sync_once().await?;
 
+    let telemetry = Telemetry::start(&config.telemetry)?;
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
     let servers = TaskTracker::new();
@@ -134,6 +143,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         config.budgets.webhook_url.clone(),
         tasks.clone(),
         Arc::clone(&budget_events),
+        telemetry.clone(),
     );
     let mut budget_sync = BudgetSync::new(
         store.clone(),
@@ -156,7 +166,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         },
     );
     tasks.spawn(writer.run());
-    let settler = Arc::new(Settler::new(Arc::new(prices), ledger.sink()));
+    let settler =
+        Arc::new(Settler::new(Arc::new(prices), ledger.sink()).with_telemetry(telemetry.clone()));
+    let stats = ledger.clone();
+    telemetry.ledger_gauges(move || {
+        let s = stats.stats();
+        (s.queued, s.spool_bytes)
+    });
 
     let upstream = Upstream::new(&config.upstream, config.secrets.upstream_key.as_deref())?;
     let gateway = Arc::new(Gateway {
@@ -194,11 +210,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let admin_on_main = admin_listener.is_none();
+    let metrics = (!config.telemetry.metrics_path.is_empty()).then(|| Metrics {
+        path: config.telemetry.metrics_path.clone(),
+        telemetry: telemetry.clone(),
+    });
     let router = Arc::new(Router::new(
         Arc::clone(&gateway),
         store.clone(),
         Arc::clone(&keys),
         admin_on_main,
+        metrics,
     ));
     let main_router = Arc::clone(&router);
     let route_main = move |req| {
@@ -235,6 +256,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Duration::from_millis(config.budgets.sync_ms),
         cancel.clone().cancelled_owned(),
     ));
+    tasks.spawn(budget_gauges(
+        store.clone(),
+        Arc::clone(&budgets),
+        telemetry.clone(),
+        cancel.clone(),
+    ));
 
     Ok(Running {
         addr,
@@ -246,6 +273,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         budgets,
         budget_events,
         rates,
+        telemetry,
         settler,
         cancel,
         servers,
@@ -259,6 +287,53 @@ fn ledger_options(config: &Config) -> LedgerOptions {
         batch_rows: config.ledger.batch_rows,
         flush_interval: Duration::from_millis(config.ledger.flush_ms),
         ..LedgerOptions::new(&config.ledger.spool_path)
+    }
+}
+
+/// Reports each budget's used ratio (settled spend / limit) as `tollgate_budget_used_ratio`,
+/// every second, labelled with its team's name and cost centre.
+async fn budget_gauges(
+    store: Store,
+    budgets: Arc<Budgets>,
+    telemetry: Telemetry,
+    cancel: CancellationToken,
+) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut known: Vec<String> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = cancel.cancelled() => return,
+        }
+        let views = budgets.views();
+        if views.is_empty() && known.is_empty() {
+            continue;
+        }
+        let Ok(teams) = store.list_teams().await else {
+            continue;
+        };
+        let mut now_known = Vec::with_capacity(views.len());
+        for (def, view) in views {
+            let Some(team) = teams.iter().find(|t| t.id == def.team_id) else {
+                continue;
+            };
+            // A ratio for a dashboard, not money: the float is fine here.
+            #[allow(clippy::cast_precision_loss)]
+            let ratio = view.spent_db as f64 / def.limit.nanos().max(1) as f64;
+            telemetry.budget_used(
+                &def.id,
+                &team.name,
+                team.cost_centre.as_deref().unwrap_or(""),
+                def.scope(),
+                def.period.as_str(),
+                ratio,
+            );
+            now_known.push(def.id);
+        }
+        for gone in known.iter().filter(|id| !now_known.contains(id)) {
+            telemetry.budget_forget(gone);
+        }
+        known = now_known;
     }
 }
 

@@ -52,6 +52,7 @@ pub fn handler(
     webhook_url: Option<String>,
     tasks: TaskTracker,
     counts: Arc<EventCounts>,
+    telemetry: tollgate_telemetry::Telemetry,
 ) -> Arc<dyn Fn(BudgetEvent) + Send + Sync> {
     let client = webhook_url.as_ref().and_then(|_| match client() {
         Ok(client) => Some(client),
@@ -67,6 +68,16 @@ pub fn handler(
             &counts.hard
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        // Metric labels want the team's name; the handler only has its id, so resolve it off
+        // the sync loop (the webhook task below does the same lookup).
+        let (metric_store, metric_telemetry, kind) = (store.clone(), telemetry.clone(), event.kind);
+        let team_id = event.budget.team_id.clone();
+        tasks.spawn(async move {
+            if let Ok(Some(team)) = metric_store.team(&team_id).await {
+                let cost_centre = team.cost_centre.as_deref().unwrap_or("");
+                metric_telemetry.budget_event(&team.name, cost_centre, kind);
+            }
+        });
         let b = &event.budget;
         let what = if event.kind == "soft" {
             format!(

@@ -19,6 +19,26 @@ pub struct Router {
     keys: Arc<KeyCache>,
     /// False when `/admin/v1` has a listener of its own and must not be served on the main one.
     admin_on_main: bool,
+    /// Prometheus text at `[telemetry] metrics_path`, when set.
+    metrics: Option<Metrics>,
+}
+
+/// `GET /metrics`: the same instruments OTLP exports, as Prometheus text. Unauthenticated, like
+/// every scrape endpoint: it carries team names and sums, never keys, sessions or prompts.
+pub struct Metrics {
+    pub path: String,
+    pub telemetry: tollgate_telemetry::Telemetry,
+}
+
+impl Metrics {
+    fn response(&self) -> Response<ProxyBody> {
+        let mut response = Response::new(ProxyBody::full(self.telemetry.prometheus_text()));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(tollgate_telemetry::prometheus::CONTENT_TYPE),
+        );
+        response
+    }
 }
 
 impl Router {
@@ -27,6 +47,7 @@ impl Router {
         store: Store,
         keys: Arc<KeyCache>,
         admin_on_main: bool,
+        metrics: Option<Metrics>,
     ) -> Router {
         let budgets = Arc::clone(&gateway.admission.budgets);
         Router {
@@ -35,6 +56,7 @@ impl Router {
             store,
             keys,
             admin_on_main,
+            metrics,
         }
     }
 
@@ -59,6 +81,11 @@ impl Router {
     }
 
     async fn common(&self, request: Request<Incoming>) -> Response<ProxyBody> {
+        if let Some(metrics) = &self.metrics
+            && request.uri().path() == metrics.path
+        {
+            return metrics.response();
+        }
         match request.uri().path() {
             "/healthz" => json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => self.readiness().await,

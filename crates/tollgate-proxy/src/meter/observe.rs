@@ -17,6 +17,8 @@ pub struct Observed {
     pub usage: Option<Usage>,
     pub model: Option<String>,
     pub service_tier: Option<String>,
+    /// The upstream's response id (`resp_…`, `chatcmpl-…`), for the trace span.
+    pub response_id: Option<String>,
     pub tools: Vec<ToolCount>,
     /// Output text delivered to the client (deltas), for a tokenizer estimate without usage.
     pub text: String,
@@ -40,6 +42,13 @@ impl Observed {
                 name: name.to_string(),
                 count: 1,
             }),
+        }
+    }
+
+    fn set_id(&mut self, id: Option<Cow<'_, str>>) {
+        // Every chat chunk repeats it: keep the first.
+        if self.response_id.is_none() {
+            self.response_id = id.map(Cow::into_owned);
         }
     }
 
@@ -97,6 +106,8 @@ impl From<ResponsesUsage> for Usage {
 /// A Response object (`response.*` events' `response`, or a non-streamed body).
 #[derive(Deserialize)]
 struct ResponseObject<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -175,6 +186,7 @@ impl ResponsesStream {
                     response: Some(r), ..
                 }) = serde_json::from_slice(data)
                 {
+                    seen.set_id(r.id);
                     seen.set_meta(r.model, r.service_tier);
                     if let Some(usage) = r.usage {
                         seen.usage = Some(usage.into());
@@ -223,6 +235,7 @@ fn event_type(data: &[u8]) -> Option<&'static str> {
 /// Reads a non-streamed Response object.
 pub fn response_json(body: &[u8], seen: &mut Observed) {
     if let Ok(r) = serde_json::from_slice::<ResponseObject<'_>>(body) {
+        seen.set_id(r.id);
         seen.set_meta(r.model, r.service_tier);
         seen.usage = r.usage.map(Into::into);
         for item in &r.output {
@@ -266,6 +279,8 @@ impl From<ChatUsage> for Usage {
 
 #[derive(Deserialize)]
 struct ChatBody<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
     #[serde(borrow)]
@@ -319,6 +334,7 @@ pub fn chat_json(data: &[u8], seen: &mut Observed) {
     let Ok(body) = serde_json::from_slice::<ChatBody<'_>>(data) else {
         return;
     };
+    seen.set_id(body.id);
     seen.set_meta(body.model, body.service_tier);
     if let Some(usage) = body.usage {
         seen.usage = Some(usage.into());

@@ -158,7 +158,9 @@ impl LedgerSink for Sink {
     }
 }
 
-/// The handle: a [`LedgerSink`] for the proxy, plus flush, shutdown and stats.
+/// The handle: a [`LedgerSink`] for the proxy, plus flush, shutdown and stats. Clones share the
+/// one writer (a clone kept for stats does not keep it running after `shutdown`).
+#[derive(Clone)]
 pub struct Ledger {
     sink: Arc<Sink>,
 }
