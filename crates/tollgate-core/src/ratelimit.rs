@@ -95,6 +95,9 @@ pub struct RateLimits {
     throttle_rpm: Option<u32>,
     /// Calls refused since start.
     refused: std::sync::atomic::AtomicU64,
+    /// One clock for every limiter: creating a quanta clock calibrates it, far too slow to do
+    /// per call.
+    clock: DefaultClock,
 }
 
 impl RateLimits {
@@ -130,7 +133,7 @@ impl RateLimits {
         let entry = self
             .limiters
             .entry((scope, unit))
-            .or_insert_with(|| (rate, Arc::new(new_limiter(rate))));
+            .or_insert_with(|| (rate, Arc::new(new_limiter(rate, &self.clock))));
         Arc::clone(&entry.1)
     }
 
@@ -178,7 +181,7 @@ impl RateLimits {
         if applicable.is_empty() {
             return Ok(None);
         }
-        let clock = DefaultClock::default();
+        let clock = &self.clock;
         let mut standing: HashMap<Unit, Standing> = HashMap::new();
         let mut charge = RateCharge {
             tokens: Vec::new(),
@@ -228,9 +231,10 @@ impl RateLimits {
     }
 }
 
-fn new_limiter(rate: u32) -> Limiter {
+fn new_limiter(rate: u32, clock: &DefaultClock) -> Limiter {
     let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::direct(Quota::per_minute(rate)).with_middleware::<StateInformationMiddleware>()
+    RateLimiter::direct_with_clock(Quota::per_minute(rate), clock.clone())
+        .with_middleware::<StateInformationMiddleware>()
 }
 
 fn per_cell(rate: u32) -> Duration {
