@@ -90,6 +90,11 @@ impl UpstreamStream {
         self.body.size_hint()
     }
 
+    /// Whether the upstream's body has been read to its end (its whole content-length).
+    pub fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
     pub fn new(body: Incoming, idle_timeout: Duration) -> UpstreamStream {
         UpstreamStream {
             body,

@@ -96,7 +96,7 @@ impl Gateway {
         request_id: &str,
         started: Instant,
         started_at_ms: i64,
-        span: RequestSpan,
+        mut span: RequestSpan,
     ) -> Result<Response<ProxyBody>, ApiError> {
         let endpoint = Endpoint::classify(request.method(), request.uri().path());
         if headers::wants_websocket(request.headers()) {

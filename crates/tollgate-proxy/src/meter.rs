@@ -223,9 +223,17 @@ impl Metered {
 impl Drop for Metered {
     fn drop(&mut self) {
         if self.pending.is_some() {
-            // The client went away mid-body: charge what was delivered.
+            // hyper drops a body of known length once it has written that many bytes, without
+            // polling it to its end: every byte was handed over, so the response is complete.
+            let outcome =
+                if self.inner.is_end_stream() && self.ready.is_empty() && self.strip.is_none() {
+                    Outcome::Complete
+                } else {
+                    // The client went away mid-body: charge what was delivered.
+                    Outcome::ClientGone
+                };
             self.finish_reading();
-            self.settle(Outcome::ClientGone);
+            self.settle(outcome);
         }
     }
 }

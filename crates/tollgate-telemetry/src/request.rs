@@ -1,4 +1,4 @@
-//! One proxied request: its span (begun when the request arrives, continuing the client's
+//! One proxied request: its span (timed from the request's arrival, continuing the client's
 //! W3C trace) and, when the ledger event is settled, every metric it moves, the span's
 //! attributes and the `tollgate.cost` log record — all from the one [`LedgerEvent`].
 
@@ -10,7 +10,7 @@ use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tr
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::Span;
+use opentelemetry_sdk::trace::{SdkTracer, Span};
 use tollgate_core::LedgerEvent;
 
 use crate::Telemetry;
@@ -49,26 +49,55 @@ pub enum UpstreamErrorKind {
 }
 
 /// The telemetry state of one in-flight request. Cheap when export is off (no span).
+///
+/// The SDK span is created when first needed — when the request is sent upstream ([`inject`])
+/// or settled ([`Telemetry::finish`]) — with the arrival time as its start. A request that
+/// fails before either (no valid key, unreadable body) exports nothing: no span without a team,
+/// and no unauthenticated traffic crowding cost spans out of the bounded export queue.
+///
+/// [`inject`]: RequestSpan::inject
 #[derive(Debug, Default)]
 pub struct RequestSpan {
-    span: Option<(Span, SystemTime)>,
+    begun: Option<Begun>,
+    span: Option<Span>,
     response_id: Option<String>,
     upstream_error: Option<UpstreamErrorKind>,
+}
+
+/// What the span will be started from.
+#[derive(Debug)]
+struct Begun {
+    tracer: SdkTracer,
+    parent: Context,
+    started: SystemTime,
+}
+
+impl Begun {
+    fn start(&self) -> Span {
+        // Named again in `finish`, once the model is known ("{operation} {model}").
+        self.tracer
+            .span_builder("tollgate.request")
+            .with_kind(SpanKind::Client)
+            .with_start_time(self.started)
+            .start_with_context(&self.tracer, &self.parent)
+    }
 }
 
 impl RequestSpan {
     /// Writes `traceparent`/`tracestate` naming this span, for the upstream request. Without
     /// export there is no span and the headers are left as they are.
-    pub fn inject(&self, headers: &mut http::HeaderMap) {
-        if let Some((span, _)) = &self.span {
-            let cx = Context::new().with_remote_span_context(span.span_context().clone());
-            TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
-        }
+    pub fn inject(&mut self, headers: &mut http::HeaderMap) {
+        let Some(begun) = &self.begun else {
+            return;
+        };
+        let span = self.span.get_or_insert_with(|| begun.start());
+        let cx = Context::new().with_remote_span_context(span.span_context().clone());
+        TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
     }
 
     /// The upstream's response id (`resp_…`, `chatcmpl-…`): `gen_ai.response.id`.
     pub fn set_response_id(&mut self, id: &str) {
-        if self.span.is_some() {
+        if self.begun.is_some() {
             self.response_id = Some(id.to_string());
         }
     }
@@ -79,11 +108,12 @@ impl RequestSpan {
         self.upstream_error = Some(kind);
     }
 
-    /// The W3C trace id (32 hex digits) of this request's span, for log correlation.
+    /// The W3C trace id (32 hex digits) of this request's span, for log correlation; `None`
+    /// until the span exists (see [`RequestSpan`]).
     pub fn trace_id(&self) -> Option<String> {
         self.span
             .as_ref()
-            .map(|(s, _)| s.span_context().trace_id().to_string())
+            .map(|s| s.span_context().trace_id().to_string())
     }
 }
 
@@ -142,21 +172,18 @@ pub(crate) fn at_ms(ms: i64) -> SystemTime {
 }
 
 impl Telemetry {
-    /// Starts the request's span, a child of the client's `traceparent` if it sent one.
+    /// Begins the request's span, a child of the client's `traceparent` if it sent one, timed
+    /// from now (created on first use: see [`RequestSpan`]).
     pub fn begin(&self, headers: &http::HeaderMap) -> RequestSpan {
         let Some(tracer) = &self.inner.tracer else {
             return RequestSpan::default();
         };
-        let parent = self.inner.propagator.extract(&HeaderExtractor(headers));
-        let started = SystemTime::now();
-        // Named again in `finish`, once the model is known ("{operation} {model}").
-        let span = tracer
-            .span_builder("tollgate.request")
-            .with_kind(SpanKind::Client)
-            .with_start_time(started)
-            .start_with_context(tracer, &parent);
         RequestSpan {
-            span: Some((span, started)),
+            begun: Some(Begun {
+                tracer: tracer.clone(),
+                parent: self.inner.propagator.extract(&HeaderExtractor(headers)),
+                started: SystemTime::now(),
+            }),
             ..RequestSpan::default()
         }
     }
@@ -179,9 +206,11 @@ impl Telemetry {
         if let Some(instruments) = &self.inner.instruments {
             record_metrics(instruments, event, team, outcome, error);
         }
-        let Some((mut otel_span, started)) = span.span else {
+        let Some(begun) = &span.begun else {
             return;
         };
+        let started = begun.started;
+        let mut otel_span = span.span.unwrap_or_else(|| begun.start());
         let attributes = attributes(event, team, outcome, span.response_id.as_deref(), error);
         if let Some(logger) = &self.inner.logger {
             let mut record = logger.create_log_record();

@@ -363,7 +363,7 @@ async fn disabled_telemetry_is_inert() {
             .parse()
             .unwrap(),
     );
-    let span = telemetry.begin(&incoming);
+    let mut span = telemetry.begin(&incoming);
     let mut upstream = http::HeaderMap::new();
     span.inject(&mut upstream);
     assert!(upstream.is_empty(), "no span, nothing injected");
