@@ -4,7 +4,8 @@
 # run from several test processes at once (flock). Needs python3 with venv, and npm.
 # The same venv carries the deploy kit's checkers (tests/deploy.rs): PyYAML, and
 # kubernetes-validate (Kubernetes JSON schemas bundled, so it validates offline); and the
-# official OTLP protobuf definitions plus grpcio for tests/otlp/receiver.py (telemetry tests).
+# official OTLP protobuf definitions plus grpcio for tests/otlp/receiver.py (telemetry tests);
+# and schemathesis, which fuzzes the admin API against its OpenAPI document (tests/openapi.rs).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 dir="${TOLLGATE_CLIENTS_DIR:-$root/target/clients}"
@@ -14,13 +15,15 @@ kubernetes_validate_version="1.37.0"
 otel_proto_version="1.45.2"
 protobuf_version="7.36.2"
 grpcio_version="1.85.3"
+schemathesis_version="4.32.5"
 codex_version="0.169.0"
 mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9
 
 python_packages=("openai==$openai_version" "PyYAML==$pyyaml_version" "kubernetes-validate==$kubernetes_validate_version"
-  "opentelemetry-proto==$otel_proto_version" "protobuf==$protobuf_version" "grpcio==$grpcio_version")
+  "opentelemetry-proto==$otel_proto_version" "protobuf==$protobuf_version" "grpcio==$grpcio_version"
+  "schemathesis==$schemathesis_version")
 if ! "$dir/venv/bin/python" -c "
 import sys
 from importlib.metadata import version

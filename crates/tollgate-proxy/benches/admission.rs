@@ -5,7 +5,10 @@
 //! The lease store here grants every claim from memory: the bench measures the in-process path
 //! (a claim happens once per lease slice, not per call); claims against a real database are
 //! covered by the race tests. Run with `cargo bench -p tollgate-proxy --bench admission`.
-#![allow(clippy::panic, reason = "a bench whose setup fails has nothing to measure")]
+#![allow(
+    clippy::panic,
+    reason = "a bench whose setup fails has nothing to measure"
+)]
 
 use std::future::Future;
 use std::pin::Pin;

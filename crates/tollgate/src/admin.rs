@@ -1,31 +1,45 @@
-//! The admin API on `/admin/v1`: teams and keys for now, shaped for the full API to grow into.
+//! The admin API on `/admin/v1`: teams, keys, budgets, rate limits, sessions, reports, the audit
+//! log and admin tokens. Routes and who may call them are in [`routes::ROUTES`]; the OpenAPI
+//! document (`admin/openapi.json`, served at `/admin/v1/openapi.json`) describes every one.
 //!
 //! Authenticated with an admin token (`tga-…` or the operator's `TOLLGATE_ADMIN_TOKEN`) as a
-//! Bearer; a team key never opens it. Not on the hot path, so it reads the store directly, and
-//! it updates this process's key cache at once so a new key works on the next request.
+//! Bearer; a team key never opens it. Roles: `admin` (everything), `team_admin` (its own team's
+//! resources), `finance` (read reports, budgets and teams). Every change that succeeds is written
+//! to the audit log. Not on the hot path, so it reads the store directly, and it updates this
+//! process's key cache at once so a new key works on the next request.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_DISPOSITION, CONTENT_TYPE, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde::Deserialize;
 
 use tollgate_core::budget::{Budgets, Calendar};
-use tollgate_core::{ApiError, KeyCache, KeyRecord};
+use tollgate_core::{ApiError, KeyCache};
 use tollgate_proxy::body::read_limited;
 use tollgate_proxy::{ProxyBody, error_response, json_response};
-use tollgate_store::{AdminPrincipal, LedgerRow, Role, Store, StoreError, Team};
+use tollgate_store::{AdminPrincipal, Store, StoreError};
 
-use crate::validate::{
-    FieldErrors, check_models, valid_cost_centre, valid_key_name, valid_team_name,
-};
+use routes::{Op, Route};
 
+mod audit;
 pub mod budgets;
+mod keys;
+mod limits;
+mod page;
 pub mod reports;
+pub mod routes;
+mod sessions;
+mod teams;
+mod tokens;
+
+pub use routes::ROUTES;
 
 const MAX_ADMIN_BODY: u64 = 1024 * 1024;
+
+/// The OpenAPI 3.1 document for all of `/admin/v1`, kept true by `tests/openapi.rs`.
+pub const OPENAPI_JSON: &str = include_str!("admin/openapi.json");
 
 pub struct Admin {
     store: Store,
@@ -34,24 +48,28 @@ pub struct Admin {
     budgets: Arc<Budgets>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateTeam {
-    name: Option<String>,
-    cost_centre: Option<String>,
-    /// Models the team's keys may call (`gpt-5*` matches a prefix); absent: all.
-    allowed_models: Option<Vec<String>>,
+/// One authenticated call, without its body: who, which route, its path parameters (in
+/// pattern order, percent-decoded) and its query string.
+pub(crate) struct Call {
+    pub principal: AdminPrincipal,
+    pub route: &'static Route,
+    pub params: Vec<String>,
+    pub query: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateKey {
-    name: Option<String>,
-    /// Unix seconds after which the key stops working.
-    expires_at: Option<i64>,
-    /// Models this key may call, within the team's; absent: all.
-    allowed_models: Option<Vec<String>>,
+impl Call {
+    /// The `i`-th path parameter (the route table guarantees it exists).
+    fn param(&self, i: usize) -> &str {
+        self.params.get(i).map_or("", String::as_str)
+    }
+
+    /// The team a `team_admin` is fenced into (`None`: every team).
+    fn fence(&self) -> Option<&str> {
+        routes::fence(&self.principal)
+    }
 }
+
+type Answer = Result<Reply, ApiError>;
 
 impl Admin {
     pub fn new(store: Store, keys: Arc<KeyCache>, budgets: Arc<Budgets>) -> Admin {
@@ -69,151 +87,58 @@ impl Admin {
         }
     }
 
-    async fn dispatch(&self, request: Request<Incoming>) -> Result<Reply, ApiError> {
-        let principal = self.authenticate(&request).await?;
-        if principal.role != Role::Admin {
-            return Err(ApiError::new(
-                403,
-                "permission_error",
-                "forbidden",
-                "This admin token's role may not use this endpoint.",
-            ));
+    /// Route (404/405), then token (401), then role (403); the handler checks the team.
+    async fn dispatch(&self, request: Request<Incoming>) -> Answer {
+        let path = request.uri().path().to_string();
+        let (route, params) = routes::find(request.method(), &path)?;
+        if route.op == Op::OpenApi {
+            return Ok(openapi());
         }
-        let method = request.method().clone();
-        let path = request.uri().path().trim_end_matches('/').to_string();
-        let team_filter = query_param(request.uri().query(), "team");
-        let segments: Vec<&str> = path
-            .trim_start_matches("/admin/v1")
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
-        let reply = match (&method, segments.as_slice()) {
-            (&Method::GET, ["reports", "spend"]) => {
-                return reports::spend(&self.store, request.uri().query(), None).await;
-            }
-            (&Method::GET, ["reports", "reconcile"]) => {
-                return reports::reconcile(&self.store, request.uri().query()).await;
-            }
-            (&Method::GET, ["teams"]) => {
-                let teams = self.store.list_teams().await.map_err(store_error)?;
-                Ok((StatusCode::OK, list(teams)))
-            }
-            (&Method::POST, ["teams"]) => {
-                let body: CreateTeam = read_json(request).await?;
-                self.create_team(body).await
-            }
-            (&Method::GET, ["teams", team]) => Ok((StatusCode::OK, json(self.team(team).await?))),
-            (&Method::GET, ["teams", team, "keys"]) => {
-                let team = self.team(team).await?;
-                let keys = self
-                    .store
-                    .list_keys(Some(&team.id))
-                    .await
-                    .map_err(store_error)?;
-                Ok((StatusCode::OK, list(keys)))
-            }
-            (&Method::POST, ["teams", team, "keys"]) => {
-                let team = self.team(team).await?;
-                let body: CreateKey = read_json(request).await?;
-                self.create_key(team, body).await
-            }
-            (&Method::GET, ["keys"]) => {
-                let keys = self.store.list_keys(None).await.map_err(store_error)?;
-                Ok((StatusCode::OK, list(keys)))
-            }
-            (&Method::GET, ["keys", id]) => match self.store.key(id).await.map_err(store_error)? {
-                Some(key) => Ok((StatusCode::OK, json(key))),
-                None => Err(not_found("key", id)),
-            },
-            (&Method::DELETE, ["keys", id]) => self.revoke_key(id).await,
-            (&Method::POST, ["budgets"]) => {
-                let body: budgets::CreateBudget = read_json(request).await?;
-                self.create_budget(body).await
-            }
-            (&Method::GET, ["budgets"]) => {
-                let team = match team_filter {
-                    Some(t) => Some(self.team(&t).await?.id),
-                    None => None,
-                };
-                let all = self
-                    .store
-                    .list_budgets(team.as_deref())
-                    .await
-                    .map_err(store_error)?;
-                let mut data = Vec::with_capacity(all.len());
-                for budget in &all {
-                    data.push(
-                        budgets::show(&self.store, budget, self.calendar())
-                            .await
-                            .map_err(store_error)?,
-                    );
-                }
-                Ok((StatusCode::OK, list(data)))
-            }
-            (&Method::GET, ["budgets", id]) => {
-                let budget = self.budget(id).await?;
-                let view = budgets::show(&self.store, &budget, self.calendar())
-                    .await
-                    .map_err(store_error)?;
-                Ok((StatusCode::OK, view))
-            }
-            (&Method::PATCH, ["budgets", id]) => {
-                let current = self.budget(id).await?;
-                let body: budgets::UpdateBudget = read_json(request).await?;
-                let spec = budgets::update_spec(&current, &body)?;
-                let updated = self
-                    .store
-                    .update_budget(id, &spec, body.reset)
-                    .await
-                    .map_err(store_error)?
-                    .ok_or_else(|| not_found("budget", id))?;
-                self.reload_budgets().await?;
-                let view = budgets::show(&self.store, &updated, self.calendar())
-                    .await
-                    .map_err(store_error)?;
-                Ok((StatusCode::OK, view))
-            }
-            (&Method::DELETE, ["budgets", id]) => {
-                if !self.store.delete_budget(id).await.map_err(store_error)? {
-                    return Err(not_found("budget", id));
-                }
-                self.reload_budgets().await?;
-                Ok((
-                    StatusCode::OK,
-                    serde_json::json!({"object": "budget", "id": id, "deleted": true}),
-                ))
-            }
-            (&Method::PUT, ["rate-limits"]) => {
-                let body: budgets::SetRateLimit = read_json(request).await?;
-                let (team, key) = self
-                    .scope(body.team.as_deref(), body.key.as_deref())
-                    .await?;
-                let def = budgets::rate_limit_def(&body, &team.id, key.as_deref())?;
-                self.store.set_rate_limit(&def).await.map_err(store_error)?;
-                Ok((StatusCode::OK, budgets::rate_limit_view(&def)))
-            }
-            (&Method::GET, ["rate-limits"]) => {
-                let team = match team_filter {
-                    Some(t) => Some(self.team(&t).await?.id),
-                    None => None,
-                };
-                let limits = self
-                    .store
-                    .list_rate_limits(team.as_deref())
-                    .await
-                    .map_err(store_error)?;
-                let data: Vec<_> = limits.iter().map(budgets::rate_limit_view).collect();
-                Ok((StatusCode::OK, list(data)))
-            }
-            (&Method::GET, ["requests", id]) => {
-                match self.store.ledger_row(id).await.map_err(store_error)? {
-                    Some(row) => Ok((StatusCode::OK, request_view(&row))),
-                    None => Err(not_found("request", id)),
-                }
-            }
-            _ => Err(ApiError::unknown_url(method.as_str(), &path)),
+        let principal = self.authenticate(&request).await?;
+        routes::check_role(route, &principal)?;
+        let call = Call {
+            principal,
+            route,
+            params,
+            query: request.uri().query().map(str::to_string),
         };
-        reply.map(|(status, body)| Reply::Json(status, body))
+        self.serve(&call, request.into_body()).await
+    }
+
+    async fn serve(&self, call: &Call, body: Incoming) -> Answer {
+        let query = call.query.as_deref();
+        match call.route.op {
+            Op::OpenApi => Ok(openapi()),
+            Op::ListTeams => self.list_teams(call).await,
+            Op::CreateTeam => self.create_team(call, body).await,
+            Op::GetTeam => self.get_team(call).await,
+            Op::UpdateTeam => self.update_team(call, body).await,
+            Op::ListTeamKeys => self.list_team_keys(call).await,
+            Op::IssueKey => self.issue_key(call, body).await,
+            Op::TopSessions => self.top_sessions(call).await,
+            Op::ListKeys => self.list_keys(call).await,
+            Op::GetKey => self.get_key(call).await,
+            Op::RevokeKey => self.revoke_key(call).await,
+            Op::RotateKey => self.rotate_key(call, body).await,
+            Op::ListBudgets => self.list_budgets(call).await,
+            Op::CreateBudget => self.create_budget(call, body).await,
+            Op::GetBudget => self.get_budget(call).await,
+            Op::UpdateBudget => self.update_budget(call, body).await,
+            Op::DeleteBudget => self.delete_budget(call).await,
+            Op::ListRateLimits => self.list_rate_limits(call).await,
+            Op::SetRateLimit => self.set_rate_limit(call, body).await,
+            Op::GetSession => self.get_session(call).await,
+            Op::GetRequest => self.get_request(call).await,
+            // A team_admin's reports are restricted to its team; admin and finance see all.
+            Op::SpendReport => {
+                reports::spend(&self.store, query, call.fence().map(str::to_string)).await
+            }
+            Op::Reconcile => reports::reconcile(&self.store, query).await,
+            Op::ListAudit => self.list_audit(call).await,
+            Op::ListAdminTokens => self.list_admin_tokens(call).await,
+            Op::CreateAdminToken => self.create_admin_token(call, body).await,
+            Op::RevokeAdminToken => self.revoke_admin_token(call).await,
+        }
     }
 
     async fn authenticate(&self, request: &Request<Incoming>) -> Result<AdminPrincipal, ApiError> {
@@ -233,6 +158,9 @@ impl Admin {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| unauthorized("No admin token was provided"))?;
         let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
+        if token.is_empty() {
+            return Err(unauthorized("No admin token was provided"));
+        }
         self.store
             .admin_for_token(token)
             .await
@@ -243,165 +171,25 @@ impl Admin {
     fn calendar(&self) -> Calendar {
         self.budgets.options().calendar
     }
-
-    async fn budget(&self, id: &str) -> Result<tollgate_core::budget::BudgetDef, ApiError> {
-        self.store
-            .budget(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| not_found("budget", id))
-    }
-
-    /// Applies budget changes to this process at once (others follow within a sync interval).
-    async fn reload_budgets(&self) -> Result<(), ApiError> {
-        let all = self.store.list_budgets(None).await.map_err(store_error)?;
-        self.budgets.set_budgets(all);
-        Ok(())
-    }
-
-    /// Resolves `team` (id or name) and an optional `key` id that must belong to it.
-    async fn scope(
-        &self,
-        team: Option<&str>,
-        key: Option<&str>,
-    ) -> Result<(Team, Option<String>), ApiError> {
-        let Some(team) = team else {
-            let mut errors = FieldErrors::default();
-            errors.push("team", "is required (a team id or name)");
-            errors.into_result()?;
-            return Err(not_found("team", ""));
-        };
-        let team = self.team(team).await?;
-        let Some(key) = key else {
-            return Ok((team, None));
-        };
-        match self.store.key(key).await.map_err(store_error)? {
-            Some(k) if k.team_id == team.id => Ok((team, Some(k.id))),
-            Some(_) => {
-                let mut errors = FieldErrors::default();
-                errors.push(
-                    "key",
-                    format!("key '{key}' does not belong to team '{}'", team.name),
-                );
-                errors.into_result()?;
-                Err(not_found("key", key))
-            }
-            None => Err(not_found("key", key)),
-        }
-    }
-
-    async fn create_budget(
-        &self,
-        body: budgets::CreateBudget,
-    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
-        let (team, key) = self
-            .scope(body.team.as_deref(), body.key.as_deref())
-            .await?;
-        let spec = budgets::create_spec(&body, &team.id, key.as_deref())?;
-        let budget = self
-            .store
-            .create_budget(&spec, self.calendar())
-            .await
-            .map_err(store_error)?;
-        self.reload_budgets().await?;
-        let view = budgets::show(&self.store, &budget, self.calendar())
-            .await
-            .map_err(store_error)?;
-        Ok((budgets::CREATED, view))
-    }
-
-    async fn team(&self, id_or_name: &str) -> Result<Team, ApiError> {
-        self.store
-            .team(id_or_name)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| not_found("team", id_or_name))
-    }
-
-    async fn create_team(
-        &self,
-        body: CreateTeam,
-    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
-        let mut errors = FieldErrors::default();
-        let name = errors.check("name", body.name.as_deref(), valid_team_name);
-        if let Some(cc) = body.cost_centre.as_deref() {
-            errors.check("cost_centre", Some(cc), valid_cost_centre);
-        }
-        let allowed = check_models(&mut errors, body.allowed_models.as_deref());
-        errors.into_result()?;
-        let team = self
-            .store
-            .create_team_with(
-                name.unwrap_or_default(),
-                body.cost_centre.as_deref(),
-                allowed.as_deref(),
-            )
-            .await
-            .map_err(store_error)?;
-        Ok((StatusCode::CREATED, json(team)))
-    }
-
-    async fn create_key(
-        &self,
-        team: Team,
-        body: CreateKey,
-    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
-        let mut errors = FieldErrors::default();
-        let name = body.name.unwrap_or_else(|| "default".into());
-        errors.check("name", Some(name.as_str()), valid_key_name);
-        let now = tollgate_core::time::now_ms();
-        let expires_at_ms = body.expires_at.map(|s| s.saturating_mul(1000));
-        if expires_at_ms.is_some_and(|at| at <= now) {
-            errors.push("expires_at", "must be in the future (unix seconds)");
-        }
-        let allowed = check_models(&mut errors, body.allowed_models.as_deref());
-        errors.into_result()?;
-        let issued = self
-            .store
-            .create_key_with(&team.id, &name, expires_at_ms, allowed.as_deref())
-            .await
-            .map_err(store_error)?;
-        // Cache it here at once: the caller may use the key on the very next request.
-        if let Some(record) = self
-            .store
-            .key_record(&issued.key.id)
-            .await
-            .map_err(store_error)?
-        {
-            self.keys.upsert(record);
-        }
-        let mut value = json(&issued.key);
-        value["secret"] = serde_json::Value::String(issued.secret);
-        Ok((StatusCode::CREATED, value))
-    }
-
-    async fn revoke_key(&self, id: &str) -> Result<(StatusCode, serde_json::Value), ApiError> {
-        let key = self
-            .store
-            .revoke_key(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| not_found("key", id))?;
-        if let Some(cached) = self.keys.get(id) {
-            self.keys.upsert(KeyRecord {
-                revoked_at_ms: key.revoked_at_ms,
-                ..(*cached).clone()
-            });
-        }
-        Ok((StatusCode::OK, json(key)))
-    }
 }
 
-/// What a route answers: JSON (almost all of them) or a CSV file (reports).
+fn openapi() -> Reply {
+    Reply::Document(OPENAPI_JSON)
+}
+
+/// What a route answers: JSON (almost all of them), a CSV file (reports), or a JSON document
+/// served byte for byte as written (the OpenAPI document, so its order and layout survive).
 pub enum Reply {
     Json(StatusCode, serde_json::Value),
     Csv { filename: String, body: String },
+    Document(&'static str),
 }
 
 impl Reply {
     fn into_response(self) -> Response<ProxyBody> {
         match self {
             Reply::Json(status, body) => json_response(status, body.to_string().into_bytes()),
+            Reply::Document(text) => json_response(StatusCode::OK, text.as_bytes().to_vec()),
             Reply::Csv { filename, body } => {
                 let mut response = Response::new(ProxyBody::full(body));
                 let headers = response.headers_mut();
@@ -420,42 +208,32 @@ impl Reply {
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
-    request: Request<Incoming>,
-) -> Result<T, ApiError> {
-    let body: Bytes = read_limited(request.into_body(), MAX_ADMIN_BODY).await?;
+fn ok(body: serde_json::Value) -> Answer {
+    Ok(Reply::Json(StatusCode::OK, body))
+}
+
+fn created(body: serde_json::Value) -> Answer {
+    Ok(Reply::Json(StatusCode::CREATED, body))
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
+    let body: Bytes = read_limited(body, MAX_ADMIN_BODY).await?;
     serde_json::from_slice(&body).map_err(ApiError::invalid_json)
 }
 
-/// A ledger row as the admin API shows it: the row's fields, with tool calls as a
-/// `{"tool": count}` object.
-fn request_view(row: &LedgerRow) -> serde_json::Value {
-    let mut value = json(row);
-    let tools: serde_json::Map<String, serde_json::Value> = row
-        .tool_calls
-        .iter()
-        .map(|t| (t.name.clone(), t.count.into()))
-        .collect();
-    value["tool_calls"] = serde_json::Value::Object(tools);
-    value
-}
-
-/// One `name=value` from a query string (values here are ids and names: no escaping needed).
-fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string())
-        .filter(|v| !v.is_empty())
+/// Like [`read_json`], but an empty body means every field's default.
+async fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: Incoming,
+) -> Result<T, ApiError> {
+    let body: Bytes = read_limited(body, MAX_ADMIN_BODY).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(ApiError::invalid_json)
 }
 
 fn json(value: impl serde::Serialize) -> serde_json::Value {
     serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
-
-fn list<T: serde::Serialize>(items: Vec<T>) -> serde_json::Value {
-    serde_json::json!({"object": "list", "data": items})
 }
 
 fn not_found(what: &str, id: &str) -> ApiError {

@@ -11,6 +11,19 @@ pub struct Cli {
     /// TOML configuration file (see config/tollgate.example.toml). Environment variables override it.
     #[arg(long, global = true, env = "TOLLGATE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Manage through this gateway's admin API (e.g. https://tollgate.example.com) instead of
+    /// opening the database: team, key, budget, rate-limit, report and session commands then
+    /// go over HTTP with --token, and the token's role decides what they may do.
+    #[arg(long, global = true, env = "TOLLGATE_SERVER")]
+    pub server: Option<String>,
+    /// The admin token (tga-…) for --server.
+    #[arg(
+        long,
+        global = true,
+        env = "TOLLGATE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -25,21 +38,53 @@ pub enum Command {
     Migrate,
     /// Run the mock OpenAI upstream (for tests and your own CI).
     MockUpstream(MockArgs),
-    /// Manage teams (directly in the database named by DATABASE_URL).
+    /// Manage teams (in the database named by DATABASE_URL, or over --server).
     #[command(subcommand)]
     Team(TeamCommand),
-    /// Manage team keys (directly in the database named by DATABASE_URL).
+    /// Manage team keys (in the database named by DATABASE_URL, or over --server).
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Set and show budgets (directly in the database named by DATABASE_URL).
+    /// Set and show budgets (in the database named by DATABASE_URL, or over --server).
     #[command(subcommand)]
     Budget(BudgetCommand),
-    /// Set and show rate limits (directly in the database named by DATABASE_URL).
+    /// Set rate limits (in the database named by DATABASE_URL, or over --server).
     #[command(subcommand)]
     RateLimit(RateLimitCommand),
-    /// Spend for a month by team, model, … as a table, CSV or JSON (read directly from the
-    /// database named by DATABASE_URL).
+    /// Spend for a month by team, model, … as a table, CSV or JSON (read from the database
+    /// named by DATABASE_URL, or over --server).
     Report(crate::report_cli::ReportArgs),
+    /// A team's most expensive sessions, and one session's requests, tokens, cost and tool
+    /// calls (from the database named by DATABASE_URL, or over --server).
+    #[command(subcommand)]
+    Session(SessionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    /// A team's sessions active in a period, most expensive first.
+    List {
+        /// Team id or name.
+        #[arg(long)]
+        team: String,
+        /// Start of the period: an RFC 3339 time or a YYYY-MM-DD date (UTC). Default: all time.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the period (exclusive), like --from. Default: now and on.
+        #[arg(long)]
+        to: Option<String>,
+        /// How many sessions to show.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        limit: u16,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// One session: requests, tokens by kind, cost and tool calls by name.
+    Show {
+        /// The session id (the `session-id` header the calls carried).
+        id: String,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +203,45 @@ pub enum TeamCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Show one team with its labels.
+    Show {
+        /// Team id or name.
+        team: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Change a team's cost centre, labels or disabled flag (a disabled team's keys are
+    /// refused on every gateway within a second).
+    Update {
+        /// Team id or name.
+        team: String,
+        /// Book the team's spend to this cost centre.
+        #[arg(long, conflicts_with = "no_cost_centre")]
+        cost_centre: Option<String>,
+        /// Remove the cost centre.
+        #[arg(long)]
+        no_cost_centre: bool,
+        /// A label as name=value (repeat); the labels given replace all of the team's labels.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Remove every label.
+        #[arg(long, conflicts_with = "labels")]
+        clear_labels: bool,
+        /// Refuse the team's keys.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Accept the team's keys again.
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{text}' is not name=value"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +275,17 @@ pub enum KeyCommand {
     Revoke {
         /// Key id (the part after "tg-").
         id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Issue a new key like this one (team, name, models, expiry) and let the old one work
+    /// only for the grace period. The new secret is printed once.
+    Rotate {
+        /// Key id (the part after "tg-").
+        id: String,
+        /// How long the old key keeps working, in seconds (at most 30 days).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(0..=2_592_000))]
+        grace_seconds: u64,
         #[command(flatten)]
         output: Output,
     },

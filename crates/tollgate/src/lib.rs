@@ -2,12 +2,14 @@
 //! Integration tests start gateways through [`app::start`] exactly as `tollgate serve` does.
 
 pub mod admin;
+pub mod admin_client;
 pub mod app;
 pub mod budget_events;
 pub mod cli;
 pub mod config_load;
 pub mod demo;
 pub mod manage;
+pub mod remote;
 pub mod report_cli;
 pub mod router;
 pub mod validate;

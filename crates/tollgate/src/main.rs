@@ -55,11 +55,24 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Demo(args) => demo::run(args).await,
         Command::Migrate => migrate(&config).await,
         Command::MockUpstream(args) => mock_upstream(args).await,
+        // With --server, management goes through the admin API (any machine, any role's
+        // token, audited); without, straight to the database in DATABASE_URL.
+        Command::Team(_)
+        | Command::Key(_)
+        | Command::Budget(_)
+        | Command::RateLimit(_)
+        | Command::Report(_)
+        | Command::Session(_)
+            if cli.server.is_some() =>
+        {
+            remote(cli.server.as_deref(), cli.token.as_deref(), cli.command).await
+        }
         Command::Team(command) => manage::team(&config, command).await,
         Command::Key(command) => manage::key(&config, command).await,
         Command::Budget(command) => manage::budget(&config, command).await,
         Command::RateLimit(command) => manage::rate_limit(&config, command).await,
         Command::Report(args) => tollgate::report_cli::run(&config, args).await,
+        Command::Session(command) => manage::session(&config, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,6 +80,19 @@ async fn run(cli: Cli) -> ExitCode {
             eprintln!("tollgate: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn remote(server: Option<&str>, token: Option<&str>, command: Command) -> anyhow::Result<()> {
+    let api = tollgate::remote::connect(server.unwrap_or_default(), token)?;
+    match command {
+        Command::Team(c) => tollgate::remote::team(&api, c).await,
+        Command::Key(c) => tollgate::remote::key(&api, c).await,
+        Command::Budget(c) => tollgate::remote::budget(&api, c).await,
+        Command::RateLimit(c) => tollgate::remote::rate_limit(&api, c).await,
+        Command::Report(args) => tollgate::remote::report(&api, args).await,
+        Command::Session(c) => tollgate::remote::session(&api, c).await,
+        _ => anyhow::bail!("--server applies to team, key, budget, rate-limit, report and session"),
     }
 }
 

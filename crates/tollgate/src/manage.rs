@@ -1,16 +1,23 @@
-//! `tollgate team …` and `tollgate key …`: control-plane changes made directly in the database.
-//! A running gateway (this host or any replica on the same database) picks them up within
-//! `store.key_refresh_ms`.
+//! `tollgate team …`, `key …`, `budget …`, `rate-limit …` and `session …` without `--server`:
+//! control-plane changes made directly in the database (no admin token, no audit log: whoever
+//! holds `DATABASE_URL` is the operator). A running gateway (this host or any replica on the
+//! same database) picks them up within `store.key_refresh_ms`. With `--server` the same
+//! commands go through the admin API instead ([`crate::remote`]).
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use tollgate_core::config::Config;
-use tollgate_store::{ApiKey, Store, Team};
+use tollgate_store::{ApiKey, Store, Team, TeamUpdate};
 
 use crate::admin::budgets::{self as budget_api, CreateBudget, SetRateLimit, UpdateBudget};
-use crate::cli::{BudgetCommand, KeyCommand, Output, RateLimitCommand, TeamCommand};
+use crate::cli::{
+    BudgetCommand, KeyCommand, Output, RateLimitCommand, SessionCommand, TeamCommand,
+};
+use crate::remote::{print_secret, print_session, print_sessions};
 use crate::validate::{
-    FieldErrors, check_models, valid_cost_centre, valid_key_name, valid_team_name,
+    FieldErrors, check_labels, check_models, valid_cost_centre, valid_key_name, valid_team_name,
 };
 
 /// Opens the configured database, migrating an embedded SQLite file so first use just works.
@@ -46,6 +53,45 @@ pub async fn team(config: &Config, command: TeamCommand) -> anyhow::Result<()> {
             print_teams(output, &[team]);
         }
         TeamCommand::List { output } => print_teams(output, &store.list_teams().await?),
+        TeamCommand::Show { team, output } => {
+            let team = find_team(&store, &team).await?;
+            crate::remote::print_team(output, &serde_json::to_value(&team)?);
+        }
+        TeamCommand::Update {
+            team,
+            cost_centre,
+            no_cost_centre,
+            labels,
+            clear_labels,
+            disable,
+            enable,
+            output,
+        } => {
+            let team = find_team(&store, &team).await?;
+            let mut errors = FieldErrors::default();
+            if let Some(cc) = &cost_centre {
+                errors.check("cost_centre", Some(cc), valid_cost_centre);
+            }
+            let labels: BTreeMap<String, String> = labels.into_iter().collect();
+            check_labels(&mut errors, &labels);
+            errors
+                .into_result()
+                .map_err(|e| anyhow::anyhow!(e.message))?;
+            let update = TeamUpdate {
+                cost_centre: match (cost_centre, no_cost_centre) {
+                    (Some(cc), _) => Some(Some(cc)),
+                    (None, true) => Some(None),
+                    (None, false) => None,
+                },
+                labels: (!labels.is_empty() || clear_labels).then_some(labels),
+                disabled: (disable || enable).then_some(disable),
+            };
+            let team = store
+                .update_team(&team.id, &update)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("team '{}' vanished", team.name))?;
+            crate::remote::print_team(output, &serde_json::to_value(&team)?);
+        }
     }
     store.close().await;
     Ok(())
@@ -108,9 +154,94 @@ pub async fn key(config: &Config, command: KeyCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("no key '{id}' (see `tollgate key list`)"))?;
             print_keys(output, &[key]);
         }
+        KeyCommand::Rotate {
+            id,
+            grace_seconds,
+            output,
+        } => {
+            let grace_ms = i64::try_from(grace_seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let (old, issued) = store
+                .rotate_key(&id, grace_ms)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no key '{id}' (see `tollgate key list`)"))?;
+            let mut value = serde_json::to_value(&issued.key)?;
+            value["secret"] = serde_json::Value::String(issued.secret);
+            let until = old.expires_at_ms.map_or("now".to_string(), |ms| {
+                tollgate_core::budget::Calendar::default().describe(ms)
+            });
+            value["replaces"] = serde_json::to_value(&old)?;
+            print_secret(
+                output,
+                &value,
+                &format!(" The old key works until {until}."),
+            );
+        }
     }
     store.close().await;
     Ok(())
+}
+
+pub async fn session(config: &Config, command: SessionCommand) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let utc = tollgate_core::budget::Calendar::default();
+    match command {
+        SessionCommand::List {
+            team,
+            from,
+            to,
+            limit,
+            output,
+        } => {
+            let team = find_team(&store, &team).await?;
+            let instant = |flag: &str, text: Option<String>, unbounded: i64| match text {
+                None => Ok(unbounded),
+                Some(t) => tollgate_store::parse_instant(&t, &utc).ok_or_else(|| {
+                    anyhow::anyhow!("--{flag} '{t}' is not an RFC 3339 time or a YYYY-MM-DD date")
+                }),
+            };
+            let (from, to) = (
+                instant("from", from, i64::MIN)?,
+                instant("to", to, i64::MAX)?,
+            );
+            let sessions = store
+                .top_sessions(&team.id, from, to, None, i64::from(limit))
+                .await?;
+            let values: Vec<serde_json::Value> =
+                sessions.iter().map(|s| session_value(s, false)).collect();
+            print_sessions(output, &values);
+        }
+        SessionCommand::Show { id, output } => {
+            let session = store
+                .session(&id)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no session '{id}'"))?;
+            print_session(output, &session_value(&session, true));
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// A session in the admin API's shape, so both modes print (and `--json`) the same.
+fn session_value(s: &tollgate_store::SessionSummary, with_tools: bool) -> serde_json::Value {
+    let mut value = serde_json::json!({
+        "object": "session",
+        "id": s.session_id,
+        "team_id": s.team_id,
+        "first_seen_ms": s.first_seen_ms,
+        "last_seen_ms": s.last_seen_ms,
+        "requests": s.requests,
+        "input_tokens": s.input_tokens,
+        "cached_input_tokens": s.cached_input_tokens,
+        "output_tokens": s.output_tokens,
+        "reasoning_tokens": s.reasoning_tokens,
+        "cost_usd": s.cost_usd,
+        "cost_nano_usd": s.cost_nanos,
+    });
+    if with_tools {
+        value["tool_calls"] = serde_json::to_value(&s.tools).unwrap_or_default();
+    }
+    value
 }
 
 fn print_teams(output: Output, teams: &[Team]) {
@@ -157,7 +288,7 @@ fn print_keys(output: Output, keys: &[ApiKey]) {
     print_table(&["ID", "TEAM", "NAME", "STATUS"], &rows);
 }
 
-fn print_json<T: Serialize>(items: &[T]) {
+pub(crate) fn print_json<T: Serialize>(items: &[T]) {
     match serde_json::to_string(items) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("tollgate: cannot encode JSON: {e}"),
@@ -165,7 +296,7 @@ fn print_json<T: Serialize>(items: &[T]) {
 }
 
 /// A plain aligned table: what a human scans in a terminal.
-fn print_table(header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -193,7 +324,7 @@ async fn find_team(store: &Store, team: &str) -> anyhow::Result<Team> {
         .ok_or_else(|| anyhow::anyhow!("no team '{team}'"))
 }
 
-fn number(text: &str) -> anyhow::Result<serde_json::Number> {
+pub(crate) fn number(text: &str) -> anyhow::Result<serde_json::Number> {
     text.parse()
         .map_err(|_| anyhow::anyhow!("soft_ratio: '{text}' is not a number like 0.8"))
 }
@@ -274,7 +405,7 @@ pub async fn budget(config: &Config, command: BudgetCommand) -> anyhow::Result<(
     Ok(())
 }
 
-fn print_budgets(
+pub(crate) fn print_budgets(
     output: Output,
     team: &str,
     views: &[serde_json::Value],

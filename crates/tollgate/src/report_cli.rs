@@ -105,7 +105,7 @@ async fn with_progress<T>(source: Source, work: impl Future<Output = T>) -> T {
                 let secs = started.elapsed().as_secs();
                 if terminal {
                     eprint!("\r{what}… {secs} s");
-                } else if secs == 1 || secs % 10 == 0 {
+                } else if secs == 1 || secs.is_multiple_of(10) {
                     eprintln!("{what}… {secs} s");
                 }
                 shown = true;
@@ -133,14 +133,22 @@ fn write_table(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
             *w = (*w).max(cell.chars().count());
         }
     }
+    // A column of numbers is right-aligned, header included.
+    let numeric: Vec<bool> = (0..widths.len())
+        .map(|i| {
+            grid[1..]
+                .iter()
+                .all(|row| row.get(i).is_none_or(|c| c.is_empty() || is_number(c)))
+        })
+        .collect();
     for row in &grid {
         let cells: Vec<String> = row
             .iter()
-            .zip(&widths)
+            .zip(widths.iter().zip(&numeric))
             .enumerate()
             .filter(|(i, _)| Some(*i) != hide)
-            .map(|(_, (cell, w))| {
-                if is_number(cell) {
+            .map(|(_, (cell, (w, right)))| {
+                if *right {
                     format!("{cell:>w$}")
                 } else {
                     format!("{cell:<w$}")

@@ -85,10 +85,34 @@ fn valid_name(name: &str) -> Result<(), String> {
 
 /// Cost centres are free text from finance systems: 1–64 printable characters.
 pub fn valid_cost_centre(cc: &str) -> Result<(), String> {
-    if cc.trim().is_empty() || cc.len() > 64 || cc.chars().any(char::is_control) {
+    // Characters, not bytes: a cost centre in any script gets the same 64.
+    if cc.trim().is_empty() || cc.chars().count() > 64 || cc.chars().any(char::is_control) {
         return Err("must be 1-64 printable characters".into());
     }
     Ok(())
+}
+
+/// Most labels one team may carry, and the longest label value.
+pub const MAX_LABELS: usize = 32;
+pub const MAX_LABEL_VALUE: usize = 256;
+
+/// Team labels: names follow the key-name rule (they become report columns and CSV headers);
+/// values are short printable text.
+pub fn check_labels(errors: &mut FieldErrors, labels: &std::collections::BTreeMap<String, String>) {
+    if labels.len() > MAX_LABELS {
+        errors.push("labels", format!("at most {MAX_LABELS} labels"));
+    }
+    for (name, value) in labels {
+        if let Err(why) = valid_key_name(name) {
+            errors.push("labels", format!("label name '{name}' {why}"));
+        }
+        if value.chars().count() > MAX_LABEL_VALUE || value.chars().any(char::is_control) {
+            errors.push(
+                "labels",
+                format!("label '{name}' must be at most {MAX_LABEL_VALUE} printable characters"),
+            );
+        }
+    }
 }
 
 /// Validates an `allowed_models` field; returns its stored form (`None`: allow all).
@@ -99,6 +123,31 @@ pub fn check_models(errors: &mut FieldErrors, models: Option<&[String]>) -> Opti
         return None;
     }
     ModelAllowList::to_stored(models)
+}
+
+/// An optional whole number written as `805` or `805.0`: JSON Schema (and so the OpenAPI
+/// document) counts both as integers, serde's integer types refuse the second. Fractions,
+/// and numbers outside `T`, are refused (400 `invalid_json`, naming the field).
+pub fn whole_number<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = n.as_i64().or_else(|| {
+        let f = n.as_f64()?;
+        // Exactly representable and in range: |f| < 2^63.
+        #[allow(clippy::cast_possible_truncation)]
+        (f.fract() == 0.0 && f.abs() < 9.2e18).then_some(f as i64)
+    });
+    let whole = whole.ok_or_else(|| D::Error::custom(format!("{n} is not a whole number")))?;
+    T::try_from(whole)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{n} is out of range")))
 }
 
 #[cfg(test)]
@@ -116,6 +165,18 @@ mod tests {
         for f in ["name:", "cost_centre:", "other: is required"] {
             assert!(err.message.contains(f), "{}", err.message);
         }
+        #[derive(serde::Deserialize)]
+        struct N {
+            #[serde(default, deserialize_with = "whole_number")]
+            n: Option<u32>,
+        }
+        let n = |text: &str| serde_json::from_str::<N>(text).map(|v| v.n).ok();
+        assert_eq!(n(r#"{"n": 805.0}"#), Some(Some(805)));
+        assert_eq!(n(r#"{"n": null}"#), Some(None));
+        assert_eq!(n("{}"), Some(None));
+        assert_eq!(n(r#"{"n": 1.5}"#), None);
+        assert_eq!(n(r#"{"n": -1}"#), None);
+        assert_eq!(n(r#"{"n": 4294967296}"#), None);
         assert!(
             valid_team_name("platform").is_ok()
                 && valid_team_name("-x").is_err()

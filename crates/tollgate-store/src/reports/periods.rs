@@ -3,7 +3,7 @@
 //!
 //! The ledger stores epoch milliseconds and neither database can be trusted with time zones
 //! (SQLite has none), so local buckets are computed here and handed to SQL as a comparison tree
-//! on `started_at_ms` (see [`bucket_sql`]).
+//! on `started_at_ms` giving a bucket number (see [`bucket_sql`]).
 
 use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -105,23 +105,23 @@ pub(crate) fn buckets(
     Ok(out)
 }
 
-/// An SQL expression giving the label of the bucket `column` falls in: a balanced tree of
-/// `CASE WHEN column < boundary`, so each row costs log2(buckets) comparisons, not one per
-/// bucket. Boundaries are integers and labels `YYYY-MM(-DD)`, so inlining them is safe.
-pub(crate) fn bucket_sql(column: &str, buckets: &[(i64, String)]) -> String {
-    match buckets {
-        [] => "NULL".to_owned(),
-        [(_, label)] => format!("'{label}'"),
-        _ => {
-            let (low, high) = buckets.split_at(buckets.len() / 2);
-            format!(
-                "CASE WHEN {column} < {} THEN {} ELSE {} END",
-                high[0].0,
-                bucket_sql(column, low),
-                bucket_sql(column, high)
-            )
+/// An SQL expression giving the number of the bucket `column` falls in (0 for the first of
+/// `starts`, which must be ascending): a balanced tree of `CASE WHEN column < start`, so each
+/// row costs log2(buckets) comparisons, not one per bucket. Only integers are inlined.
+pub(crate) fn bucket_sql(column: &str, starts: &[i64]) -> String {
+    fn tree(column: &str, starts: &[i64], first: usize) -> String {
+        if starts.len() <= 1 {
+            return first.to_string();
         }
+        let mid = starts.len() / 2;
+        format!(
+            "CASE WHEN {column} < {} THEN {} ELSE {} END",
+            starts[mid],
+            tree(column, &starts[..mid], first),
+            tree(column, &starts[mid..], first + mid)
+        )
     }
+    tree(column, starts, 0)
 }
 
 /// Whether the zone is UTC all year, so its days are `ledger_daily`'s days.
@@ -241,16 +241,11 @@ mod tests {
 
     #[test]
     fn bucket_sql_is_a_balanced_comparison_tree() {
-        let three = [
-            (0, "a".to_owned()),
-            (10, "b".to_owned()),
-            (20, "c".to_owned()),
-        ];
         assert_eq!(
-            bucket_sql("t", &three),
-            "CASE WHEN t < 10 THEN 'a' ELSE CASE WHEN t < 20 THEN 'b' ELSE 'c' END END"
+            bucket_sql("t", &[0, 10, 20]),
+            "CASE WHEN t < 10 THEN 0 ELSE CASE WHEN t < 20 THEN 1 ELSE 2 END END"
         );
-        assert_eq!(bucket_sql("t", &three[..1]), "'a'");
+        assert_eq!(bucket_sql("t", &[0]), "0");
         let berlin = Calendar::new("Europe/Berlin").unwrap();
         assert_eq!(
             rfc3339(&berlin, ms("2026-10-31T23:00:00Z")),

@@ -46,12 +46,16 @@ pub struct UpdateBudget {
 pub struct SetRateLimit {
     pub team: Option<String>,
     pub key: Option<String>,
+    #[serde(default, deserialize_with = "crate::validate::whole_number")]
     pub requests_per_minute: Option<u32>,
+    #[serde(default, deserialize_with = "crate::validate::whole_number")]
     pub tokens_per_minute: Option<u32>,
 }
 
 /// Distinguishes an explicit `null` (Some(None)) from an absent field (None).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+pub(crate) fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -67,9 +71,36 @@ pub fn ratio_ppm(text: &str) -> Option<u32> {
     (ppm <= 1_000_000).then_some(ppm)
 }
 
+/// Any JSON number from 0 to 1 as parts per million: exact for up to six decimals, otherwise
+/// rounded to the nearest ppm (`1e-7`, `0.12345678`). A ratio is not money: rounding it is
+/// harmless, and refusing what the OpenAPI document calls a valid number would not be.
+pub fn number_ppm(number: &serde_json::Number) -> Option<u32> {
+    if let Some(ppm) = ratio_ppm(&number.to_string()) {
+        return Some(ppm);
+    }
+    let ratio = number.as_f64()?;
+    if !(0.0..=1.0).contains(&ratio) {
+        return None;
+    }
+    // In range, so the product is within 0..=1e6 and the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some((ratio * 1e6).round() as u32)
+}
+
+/// Amounts as the OpenAPI document states them: 1-9 digits, optionally a point and 1-9 more
+/// (no sign, no spaces, no exponent). Nine whole digits keep every amount far inside `Money`.
+fn usd_text(text: &str) -> bool {
+    let (whole, frac) = match text.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (text, None),
+    };
+    let digits = |s: &str| (1..=9).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && frac.is_none_or(digits)
+}
+
 fn positive_usd(errors: &mut FieldErrors, field: &'static str, text: &str) -> Option<Money> {
     match Money::parse_usd(text) {
-        Some(m) if m.nanos() > 0 => Some(m),
+        Some(m) if m.nanos() > 0 && usd_text(text) => Some(m),
         _ => {
             errors.push(
                 field,
@@ -89,12 +120,9 @@ fn period(errors: &mut FieldErrors, text: &str) -> Option<Period> {
 }
 
 fn soft(errors: &mut FieldErrors, number: &serde_json::Number) -> Option<u32> {
-    let ppm = ratio_ppm(&number.to_string());
+    let ppm = number_ppm(number);
     if ppm.is_none() {
-        errors.push(
-            "soft_ratio",
-            "must be a number from 0 to 1 with at most 6 decimals (e.g. 0.8)",
-        );
+        errors.push("soft_ratio", "must be a number from 0 to 1 (e.g. 0.8)");
     }
     ppm
 }
@@ -243,6 +271,21 @@ pub fn view(budget: &BudgetDef, status: &BudgetStatus, calendar: Calendar) -> Va
     })
 }
 
+/// A budget's definition without its live status: what the audit log records.
+pub fn definition(budget: &BudgetDef) -> Value {
+    json!({
+        "object": "budget",
+        "id": budget.id,
+        "team_id": budget.team_id,
+        "key_id": budget.key_id,
+        "period": budget.period.as_str(),
+        "limit_usd": usd(budget.limit),
+        "soft_ratio": format!("{}", f64::from(budget.soft_ppm) / 1e6),
+        "session_cap_usd": budget.session_cap.map(usd),
+        "reset_at_ms": budget.reset_at_ms,
+    })
+}
+
 /// Reads a budget's status and renders it.
 pub async fn show(
     store: &Store,
@@ -281,5 +324,29 @@ mod tests {
         assert_eq!(ratio_ppm("0.1234567"), None);
         assert_eq!(ratio_ppm("1.5"), None);
         assert_eq!(ratio_ppm("-0.5"), None);
+        let n = |t: &str| number_ppm(&t.parse().unwrap());
+        assert_eq!(n("0.1234567"), Some(123_457));
+        assert_eq!(n("1e-7"), Some(0));
+        assert_eq!(n("1.5"), None);
+        assert_eq!(n("-0.5"), None);
+    }
+
+    #[test]
+    fn amounts_follow_the_documented_pattern() {
+        for good in ["25", "0.5", "999999999.999999999", "1.0"] {
+            assert!(usd_text(good), "{good}");
+        }
+        for bad in [
+            "",
+            "5.",
+            ".5",
+            " 5",
+            "-1",
+            "1e3",
+            "1000000000",
+            "1.0000000001",
+        ] {
+            assert!(!usd_text(bad), "{bad}");
+        }
     }
 }

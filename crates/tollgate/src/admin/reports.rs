@@ -380,7 +380,7 @@ impl Params {
             match known.iter().find(|k| **k == name) {
                 None => errors.push("query", format!("unknown parameter '{name}'")),
                 Some(k) if pairs.iter().any(|(n, _)| n == k) => {
-                    errors.push(*k, "is given more than once")
+                    errors.push(k, "is given more than once")
                 }
                 Some(_) if value.is_empty() => {}
                 Some(_) => pairs.push((name, value)),

@@ -1,0 +1,105 @@
+//! `/admin/v1/teams/{team}/sessions` (a team's most expensive sessions in a period),
+//! `/admin/v1/sessions/{id}` (one session: requests, tokens, cost, tool calls by name) and
+//! `/admin/v1/requests/{id}` (one call's ledger row), read from the ledger's rollups.
+
+use serde_json::{Value, json};
+
+use tollgate_core::budget::Calendar;
+use tollgate_store::{LedgerRow, SessionSummary, parse_instant};
+
+use super::page::{Listed, Query, numbered};
+use super::routes::check_team;
+use super::{Admin, Answer, Call, json, not_found, ok, store_error};
+use crate::validate::FieldErrors;
+
+impl Admin {
+    pub(super) async fn top_sessions(&self, call: &Call) -> Answer {
+        let query = Query::parse(call.query.as_deref(), &["from", "to", "limit", "after"])?;
+        let mut errors = FieldErrors::default();
+        let page = query.page(&mut errors);
+        let mut instant = |field: &'static str, unbounded: i64| match query.get(field) {
+            None => unbounded,
+            Some(text) => parse_instant(text, &Calendar::default()).unwrap_or_else(|| {
+                errors.push(
+                    field,
+                    format!("'{text}' is not an RFC 3339 time or a YYYY-MM-DD date"),
+                );
+                unbounded
+            }),
+        };
+        let from_ms = instant("from", i64::MIN);
+        let to_ms = instant("to", i64::MAX);
+        if from_ms >= to_ms {
+            errors.push("to", "must be after from");
+        }
+        errors.into_result()?;
+        let after = page.numbered_cursor()?;
+        let team = self.own_team(call, call.param(0)).await?;
+        let rows = self
+            .store
+            .top_sessions(&team.id, from_ms, to_ms, after, page.fetch())
+            .await
+            .map_err(store_error)?;
+        let listed = Listed::from_fetched(rows, &page, |s| numbered(s.cost_nanos, &s.session_id));
+        ok(listed.map(|s| session_view(&s, false)).to_json())
+    }
+
+    pub(super) async fn get_session(&self, call: &Call) -> Answer {
+        let id = call.param(0);
+        let session = self
+            .store
+            .session(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| not_found("session", id))?;
+        check_team(&call.principal, &session.team_id)?;
+        ok(session_view(&session, true))
+    }
+
+    pub(super) async fn get_request(&self, call: &Call) -> Answer {
+        let id = call.param(0);
+        let row = self
+            .store
+            .ledger_row(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| not_found("request", id))?;
+        check_team(&call.principal, &row.team_id)?;
+        ok(request_view(&row))
+    }
+}
+
+/// A session as the API shows it; `tool_calls` (`{"tool": count}`) only for one session.
+fn session_view(s: &SessionSummary, with_tools: bool) -> Value {
+    let mut value = json!({
+        "object": "session",
+        "id": s.session_id,
+        "team_id": s.team_id,
+        "first_seen_ms": s.first_seen_ms,
+        "last_seen_ms": s.last_seen_ms,
+        "requests": s.requests,
+        "input_tokens": s.input_tokens,
+        "cached_input_tokens": s.cached_input_tokens,
+        "output_tokens": s.output_tokens,
+        "reasoning_tokens": s.reasoning_tokens,
+        "cost_usd": s.cost_usd,
+        "cost_nano_usd": s.cost_nanos,
+    });
+    if with_tools {
+        value["tool_calls"] = json(&s.tools);
+    }
+    value
+}
+
+/// A ledger row as the admin API shows it: the row's fields, with tool calls as a
+/// `{"tool": count}` object.
+fn request_view(row: &LedgerRow) -> Value {
+    let mut value = json(row);
+    let tools: serde_json::Map<String, Value> = row
+        .tool_calls
+        .iter()
+        .map(|t| (t.name.clone(), t.count.into()))
+        .collect();
+    value["tool_calls"] = Value::Object(tools);
+    value
+}

@@ -1,0 +1,221 @@
+//! A client for the admin API, for the CLI's `--server` mode (`tollgate team list --server
+//! https://tollgate.example.com --token tga-…`): JSON in and out, the API's own error message
+//! on failure, and lists followed page by page. HTTP/1.1 over plain TCP or TLS (the same
+//! rustls roots the gateway trusts upstream).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tollgate_proxy::body::read_limited;
+
+/// No admin call takes longer than this unless the server is in trouble; a report over a
+/// big ledger is the slow one.
+const TIMEOUT: Duration = Duration::from_secs(300);
+/// The largest answer read: a month's CSV report grouped by session can be big, not this big.
+const MAX_BODY: u64 = 1 << 30;
+
+/// Why an admin API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+    #[error("'{0}' is not a server URL like https://tollgate.example.com")]
+    Url(String),
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{url} did not answer within {TIMEOUT:?}")]
+    Timeout { url: String },
+    /// The API refused: its status, code and message (which names every bad field).
+    #[error("{status} {code}: {message}")]
+    Api {
+        status: StatusCode,
+        code: String,
+        message: String,
+    },
+    #[error("{url} answered {status} with a body that is not the admin API's JSON")]
+    NotJson { url: String, status: StatusCode },
+}
+
+pub struct AdminClient {
+    base: String,
+    token: String,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl AdminClient {
+    /// `server` is the gateway's (or admin listener's) base URL; paths start at `/admin/v1`.
+    pub fn new(server: &str, token: &str) -> Result<AdminClient, ClientError> {
+        let base = server.trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://"))
+            || base.parse::<http::Uri>().is_err()
+        {
+            return Err(ClientError::Url(server.to_string()));
+        }
+        let tls = tollgate_proxy::upstream::tls_client_config(None)
+            .map_err(|e| ClientError::Setup(e.to_string()))?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(AdminClient {
+            base,
+            token: token.to_string(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        })
+    }
+
+    /// `GET path` → the JSON body.
+    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.json(Method::GET, path, None).await
+    }
+
+    /// Sends `body` (if any) as JSON; returns the JSON answer of a 2xx, the API's error else.
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let (status, bytes) = self.send(method, &url, body).await?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|_| ClientError::NotJson { url, status })?;
+        Ok(value)
+    }
+
+    /// A 2xx answer's body as text (a CSV report).
+    pub async fn text(&self, path: &str) -> Result<String, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let (_, bytes) = self.send(Method::GET, &url, None).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Every item of a list endpoint, following `next_after` until `has_more` is false.
+    pub async fn list_all(&self, path: &str) -> Result<Vec<Value>, ClientError> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        let join = if path.contains('?') { '&' } else { '?' };
+        loop {
+            let page_path = match &after {
+                Some(a) => format!("{path}{join}limit=1000&after={}", encode(a)),
+                None => format!("{path}{join}limit=1000"),
+            };
+            let page = self.get(&page_path).await?;
+            if let Some(data) = page["data"].as_array() {
+                items.extend(data.iter().cloned());
+            }
+            match (page["has_more"].as_bool(), page["next_after"].as_str()) {
+                (Some(true), Some(next)) => after = Some(next.to_string()),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let request = Request::builder()
+            .method(method)
+            .uri(url)
+            .header(AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(CONTENT_TYPE, "application/json")
+            .header(
+                USER_AGENT,
+                concat!("tollgate-cli/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(bytes))
+            .map_err(|_| ClientError::Url(url.to_string()))?;
+        let exchange = async {
+            let response =
+                self.client
+                    .request(request)
+                    .await
+                    .map_err(|e| ClientError::Unreachable {
+                        url: url.to_string(),
+                        reason: e.to_string(),
+                    })?;
+            let status = response.status();
+            let body = read_limited(response.into_body(), MAX_BODY)
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    url: url.to_string(),
+                    reason: e.message,
+                })?;
+            Ok::<_, ClientError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(TIMEOUT, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout {
+                url: url.to_string(),
+            })??;
+        if status.is_success() {
+            return Ok((status, body));
+        }
+        let error: Value = serde_json::from_slice(&body).map_err(|_| ClientError::NotJson {
+            url: url.to_string(),
+            status,
+        })?;
+        Err(ClientError::Api {
+            status,
+            code: error["error"]["code"]
+                .as_str()
+                .unwrap_or("error")
+                .to_string(),
+            message: error["error"]["message"]
+                .as_str()
+                .unwrap_or("no message")
+                .to_string(),
+        })
+    }
+}
+
+/// Percent-encodes a path segment or query value (ids, names and cursors may hold anything).
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_what_a_url_cannot_carry() {
+        assert_eq!(encode("team-1.a_b~"), "team-1.a_b~");
+        assert_eq!(encode("a b/c&d+é"), "a%20b%2Fc%26d%2B%C3%A9");
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_server_url() {
+        for bad in ["tollgate.example.com", "ftp://x", "http://"] {
+            assert!(
+                matches!(AdminClient::new(bad, "t"), Err(ClientError::Url(_))),
+                "{bad}"
+            );
+        }
+        assert!(AdminClient::new("http://127.0.0.1:8080/", "t").is_ok());
+    }
+}
