@@ -19,9 +19,11 @@ CREATE TABLE budgets (
 CREATE INDEX budgets_team_idx ON budgets (team_id);
 
 -- Settled spend per budget window, added by the ledger writer in the transaction that inserts
--- the rows (only rows actually inserted count, so a replayed spool adds nothing).
+-- the rows (only rows actually inserted count, so a replayed spool adds nothing). No foreign key
+-- to budgets: a ledger batch racing a budget's deletion must not fail (its rows would be
+-- refused); a window left behind by a deleted budget is never read.
 CREATE TABLE budget_windows (
-    budget_id        TEXT   NOT NULL REFERENCES budgets (id) ON DELETE CASCADE,
+    budget_id        TEXT   NOT NULL,
     window_start_ms  BIGINT NOT NULL,
     spent_nanos      BIGINT NOT NULL DEFAULT 0,
     -- When the soft threshold / the limit was first seen crossed in this window (each event
@@ -36,7 +38,7 @@ CREATE TABLE budget_windows (
 -- `consumed` grows by the replica's settled cost in the same transaction that adds it to
 -- `spent`. A lease past `expires_at_ms` holds nothing: a dead replica's claim lapses.
 CREATE TABLE budget_leases (
-    budget_id        TEXT   NOT NULL REFERENCES budgets (id) ON DELETE CASCADE,
+    budget_id        TEXT   NOT NULL,
     window_start_ms  BIGINT NOT NULL,
     replica_id       TEXT   NOT NULL,
     granted_nanos    BIGINT NOT NULL,

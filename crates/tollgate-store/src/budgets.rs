@@ -143,7 +143,9 @@ impl Store {
 
     pub async fn delete_budget(&self, id: &str) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        for table in ["budget_leases", "budget_windows"] {
+        // Windows before leases: the order claims and the ledger writer lock them in, so a
+        // deletion waits for them instead of deadlocking with them.
+        for table in ["budget_windows", "budget_leases"] {
             sqlx::query(AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE budget_id = $1"
             )))
