@@ -10,13 +10,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::MissedTickBehavior;
 use tollgate_core::Money;
 use tollgate_core::budget::{BudgetEvent, Budgets};
 use tollgate_core::ratelimit::RateLimits;
 use tollgate_core::time::now_ms;
 
 use crate::error::Result;
+use crate::poll::{Poll, run_every};
 use crate::store::Store;
 
 /// Session costs are kept for sessions seen within this long.
@@ -30,6 +30,8 @@ pub struct BudgetSync {
     rates: Arc<RateLimits>,
     on_event: EventHandler,
     sessions_since: Option<i64>,
+    /// Whether the last pass failed: `run` logs the first error of a streak, not every one.
+    failing: bool,
 }
 
 impl BudgetSync {
@@ -45,6 +47,7 @@ impl BudgetSync {
             rates,
             on_event,
             sessions_since: None,
+            failing: false,
         }
     }
 
@@ -119,32 +122,30 @@ impl BudgetSync {
 
     /// Runs a pass every `every` until `shutdown` resolves; errors are logged (once per
     /// failure streak) and the engine keeps what it last knew.
-    pub async fn run(mut self, every: Duration, shutdown: impl Future<Output = ()>) {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                _ = ticker.tick() => {}
+    pub async fn run(self, every: Duration, shutdown: impl Future<Output = ()>) {
+        run_every(every, shutdown, self).await;
+    }
+}
+
+impl Poll for BudgetSync {
+    type Output = Result<usize>;
+
+    fn pass(&mut self) -> impl Future<Output = Result<usize>> + Send {
+        self.sync_once()
+    }
+
+    fn report(&mut self, result: Result<usize>) {
+        match result {
+            Ok(_) if self.failing => {
+                self.failing = false;
+                tracing::info!("budget sync reaches the database again");
             }
-            let result = tokio::select! {
-                () = &mut shutdown => break,
-                result = self.sync_once() => result,
-            };
-            match result {
-                Ok(_) if failing => {
-                    failing = false;
-                    tracing::info!("budget sync reaches the database again");
-                }
-                Ok(_) => {}
-                Err(error) if !failing => {
-                    failing = true;
-                    tracing::error!(%error, "budget sync cannot reach the database; leases will lapse and [budgets] fail_policy applies");
-                }
-                Err(_) => {}
+            Ok(_) => {}
+            Err(error) if !self.failing => {
+                self.failing = true;
+                tracing::error!(%error, "budget sync cannot reach the database; leases will lapse and [budgets] fail_policy applies");
             }
+            Err(_) => {}
         }
     }
 }

@@ -8,10 +8,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::MissedTickBehavior;
 use tollgate_core::KeyCache;
 
 use crate::error::Result;
+use crate::poll::{Poll, run_every};
 use crate::store::Store;
 
 /// Fills a [`KeyCache`] and applies changes to it. The first [`sync_once`](KeySync::sync_once)
@@ -59,30 +59,27 @@ impl KeySync {
 
     /// Polls every `every` until `shutdown` resolves. Errors are logged and retried on the next
     /// tick; the cache is left as it was.
-    pub async fn run(mut self, every: Duration, shutdown: impl Future<Output = ()>) {
-        let mut ticker = tokio::time::interval(every);
-        // After a slow query or a stall, poll once and carry on rather than firing a burst.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                () = &mut shutdown => break,
-                _ = ticker.tick() => {}
-            }
-            // A poll against an unreachable database can take a while to fail; shutdown need not
-            // wait for it (dropping `sync_once` midway leaves the cache and `rev` consistent).
-            let result = tokio::select! {
-                () = &mut shutdown => break,
-                result = self.sync_once() => result,
-            };
-            match result {
-                Ok(0) => {}
-                Ok(applied) => tracing::debug!(applied, rev = self.rev, "key cache updated"),
-                Err(error) => tracing::warn!(
-                    %error,
-                    "key cache sync failed; serving keys from memory until the next poll"
-                ),
-            }
+    pub async fn run(self, every: Duration, shutdown: impl Future<Output = ()>) {
+        run_every(every, shutdown, self).await;
+    }
+}
+
+impl Poll for KeySync {
+    type Output = Result<usize>;
+
+    // Dropping `sync_once` midway leaves the cache and `rev` consistent.
+    fn pass(&mut self) -> impl Future<Output = Result<usize>> + Send {
+        self.sync_once()
+    }
+
+    fn report(&mut self, result: Result<usize>) {
+        match result {
+            Ok(0) => {}
+            Ok(applied) => tracing::debug!(applied, rev = self.rev, "key cache updated"),
+            Err(error) => tracing::warn!(
+                %error,
+                "key cache sync failed; serving keys from memory until the next poll"
+            ),
         }
     }
 }

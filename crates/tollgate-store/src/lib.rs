@@ -15,6 +15,7 @@ mod error;
 mod key_sync;
 mod keys;
 pub mod ledger;
+mod poll;
 mod reports;
 mod sessions;
 mod store;

@@ -16,14 +16,13 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use tollgate_core::Money;
 use tollgate_core::budget::{Calendar, Period};
 
 pub use periods::{local_day, local_month, month_bounds, parse_instant, rfc3339};
 pub use reconcile::{DailyDifference, Reconciliation, SessionDifference, SessionTotals};
 
 use crate::error::Result;
-use crate::ledger::Totals;
+use crate::ledger::{Totals, daily_sums, ledger_sums, totals_at};
 use crate::store::Store;
 
 const MS_PER_DAY: i64 = 86_400_000;
@@ -174,12 +173,6 @@ pub(crate) fn add(a: &mut Totals, b: &Totals) {
     a.estimated_requests = a.estimated_requests.saturating_add(b.estimated_requests);
 }
 
-/// SUM over an empty range is NULL, and on PostgreSQL a BIGINT sum is NUMERIC, which the Any
-/// driver cannot decode: every sum is wrapped in this (as in `ledger/read.rs`).
-fn sum(column: &str) -> String {
-    format!("CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
-}
-
 /// One grouped column of the inner query: plain text, or a `ledger_names` id the outer query
 /// turns into its name (joining ~20 names after grouping instead of 1M rows before).
 enum Column {
@@ -253,28 +246,12 @@ impl ReportQuery {
             Source::Rollups => (
                 "ledger_daily t",
                 "t.day >= $1 AND t.day < $2",
-                [
-                    sum("t.requests"),
-                    sum("t.input_tokens"),
-                    sum("t.cached_input_tokens"),
-                    sum("t.output_tokens"),
-                    sum("t.reasoning_tokens"),
-                    sum("t.cost_nanos"),
-                    sum("t.estimated_requests"),
-                ],
+                daily_sums("t.").to_vec(),
             ),
             Source::Ledger => (
                 "ledger t",
                 "t.started_at_ms >= $1 AND t.started_at_ms < $2",
-                [
-                    "COUNT(*)".to_owned(),
-                    sum("t.input_tokens"),
-                    sum("t.cached_input_tokens"),
-                    sum("t.output_tokens"),
-                    sum("t.reasoning_tokens"),
-                    sum("t.cost_nanos"),
-                    sum("t.estimated"),
-                ],
+                [vec!["COUNT(*)".to_owned()], ledger_sums("t.").to_vec()].concat(),
             ),
         };
         let mut select = Vec::new();
@@ -365,18 +342,6 @@ fn rollup_column(dimension: Dimension) -> &'static str {
 }
 
 /// The seven sums starting at column `at`, in `Totals` order.
-fn totals_at(row: &AnyRow, at: usize) -> Result<Totals> {
-    Ok(Totals {
-        requests: row.try_get(at)?,
-        input_tokens: row.try_get(at + 1)?,
-        cached_input_tokens: row.try_get(at + 2)?,
-        output_tokens: row.try_get(at + 3)?,
-        reasoning_tokens: row.try_get(at + 4)?,
-        cost: Money(row.try_get(at + 5)?),
-        estimated_requests: row.try_get(at + 6)?,
-    })
-}
-
 /// `''` is how the rollup spells "none"; reports say `None` on either path.
 fn text(row: &AnyRow, index: usize) -> Result<Option<String>> {
     let value: Option<String> = row.try_get(index)?;

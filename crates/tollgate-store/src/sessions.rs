@@ -3,11 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::Row;
-use tollgate_core::Money;
-
 use crate::error::Result;
-use crate::ledger::SessionSummary;
+use crate::ledger::{SessionSummary, session_from};
 use crate::store::Store;
 
 impl Store {
@@ -41,23 +38,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|row| {
-                let cost_nanos: i64 = row.try_get("cost_nanos")?;
-                Ok(SessionSummary {
-                    session_id: row.try_get("session_id")?,
-                    team_id: row.try_get("team_id")?,
-                    first_seen_ms: row.try_get("first_seen_ms")?,
-                    last_seen_ms: row.try_get("last_seen_ms")?,
-                    requests: row.try_get("requests")?,
-                    input_tokens: row.try_get("input_tokens")?,
-                    cached_input_tokens: row.try_get("cached_input_tokens")?,
-                    output_tokens: row.try_get("output_tokens")?,
-                    reasoning_tokens: row.try_get("reasoning_tokens")?,
-                    cost_nanos,
-                    cost_usd: Money(cost_nanos).to_usd_string(),
-                    tools: BTreeMap::new(),
-                })
-            })
+            .map(|row| session_from(row, BTreeMap::new()))
             .collect()
     }
 }

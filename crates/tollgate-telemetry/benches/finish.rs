@@ -7,41 +7,25 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use tollgate_core::config::TelemetryConfig;
-use tollgate_core::{LedgerEvent, Money, ToolCount, Usage};
-use tollgate_telemetry::{Outcome, Telemetry};
+use tollgate_core::{LedgerEvent, ToolCount, Usage};
+use tollgate_telemetry::{Outcome, Telemetry, testing};
 
 fn event() -> LedgerEvent {
     LedgerEvent {
         request_id: "req_01JBENCH".into(),
-        started_at_ms: 1_800_000_000_000,
-        finished_at_ms: 1_800_000_001_234,
-        team_id: "team_1".into(),
-        key_id: "key_abc123def456".into(),
-        cost_centre: Some("cc-42".into()),
         user: Some("codex_exec".into()),
         session_id: Some("019a0000-0000-7000-8000-000000000000".into()),
-        turn_id: None,
-        endpoint: "responses".into(),
-        model_requested: Some("gpt-5".into()),
-        model_served: Some("gpt-5-2025-08-07".into()),
-        status: 200,
         usage: Usage {
             input: 40_000,
             cached_input: 38_000,
             output: 300,
             reasoning: 128,
         },
-        cost: Money(12_345_678),
-        price_id: None,
-        estimated: false,
-        unpriced: false,
-        service_tier: None,
-        ttfb_ms: Some(420),
-        latency_ms: 1234,
         tool_calls: vec![ToolCount {
             name: "exec_command".into(),
             count: 1,
         }],
+        ..testing::event()
     }
 }
 
@@ -52,11 +36,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let _guard = rt.enter();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = testing::closed_port();
     let cases = [
         (
             "off",

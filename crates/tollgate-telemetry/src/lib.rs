@@ -23,6 +23,8 @@ pub mod prometheus;
 mod redact;
 mod request;
 mod signals;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod trajectory;
 
 use std::sync::{Arc, RwLock};

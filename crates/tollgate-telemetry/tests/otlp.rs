@@ -6,230 +6,38 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 use tollgate_core::config::TelemetryConfig;
-use tollgate_core::{LedgerEvent, Money, ToolCount, Usage};
-use tollgate_telemetry::{Outcome, Signal, Telemetry};
+use tollgate_core::{LedgerEvent, ToolCount};
+use tollgate_telemetry::testing::{
+    ALLOWED_LABELS, Receiver, attrs, has_attrs, points, venv_python,
+};
+use tollgate_telemetry::{Outcome, Signal, Telemetry, testing};
 
 const CLIENT_TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
 const CLIENT_SPAN: &str = "b7ad6b7169203331";
-/// Every label a metric may carry (docs/metrics.md): never a session, key or user.
-const ALLOWED_LABELS: [&str; 13] = [
-    "team",
-    "cost_centre",
-    "model",
-    "endpoint",
-    "status_class",
-    "outcome",
-    "kind",
-    "tool",
-    "reason",
-    "budget",
-    "scope",
-    "period",
-    "signal",
-];
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The receiver process; killed on drop.
-struct Receiver {
-    child: Child,
-    out: PathBuf,
-    http_port: u16,
-    grpc_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        Receiver::start_with(&[])
-    }
-
-    fn start_with(extra: &[&std::ffi::OsStr]) -> Receiver {
-        let clients = std::env::var_os("TOLLGATE_CLIENTS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target/clients"));
-        let python = clients.join("venv/bin/python");
-        assert!(
-            python.exists(),
-            "no Python venv at {}: run tests/clients/setup.sh (it installs opentelemetry-proto for the OTLP receiver)",
-            python.display()
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("otlp.jsonl");
-        let mut child = Command::new(&python)
-            .arg(repo_root().join("tests/otlp/receiver.py"))
-            .arg("--out")
-            .arg(&out)
-            .arg("--grpc")
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ports: Vec<u16> = line
-            .split_whitespace()
-            .filter_map(|w| w.split_once('=').and_then(|(_, p)| p.parse().ok()))
-            .collect();
-        assert!(
-            line.starts_with("READY") && ports.len() == 2,
-            "the OTLP receiver did not start (got {line:?}): run tests/clients/setup.sh"
-        );
-        Receiver {
-            child,
-            out,
-            http_port: ports[0],
-            grpc_port: ports[1],
-            _dir: dir,
-        }
-    }
-
-    /// Every export received so far, of one signal.
-    fn exports(&self, signal: &str) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["signal"] == signal)
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn event(request_id: &str, team_id: &str, cost_centre: Option<&str>, session: &str) -> LedgerEvent {
     LedgerEvent {
         request_id: request_id.into(),
-        started_at_ms: 1_800_000_000_000,
-        finished_at_ms: 1_800_000_001_234,
         team_id: team_id.into(),
-        key_id: "key_abc123def456".into(),
         cost_centre: cost_centre.map(String::from),
         user: Some("codex_exec".into()),
         session_id: Some(session.into()),
-        turn_id: None,
-        endpoint: "responses".into(),
-        model_requested: Some("gpt-5".into()),
-        model_served: Some("gpt-5-2025-08-07".into()),
-        status: 200,
-        usage: Usage {
-            input: 1200,
-            cached_input: 1024,
-            output: 300,
-            reasoning: 128,
-        },
-        cost: Money(12_345_678),
         price_id: Some("gpt-5@2025-08-07".into()),
-        estimated: false,
-        unpriced: false,
-        service_tier: None,
-        ttfb_ms: Some(420),
-        latency_ms: 1234,
         tool_calls: vec![ToolCount {
             name: "exec_command".into(),
             count: 2,
         }],
+        ..testing::event()
     }
-}
-
-/// OTLP key/value list → key → scalar as text (ints arrive as strings in proto3 JSON).
-fn attrs(list: &Value) -> BTreeMap<String, String> {
-    list.as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|kv| {
-            let v = &kv["value"];
-            let text = ["stringValue", "intValue", "boolValue", "doubleValue"]
-                .iter()
-                .find_map(|k| v.get(*k))
-                .map(|x| match x {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .unwrap_or_default();
-            (kv["key"].as_str().unwrap().to_string(), text)
-        })
-        .collect()
-}
-
-fn spans(r: &Receiver) -> Vec<Value> {
-    r.exports("traces")
-        .iter()
-        .flat_map(|e| {
-            e["body"]["resourceSpans"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .flat_map(|rs| rs["scopeSpans"].as_array().cloned().unwrap_or_default())
-        .flat_map(|ss| ss["spans"].as_array().cloned().unwrap_or_default())
-        .collect()
-}
-
-fn logs(r: &Receiver) -> Vec<Value> {
-    r.exports("logs")
-        .iter()
-        .flat_map(|e| {
-            e["body"]["resourceLogs"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .flat_map(|rl| rl["scopeLogs"].as_array().cloned().unwrap_or_default())
-        .flat_map(|sl| sl["logRecords"].as_array().cloned().unwrap_or_default())
-        .collect()
-}
-
-/// The last export of each metric, by name (cumulative: the last one holds the totals).
-fn metrics(r: &Receiver) -> BTreeMap<String, Value> {
-    r.exports("metrics")
-        .iter()
-        .flat_map(|e| {
-            e["body"]["resourceMetrics"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .flat_map(|rm| rm["scopeMetrics"].as_array().cloned().unwrap_or_default())
-        .flat_map(|sm| sm["metrics"].as_array().cloned().unwrap_or_default())
-        .map(|m| (m["name"].as_str().unwrap().to_string(), m))
-        .collect()
-}
-
-fn points(metric: &Value) -> Vec<Value> {
-    ["sum", "gauge", "histogram"]
-        .iter()
-        .find_map(|k| metric.get(*k))
-        .and_then(|d| d["dataPoints"].as_array().cloned())
-        .unwrap_or_default()
 }
 
 /// The data point whose attributes include all of `want`.
 fn point(metric: &Value, want: &[(&str, &str)]) -> Value {
     points(metric)
         .into_iter()
-        .find(|p| {
-            let a = attrs(&p["attributes"]);
-            want.iter()
-                .all(|(k, v)| a.get(*k).map(String::as_str) == Some(*v))
-        })
+        .find(|p| has_attrs(p, want))
         .unwrap_or_else(|| panic!("no point with {want:?} in {metric:#}"))
 }
 
@@ -292,7 +100,7 @@ fn check_export(r: &Receiver, traceparent: &str) {
     assert_eq!(parts[1], CLIENT_TRACE, "{traceparent}");
     assert_ne!(parts[2], CLIENT_SPAN);
 
-    let spans = spans(r);
+    let spans = r.spans();
     let a = spans
         .iter()
         .find(|s| attrs(&s["attributes"])["tollgate.request_id"] == "req_a")
@@ -329,7 +137,7 @@ fn check_export(r: &Receiver, traceparent: &str) {
     }
 
     // The cost event: same values, linked to the span, prompt redacted.
-    let logs = logs(r);
+    let logs = r.logs();
     let cost = logs
         .iter()
         .find(|l| {
@@ -370,7 +178,7 @@ fn check_export(r: &Receiver, traceparent: &str) {
     );
 
     // Metrics: values per team and cost centre; no label outside the catalogue's.
-    let m = metrics(r);
+    let m = r.metrics();
     let platform = [("team", "platform"), ("cost_centre", "cc-42")];
     assert_eq!(point(&m["tollgate.requests"], &platform)["asInt"], "1");
     assert_eq!(
@@ -434,20 +242,25 @@ fn check_export(r: &Receiver, traceparent: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_protobuf_export_carries_spans_cost_events_and_metrics() {
-    let r = Receiver::start();
-    let telemetry = Telemetry::start(&config(format!("http://127.0.0.1:{}", r.http_port))).unwrap();
+/// Exports the script through `cfg` to `r` and checks it value by value; returns every export
+/// (traces, metrics, logs) for the caller's transport checks.
+async fn export_script(r: &Receiver, cfg: &TelemetryConfig) -> Vec<Value> {
+    let telemetry = Telemetry::start(cfg).unwrap();
     assert!(telemetry.exporting());
     let traceparent = feed(&telemetry);
     telemetry.shutdown().await;
-    check_export(&r, &traceparent);
-    for export in r
-        .exports("traces")
-        .iter()
-        .chain(&r.exports("metrics"))
-        .chain(&r.exports("logs"))
-    {
+    check_export(r, &traceparent);
+    let mut exports = r.exports("traces");
+    exports.extend(r.exports("metrics"));
+    exports.extend(r.exports("logs"));
+    exports
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_export_carries_spans_cost_events_and_metrics() {
+    let r = Receiver::start(&venv_python());
+    let cfg = config(format!("http://127.0.0.1:{}", r.http_port));
+    for export in export_script(&r, &cfg).await {
         assert_eq!(export["transport"], "http");
         assert_eq!(export["headers"]["x-collector-key"], "secret-1");
         assert_eq!(export["headers"]["content-type"], "application/x-protobuf");
@@ -459,21 +272,12 @@ async fn http_protobuf_export_carries_spans_cost_events_and_metrics() {
 // A current-thread runtime: flush and shutdown must not block the thread the batch tasks run on.
 #[tokio::test(flavor = "current_thread")]
 async fn grpc_export_carries_the_same() {
-    let r = Receiver::start();
+    let r = Receiver::start(&venv_python());
     let cfg = TelemetryConfig {
         protocol: "grpc".into(),
         ..config(format!("http://127.0.0.1:{}", r.grpc_port))
     };
-    let telemetry = Telemetry::start(&cfg).unwrap();
-    let traceparent = feed(&telemetry);
-    telemetry.shutdown().await;
-    check_export(&r, &traceparent);
-    for export in r
-        .exports("traces")
-        .iter()
-        .chain(&r.exports("metrics"))
-        .chain(&r.exports("logs"))
-    {
+    for export in export_script(&r, &cfg).await {
         assert_eq!(export["transport"], "grpc");
         assert_eq!(export["headers"]["x-collector-key"], "secret-1");
     }
@@ -486,12 +290,15 @@ async fn tls_collector_is_trusted_through_ca_file_over_both_transports() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let r = Receiver::start_with(&[
-        "--tls-cert".as_ref(),
-        cert_path.as_os_str(),
-        "--tls-key".as_ref(),
-        key_path.as_os_str(),
-    ]);
+    let r = Receiver::start_with(
+        &venv_python(),
+        &[
+            "--tls-cert".as_ref(),
+            cert_path.as_os_str(),
+            "--tls-key".as_ref(),
+            key_path.as_os_str(),
+        ],
+    );
     for (protocol, port) in [("http/protobuf", r.http_port), ("grpc", r.grpc_port)] {
         let cfg = TelemetryConfig {
             protocol: protocol.into(),

@@ -9,34 +9,21 @@ use std::process::{Command, Stdio};
 
 use tollgate_core::config::TelemetryConfig;
 use tollgate_core::{LedgerEvent, Money, ToolCount, Usage};
-use tollgate_telemetry::{Outcome, Telemetry, UpstreamErrorKind};
+use tollgate_telemetry::{Outcome, Telemetry, UpstreamErrorKind, testing};
 
 fn event(request_id: &str, team_id: &str, cost_centre: Option<&str>) -> LedgerEvent {
     LedgerEvent {
         request_id: request_id.into(),
-        started_at_ms: 1_800_000_000_000,
         finished_at_ms: 1_800_000_000_700,
         team_id: team_id.into(),
-        key_id: "key_abc123def456".into(),
         cost_centre: cost_centre.map(String::from),
-        user: None,
         session_id: Some(format!("sess-{request_id}")),
-        turn_id: None,
-        endpoint: "responses".into(),
-        model_requested: Some("gpt-5".into()),
-        model_served: Some("gpt-5-2025-08-07".into()),
-        status: 200,
         usage: Usage {
             input: 1000,
             cached_input: 600,
             output: 200,
             reasoning: 50,
         },
-        cost: Money(12_345_678),
-        price_id: None,
-        estimated: false,
-        unpriced: false,
-        service_tier: None,
         ttfb_ms: Some(30),
         latency_ms: 700,
         tool_calls: vec![
@@ -49,6 +36,7 @@ fn event(request_id: &str, team_id: &str, cost_centre: Option<&str>) -> LedgerEv
                 count: 1,
             },
         ],
+        ..testing::event()
     }
 }
 

@@ -10,6 +10,7 @@
     clippy::disallowed_methods
 )]
 
+pub mod clients;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -31,6 +32,16 @@ use tollgate_store::testdb::TestDb;
 pub const UPSTREAM_KEY: &str = "sk-upstream-test-0123456789";
 /// The bootstrap admin token every test gateway is started with.
 pub const ADMIN_TOKEN: &str = "tga-test-admin-token";
+
+/// One `#[tokio::test]` per backend for each `async fn name(backend: Backend)` listed:
+/// `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { super::$name($crate::Backend::Sqlite).await } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { super::$name($crate::Backend::Postgres).await } )* }
+    };
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

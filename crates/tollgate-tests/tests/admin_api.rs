@@ -17,7 +17,9 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use tollgate::admin::ROUTES;
-use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, HttpClient, Reply, bearer, eventually};
+use tollgate_tests::{
+    ADMIN_TOKEN, Backend, Harness, HttpClient, Reply, bearer, both_stores, eventually,
+};
 
 /// The callers of the role matrix, in the order of each expectation row.
 const CALLERS: [&str; 6] = [
@@ -31,73 +33,35 @@ const CALLERS: [&str; 6] = [
 
 /// Expected status per route for each of [`CALLERS`]. Written out by hand, not derived from
 /// the route table's access levels: this is the specification the code is checked against.
+#[rustfmt::skip]
 const MATRIX: &[(&str, [u16; 6])] = &[
-    ("GET /admin/v1/openapi.json", [200, 200, 200, 200, 200, 200]),
-    ("GET /admin/v1/teams", [200, 200, 200, 200, 401, 401]),
-    ("POST /admin/v1/teams", [201, 403, 403, 403, 401, 401]),
-    ("GET /admin/v1/teams/{team}", [200, 200, 403, 200, 401, 401]),
-    (
-        "PATCH /admin/v1/teams/{team}",
-        [200, 200, 403, 403, 401, 401],
-    ),
-    (
-        "GET /admin/v1/teams/{team}/keys",
-        [200, 200, 403, 403, 401, 401],
-    ),
-    (
-        "POST /admin/v1/teams/{team}/keys",
-        [201, 201, 403, 403, 401, 401],
-    ),
-    (
-        "GET /admin/v1/teams/{team}/sessions",
-        [200, 200, 403, 403, 401, 401],
-    ),
-    ("GET /admin/v1/keys", [200, 200, 200, 403, 401, 401]),
-    ("GET /admin/v1/keys/{id}", [200, 200, 403, 403, 401, 401]),
-    ("DELETE /admin/v1/keys/{id}", [200, 200, 403, 403, 401, 401]),
-    (
-        "POST /admin/v1/keys/{id}/rotate",
-        [201, 201, 403, 403, 401, 401],
-    ),
-    ("GET /admin/v1/budgets", [200, 200, 200, 200, 401, 401]),
-    ("POST /admin/v1/budgets", [201, 201, 403, 403, 401, 401]),
-    ("GET /admin/v1/budgets/{id}", [200, 200, 403, 200, 401, 401]),
-    (
-        "PATCH /admin/v1/budgets/{id}",
-        [200, 200, 403, 403, 401, 401],
-    ),
-    (
-        "DELETE /admin/v1/budgets/{id}",
-        [200, 200, 403, 403, 401, 401],
-    ),
-    ("GET /admin/v1/rate-limits", [200, 200, 200, 403, 401, 401]),
-    ("PUT /admin/v1/rate-limits", [200, 200, 403, 403, 401, 401]),
-    (
-        "GET /admin/v1/sessions/{id}",
-        [200, 200, 403, 403, 401, 401],
-    ),
-    (
-        "GET /admin/v1/requests/{id}",
-        [200, 200, 403, 403, 401, 401],
-    ),
-    (
-        "GET /admin/v1/reports/spend",
-        [200, 200, 403, 200, 401, 401],
-    ),
-    (
-        "GET /admin/v1/reports/reconcile",
-        [200, 403, 403, 200, 401, 401],
-    ),
-    ("GET /admin/v1/audit", [200, 403, 403, 403, 401, 401]),
-    ("GET /admin/v1/admin-tokens", [200, 403, 403, 403, 401, 401]),
-    (
-        "POST /admin/v1/admin-tokens",
-        [201, 403, 403, 403, 401, 401],
-    ),
-    (
-        "DELETE /admin/v1/admin-tokens/{id}",
-        [200, 403, 403, 403, 401, 401],
-    ),
+    ("GET /admin/v1/openapi.json",          [200, 200, 200, 200, 200, 200]),
+    ("GET /admin/v1/teams",                 [200, 200, 200, 200, 401, 401]),
+    ("POST /admin/v1/teams",                [201, 403, 403, 403, 401, 401]),
+    ("GET /admin/v1/teams/{team}",          [200, 200, 403, 200, 401, 401]),
+    ("PATCH /admin/v1/teams/{team}",        [200, 200, 403, 403, 401, 401]),
+    ("GET /admin/v1/teams/{team}/keys",     [200, 200, 403, 403, 401, 401]),
+    ("POST /admin/v1/teams/{team}/keys",    [201, 201, 403, 403, 401, 401]),
+    ("GET /admin/v1/teams/{team}/sessions", [200, 200, 403, 403, 401, 401]),
+    ("GET /admin/v1/keys",                  [200, 200, 200, 403, 401, 401]),
+    ("GET /admin/v1/keys/{id}",             [200, 200, 403, 403, 401, 401]),
+    ("DELETE /admin/v1/keys/{id}",          [200, 200, 403, 403, 401, 401]),
+    ("POST /admin/v1/keys/{id}/rotate",     [201, 201, 403, 403, 401, 401]),
+    ("GET /admin/v1/budgets",               [200, 200, 200, 200, 401, 401]),
+    ("POST /admin/v1/budgets",              [201, 201, 403, 403, 401, 401]),
+    ("GET /admin/v1/budgets/{id}",          [200, 200, 403, 200, 401, 401]),
+    ("PATCH /admin/v1/budgets/{id}",        [200, 200, 403, 403, 401, 401]),
+    ("DELETE /admin/v1/budgets/{id}",       [200, 200, 403, 403, 401, 401]),
+    ("GET /admin/v1/rate-limits",           [200, 200, 200, 403, 401, 401]),
+    ("PUT /admin/v1/rate-limits",           [200, 200, 403, 403, 401, 401]),
+    ("GET /admin/v1/sessions/{id}",         [200, 200, 403, 403, 401, 401]),
+    ("GET /admin/v1/requests/{id}",         [200, 200, 403, 403, 401, 401]),
+    ("GET /admin/v1/reports/spend",         [200, 200, 403, 200, 401, 401]),
+    ("GET /admin/v1/reports/reconcile",     [200, 403, 403, 200, 401, 401]),
+    ("GET /admin/v1/audit",                 [200, 403, 403, 403, 401, 401]),
+    ("GET /admin/v1/admin-tokens",          [200, 403, 403, 403, 401, 401]),
+    ("POST /admin/v1/admin-tokens",         [201, 403, 403, 403, 401, 401]),
+    ("DELETE /admin/v1/admin-tokens/{id}",  [200, 403, 403, 403, 401, 401]),
 ];
 
 /// Calls the admin API with `token` (or none); `body` is sent as JSON.
@@ -616,6 +580,12 @@ async fn a_revoked_key_stops_within_a_second_on_another_gateway_process() {
         .assert_error(401, "invalid_api_key");
 }
 
+both_stores!(
+    each_change_is_audited_once_with_its_actor_and_the_change,
+    lists_page_with_limit_and_after,
+    sessions_rank_by_cost_and_show_tokens_and_tool_calls,
+);
+
 /// Every entry of the audit log, following `next_after` page by page.
 async fn audit_log(h: &Harness, page: usize) -> Vec<Value> {
     let mut entries = Vec::new();
@@ -635,16 +605,6 @@ async fn audit_log(h: &Harness, page: usize) -> Vec<Value> {
         }
         after = Some(body["next_after"].as_str().unwrap().to_string());
     }
-}
-
-#[tokio::test]
-async fn sqlite_each_change_is_audited_once_with_its_actor_and_the_change() {
-    each_change_is_audited_once_with_its_actor_and_the_change(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_each_change_is_audited_once_with_its_actor_and_the_change() {
-    each_change_is_audited_once_with_its_actor_and_the_change(Backend::Postgres).await;
 }
 
 async fn each_change_is_audited_once_with_its_actor_and_the_change(backend: Backend) {
@@ -841,16 +801,6 @@ async fn each_change_is_audited_once_with_its_actor_and_the_change(backend: Back
     );
 }
 
-#[tokio::test]
-async fn sqlite_lists_page_with_limit_and_after() {
-    lists_page_with_limit_and_after(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_lists_page_with_limit_and_after() {
-    lists_page_with_limit_and_after(Backend::Postgres).await;
-}
-
 async fn lists_page_with_limit_and_after(backend: Backend) {
     let h = Harness::start(backend).await;
     let mut names: Vec<String> = (0..7).map(|i| format!("team-{i}")).collect();
@@ -935,16 +885,6 @@ async fn lists_page_with_limit_and_after(backend: Backend) {
     )
     .await
     .assert_error(422, "invalid_fields");
-}
-
-#[tokio::test]
-async fn sqlite_sessions_rank_by_cost_and_show_tokens_and_tool_calls() {
-    sessions_rank_by_cost_and_show_tokens_and_tool_calls(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn postgres_sessions_rank_by_cost_and_show_tokens_and_tool_calls() {
-    sessions_rank_by_cost_and_show_tokens_and_tool_calls(Backend::Postgres).await;
 }
 
 async fn sessions_rank_by_cost_and_show_tokens_and_tool_calls(backend: Backend) {

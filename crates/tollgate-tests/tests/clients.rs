@@ -10,29 +10,10 @@
     clippy::disallowed_methods
 )]
 
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
+use tollgate_tests::clients::{clients_dir, repo_root};
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, UPSTREAM_KEY};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Installs the clients once per test process and returns their directory.
-fn clients() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new("bash").arg(repo_root().join("tests/clients/setup.sh")).output().expect("bash runs");
-        assert!(
-            out.status.success(),
-            "tests/clients/setup.sh failed: the real clients could not be installed (needs python3-venv and npm):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-    })
-}
 
 /// Runs a blocking client process without stalling the runtime that serves the gateway.
 async fn run(mut command: Command) -> std::process::Output {
@@ -43,7 +24,7 @@ async fn run(mut command: Command) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_sees_the_same_objects_through_tollgate() {
-    let dir = clients().clone();
+    let dir = clients_dir("the openai SDK and the Codex CLI");
     let h = Harness::start(Backend::Sqlite).await;
     let key = h.team_key("platform").await;
     let mut cmd = Command::new(dir.join("venv/bin/python"));
@@ -82,7 +63,7 @@ async fn openai_python_sdk_sees_the_same_objects_through_tollgate() {
 
 /// Runs `codex exec --json` against the gateway with a fresh CODEX_HOME and a provider block.
 async fn codex_exec(h: &Harness, key: &str, prompt: &str) -> (std::process::Output, String) {
-    let dir = clients().clone();
+    let dir = clients_dir("the openai SDK and the Codex CLI");
     let home = tempfile::tempdir().expect("tempdir");
     let config = format!(
         "model = \"gpt-5.5\"\nmodel_provider = \"tollgate\"\n\n[model_providers.tollgate]\nname = \"tollgate\"\nbase_url = \"{}/v1\"\nenv_key = \"TOLLGATE_KEY\"\nwire_api = \"responses\"\n",

@@ -26,13 +26,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
+use tollgate_tests::clients::{repo_root, venv_bin};
 
 fn deploy_dir() -> PathBuf {
     repo_root().join("deploy")
@@ -75,25 +69,6 @@ fn promtool(args: &[&str]) -> String {
     text(&out)
 }
 
-/// The venv `tests/clients/setup.sh` maintains (PyYAML, kubernetes-validate), installed once.
-fn venv_bin() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo_root().join("tests/clients/setup.sh"))
-            .output()
-            .expect("bash runs");
-        assert!(
-            out.status.success(),
-            "tests/clients/setup.sh failed, so PyYAML and kubernetes-validate are not installed \
-             (it needs python3 with venv (apt-get install -y python3-venv), npm, and the package \
-             registries on its first run):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("venv/bin")
-    })
-}
-
 const YAML_TO_JSON: &str = r#"
 import json, sys, yaml
 out = {}
@@ -116,7 +91,7 @@ fn deploy_yaml() -> &'static BTreeMap<String, Vec<Value>> {
             files.len() >= 10,
             "expected the deploy kit's YAML files, found {files:?}"
         );
-        let out = Command::new(venv_bin().join("python"))
+        let out = Command::new(venv_bin("PyYAML and kubernetes-validate").join("python"))
             .arg("-c")
             .arg(YAML_TO_JSON)
             .args(&files)
@@ -774,7 +749,7 @@ fn k8s(kind: &str) -> &'static Value {
 
 #[test]
 fn kubernetes_manifests_validate_against_the_kubernetes_schemas() {
-    let validator = venv_bin().join("kubernetes-validate");
+    let validator = venv_bin("PyYAML and kubernetes-validate").join("kubernetes-validate");
     let files: Vec<PathBuf> = kubernetes_manifests()
         .iter()
         .map(|k| deploy_dir().join(k))

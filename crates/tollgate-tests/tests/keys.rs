@@ -16,7 +16,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 
 use tollgate_tests::{
-    ADMIN_TOKEN, Backend, Harness, HttpClient, Reply, bearer, eventually, issue_key,
+    ADMIN_TOKEN, Backend, Harness, HttpClient, Reply, bearer, both_stores, eventually, issue_key,
 };
 
 fn admin() -> [(&'static str, String); 1] {
@@ -31,13 +31,6 @@ async fn call(http: &HttpClient, addr: std::net::SocketAddr, key: &str) -> Reply
         json!({"model":"gpt-5.5","messages":[{"role":"user","content":"hi"}]}).to_string(),
     )
     .await
-}
-
-macro_rules! both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite { $( #[tokio::test] async fn $name() { super::$name(tollgate_tests::Backend::Sqlite).await } )* }
-        mod postgres { $( #[tokio::test] async fn $name() { super::$name(tollgate_tests::Backend::Postgres).await } )* }
-    };
 }
 
 both_stores!(

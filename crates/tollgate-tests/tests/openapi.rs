@@ -13,44 +13,18 @@
 )]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use tollgate::admin::{OPENAPI_JSON, ROUTES};
+use tollgate_tests::clients::venv_bin;
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, Reply, bearer};
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
-}
-
-/// The venv `tests/clients/setup.sh` maintains, installed once per test process.
-fn venv_bin() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo_root().join("tests/clients/setup.sh"))
-            .output()
-            .expect("bash runs");
-        assert!(
-            out.status.success(),
-            "tests/clients/setup.sh failed, so jsonschema and schemathesis are not installed (it \
-             needs python3 with venv (apt-get install -y python3-venv), npm, and the package \
-             registries on its first run):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("venv/bin")
-    })
-}
 
 fn document() -> Value {
     serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON")
@@ -598,7 +572,7 @@ print(json.dumps(problems, indent=1))
         .collect();
     let samples_path = dir.path().join("samples.json");
     std::fs::write(&samples_path, serde_json::to_vec(&data).unwrap()).unwrap();
-    let out = Command::new(venv_bin().join("python"))
+    let out = Command::new(venv_bin("jsonschema and schemathesis").join("python"))
         .args(["-c", SCRIPT])
         .arg(&doc_path)
         .arg(&samples_path)
@@ -672,12 +646,13 @@ async fn schemathesis_finds_no_failures_with_every_check_on() {
     std::fs::write(&config, schemathesis_config(&s)).unwrap();
     let url = format!("{}/admin/v1/openapi.json", h.base());
     let args = schemathesis_args(&config, &url);
-    let run = tokio::process::Command::new(venv_bin().join("schemathesis"))
-        .args(&args)
-        // Its own files (reports, the example database) go to the temporary directory.
-        .current_dir(dir.path())
-        .kill_on_drop(true)
-        .output();
+    let run =
+        tokio::process::Command::new(venv_bin("jsonschema and schemathesis").join("schemathesis"))
+            .args(&args)
+            // Its own files (reports, the example database) go to the temporary directory.
+            .current_dir(dir.path())
+            .kill_on_drop(true)
+            .output();
     let out = tokio::time::timeout(Duration::from_secs(900), run)
         .await
         .expect("schemathesis finishes within 15 minutes")

@@ -18,10 +18,8 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
@@ -29,28 +27,11 @@ use serde_json::{Value, json};
 
 use tollgate_mock::{EXEC_ARGUMENTS, MockOptions, PATCH_INPUT};
 use tollgate_telemetry::Signal;
+use tollgate_telemetry::testing::{
+    ALLOWED_LABELS, Captured, Receiver, attrs, capture_logs, has_attrs, points,
+};
+use tollgate_tests::clients::venv_bin;
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, Reply, bearer, eventually, process};
-
-/// Every label a metric may carry (docs/metrics.md): never a session, key, user or request.
-const ALLOWED_LABELS: [&str; 13] = [
-    "team",
-    "cost_centre",
-    "model",
-    "endpoint",
-    "status_class",
-    "outcome",
-    "kind",
-    "tool",
-    "reason",
-    "budget",
-    "scope",
-    "period",
-    "signal",
-];
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn admin() -> [(&'static str, String); 1] {
     [("authorization", format!("Bearer {ADMIN_TOKEN}"))]
@@ -258,142 +239,6 @@ fn total(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> f64 {
 
 // --------------------------------------------------------------------- OTLP receiver
 
-/// The venv `tests/clients/setup.sh` maintains, installed once per test process.
-fn venv_python() -> &'static PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo_root().join("tests/clients/setup.sh"))
-            .output()
-            .expect("bash runs");
-        assert!(
-            out.status.success(),
-            "tests/clients/setup.sh failed, so the OTLP receiver's opentelemetry-proto and grpcio \
-             are not installed (it needs python3 with venv (apt-get install -y python3-venv), npm, \
-             and the package registries on its first run):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("venv/bin/python")
-    })
-}
-
-/// `tests/otlp/receiver.py` over HTTP and gRPC; killed on drop.
-struct Receiver {
-    child: Child,
-    out: PathBuf,
-    http_port: u16,
-    grpc_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("otlp.jsonl");
-        let mut child = Command::new(venv_python())
-            .arg(repo_root().join("tests/otlp/receiver.py"))
-            .arg("--out")
-            .arg(&out)
-            .arg("--grpc")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the OTLP receiver starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let ports: Vec<u16> = line
-            .split_whitespace()
-            .filter_map(|w| w.split_once('=').and_then(|(_, p)| p.parse().ok()))
-            .collect();
-        assert!(
-            line.starts_with("READY") && ports.len() == 2 && ports[1] != 0,
-            "the OTLP receiver did not start (got {line:?}): run tests/clients/setup.sh"
-        );
-        Receiver {
-            child,
-            out,
-            http_port: ports[0],
-            grpc_port: ports[1],
-            _dir: dir,
-        }
-    }
-
-    /// Every export received so far, of one signal.
-    fn exports(&self, signal: &str) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["signal"] == signal)
-            .collect()
-    }
-
-    /// The items of every export of `signal`: resource → scope → item lists, flattened.
-    fn items(&self, signal: &str, path: [&str; 3]) -> Vec<Value> {
-        let list = |v: &Value, k: &str| v[k].as_array().cloned().unwrap_or_default();
-        self.exports(signal)
-            .iter()
-            .flat_map(|e| list(&e["body"], path[0]))
-            .flat_map(|r| list(&r, path[1]))
-            .flat_map(|s| list(&s, path[2]))
-            .collect()
-    }
-
-    fn spans(&self) -> Vec<Value> {
-        self.items("traces", ["resourceSpans", "scopeSpans", "spans"])
-    }
-
-    fn logs(&self) -> Vec<Value> {
-        self.items("logs", ["resourceLogs", "scopeLogs", "logRecords"])
-    }
-
-    /// The last export of each metric, by name (cumulative: the last one holds the totals).
-    fn metrics(&self) -> BTreeMap<String, Value> {
-        self.items("metrics", ["resourceMetrics", "scopeMetrics", "metrics"])
-            .into_iter()
-            .map(|m| (m["name"].as_str().unwrap().to_string(), m))
-            .collect()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// OTLP key/value list → key → scalar as text (ints arrive as strings in proto3 JSON).
-fn attrs(list: &Value) -> BTreeMap<String, String> {
-    list.as_array()
-        .map(|a| a.as_slice())
-        .unwrap_or_default()
-        .iter()
-        .map(|kv| {
-            let v = &kv["value"];
-            let text = ["stringValue", "intValue", "boolValue", "doubleValue"]
-                .iter()
-                .find_map(|k| v.get(*k))
-                .map(|x| match x {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .unwrap_or_default();
-            (kv["key"].as_str().unwrap().to_string(), text)
-        })
-        .collect()
-}
-
-fn points(metric: &Value) -> Vec<Value> {
-    ["sum", "gauge", "histogram"]
-        .iter()
-        .find_map(|k| metric.get(*k))
-        .and_then(|d| d["dataPoints"].as_array().cloned())
-        .unwrap_or_default()
-}
-
 /// The sum of a counter's points whose attributes include all of `want`.
 fn otlp_total(metrics: &BTreeMap<String, Value>, name: &str, want: &[(&str, &str)]) -> i64 {
     let metric = metrics
@@ -401,11 +246,7 @@ fn otlp_total(metrics: &BTreeMap<String, Value>, name: &str, want: &[(&str, &str
         .unwrap_or_else(|| panic!("no metric {name} exported; got {:?}", metrics.keys()));
     points(metric)
         .iter()
-        .filter(|p| {
-            let a = attrs(&p["attributes"]);
-            want.iter()
-                .all(|(k, v)| a.get(*k).map(String::as_str) == Some(*v))
-        })
+        .filter(|p| has_attrs(p, want))
         .map(|p| p["asInt"].as_str().unwrap().parse::<i64>().unwrap())
         .sum()
 }
@@ -594,7 +435,9 @@ fn expected_attributes(m: &Made) -> BTreeMap<&'static str, String> {
 }
 
 async fn otlp_export_matches_the_ledger(protocol: &str) {
-    let r = Receiver::start();
+    let r = Receiver::start(
+        &venv_bin("the OTLP receiver's opentelemetry-proto and grpcio").join("python"),
+    );
     let port = if protocol == "grpc" {
         r.grpc_port
     } else {
@@ -1358,40 +1201,11 @@ async fn a_looping_codex_session_is_flagged_and_stopped_while_a_working_one_goes
 
 // ----------------------------------------------------------- 5. collector unreachable
 
-/// Everything the process logs through `tracing`, from the first call on (one subscriber per
-/// process; the other tests' gateways log into it too).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-/// The gateway's log, as `tollgate serve` writes it (level `info`).
+/// The gateway's log, as `tollgate serve` writes it (level `info`): one subscriber per process,
+/// installed at the first call; the other tests' gateways log into it too.
 fn gateway_log() -> &'static Captured {
     static LOG: OnceLock<Captured> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .init();
-        captured
-    })
+    LOG.get_or_init(capture_logs)
 }
 
 fn p50(mut v: Vec<Duration>) -> Duration {

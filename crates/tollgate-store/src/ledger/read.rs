@@ -117,6 +117,34 @@ fn sum(column: &str) -> String {
     format!("CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
 }
 
+/// The sums of a `ledger` query's [`Totals`] after its `COUNT(*)`: tokens, cost and estimated
+/// calls, each column behind `prefix` (`""`, or a table alias and dot).
+pub(crate) fn ledger_sums(prefix: &str) -> [String; 6] {
+    [
+        "input_tokens",
+        "cached_input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "cost_nanos",
+        "estimated",
+    ]
+    .map(|column| sum(&format!("{prefix}{column}")))
+}
+
+/// The sums of a `ledger_daily` query's [`Totals`], in order, each column behind `prefix`.
+pub(crate) fn daily_sums(prefix: &str) -> [String; 7] {
+    [
+        "requests",
+        "input_tokens",
+        "cached_input_tokens",
+        "output_tokens",
+        "reasoning_tokens",
+        "cost_nanos",
+        "estimated_requests",
+    ]
+    .map(|column| sum(&format!("{prefix}{column}")))
+}
+
 impl Store {
     /// The ledger row of one request, or `None`. On PostgreSQL this is one primary-key probe per
     /// month partition.
@@ -137,42 +165,30 @@ impl Store {
     /// Totals over ledger rows that started in `[from_ms, to_ms)`.
     pub async fn ledger_totals(&self, from_ms: i64, to_ms: i64) -> Result<Totals> {
         let sql = format!(
-            "SELECT COUNT(*), {}, {}, {}, {}, {}, {} FROM ledger \
-             WHERE started_at_ms >= $1 AND started_at_ms < $2",
-            sum("input_tokens"),
-            sum("cached_input_tokens"),
-            sum("output_tokens"),
-            sum("reasoning_tokens"),
-            sum("cost_nanos"),
-            sum("estimated"),
+            "SELECT COUNT(*), {} FROM ledger WHERE started_at_ms >= $1 AND started_at_ms < $2",
+            ledger_sums("").join(", "),
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(from_ms)
             .bind(to_ms)
             .fetch_one(&self.pool)
             .await?;
-        totals_from(&row)
+        totals_at(&row, 0)
     }
 
     /// Totals over `ledger_daily` for UTC days `from_day..=to_day` (`YYYY-MM-DD`, as
     /// [`utc_day`](crate::ledger::utc_day) gives).
     pub async fn daily_totals(&self, from_day: &str, to_day: &str) -> Result<Totals> {
         let sql = format!(
-            "SELECT {}, {}, {}, {}, {}, {}, {} FROM ledger_daily WHERE day >= $1 AND day <= $2",
-            sum("requests"),
-            sum("input_tokens"),
-            sum("cached_input_tokens"),
-            sum("output_tokens"),
-            sum("reasoning_tokens"),
-            sum("cost_nanos"),
-            sum("estimated_requests"),
+            "SELECT {} FROM ledger_daily WHERE day >= $1 AND day <= $2",
+            daily_sums("").join(", "),
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(from_day)
             .bind(to_day)
             .fetch_one(&self.pool)
             .await?;
-        totals_from(&row)
+        totals_at(&row, 0)
     }
 
     /// A session's rollup and tool counts, or `None` if no call carried that session id.
@@ -195,33 +211,40 @@ impl Store {
             .iter()
             .map(|t| Ok((t.try_get::<String, _>(0)?, t.try_get::<i64, _>(1)?)))
             .collect::<Result<BTreeMap<_, _>>>()?;
-        let cost_nanos: i64 = row.try_get("cost_nanos")?;
-        Ok(Some(SessionSummary {
-            session_id: row.try_get("session_id")?,
-            team_id: row.try_get("team_id")?,
-            first_seen_ms: row.try_get("first_seen_ms")?,
-            last_seen_ms: row.try_get("last_seen_ms")?,
-            requests: row.try_get("requests")?,
-            input_tokens: row.try_get("input_tokens")?,
-            cached_input_tokens: row.try_get("cached_input_tokens")?,
-            output_tokens: row.try_get("output_tokens")?,
-            reasoning_tokens: row.try_get("reasoning_tokens")?,
-            cost_nanos,
-            cost_usd: Money(cost_nanos).to_usd_string(),
-            tools,
-        }))
+        session_from(&row, tools).map(Some)
     }
 }
 
-fn totals_from(row: &AnyRow) -> Result<Totals> {
+/// A `sessions` row (session_id, team_id, first/last_seen_ms, requests, the token counts and
+/// cost_nanos) with its tool counts.
+pub(crate) fn session_from(row: &AnyRow, tools: BTreeMap<String, i64>) -> Result<SessionSummary> {
+    let cost_nanos: i64 = row.try_get("cost_nanos")?;
+    Ok(SessionSummary {
+        session_id: row.try_get("session_id")?,
+        team_id: row.try_get("team_id")?,
+        first_seen_ms: row.try_get("first_seen_ms")?,
+        last_seen_ms: row.try_get("last_seen_ms")?,
+        requests: row.try_get("requests")?,
+        input_tokens: row.try_get("input_tokens")?,
+        cached_input_tokens: row.try_get("cached_input_tokens")?,
+        output_tokens: row.try_get("output_tokens")?,
+        reasoning_tokens: row.try_get("reasoning_tokens")?,
+        cost_nanos,
+        cost_usd: Money(cost_nanos).to_usd_string(),
+        tools,
+    })
+}
+
+/// The [`Totals`] in a row's columns `at..at + 7`, in [`daily_sums`] order.
+pub(crate) fn totals_at(row: &AnyRow, at: usize) -> Result<Totals> {
     Ok(Totals {
-        requests: row.try_get(0)?,
-        input_tokens: row.try_get(1)?,
-        cached_input_tokens: row.try_get(2)?,
-        output_tokens: row.try_get(3)?,
-        reasoning_tokens: row.try_get(4)?,
-        cost: Money(row.try_get(5)?),
-        estimated_requests: row.try_get(6)?,
+        requests: row.try_get(at)?,
+        input_tokens: row.try_get(at + 1)?,
+        cached_input_tokens: row.try_get(at + 2)?,
+        output_tokens: row.try_get(at + 3)?,
+        reasoning_tokens: row.try_get(at + 4)?,
+        cost: Money(row.try_get(at + 5)?),
+        estimated_requests: row.try_get(at + 6)?,
     })
 }
 

@@ -9,9 +9,9 @@ use serde::Serialize;
 use sqlx::Row;
 use tollgate_core::Money;
 
-use super::{MS_PER_DAY, sum, totals_at};
+use super::MS_PER_DAY;
 use crate::error::Result;
-use crate::ledger::{Totals, utc_day};
+use crate::ledger::{Totals, ledger_sums, totals_at, utc_day};
 use crate::store::Store;
 
 /// What reconciling a range found.
@@ -137,23 +137,18 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<BTreeMap<DailyKey, Totals>> {
+        let [i, ci, o, r, c, e] = ledger_sums("");
         let sql = format!(
             "SELECT g.day_index, g.team_id, g.key_id, ms.name, mr.name, cc.name, \
              g.n, g.i, g.ci, g.o, g.r, g.c, g.e FROM (\
              SELECT (started_at_ms - $1) / {MS_PER_DAY} AS day_index, team_id, key_id, \
              model_served_ref, model_requested_ref, cost_centre_ref, COUNT(*) AS n, \
-             {} AS i, {} AS ci, {} AS o, {} AS r, {} AS c, {} AS e \
+             {i} AS i, {ci} AS ci, {o} AS o, {r} AS r, {c} AS c, {e} AS e \
              FROM ledger WHERE started_at_ms >= $1 AND started_at_ms < $2 \
              GROUP BY 1, 2, 3, 4, 5, 6) g \
              LEFT JOIN ledger_names ms ON ms.id = g.model_served_ref \
              LEFT JOIN ledger_names mr ON mr.id = g.model_requested_ref \
-             LEFT JOIN ledger_names cc ON cc.id = g.cost_centre_ref",
-            sum("input_tokens"),
-            sum("cached_input_tokens"),
-            sum("output_tokens"),
-            sum("reasoning_tokens"),
-            sum("cost_nanos"),
-            sum("estimated"),
+             LEFT JOIN ledger_names cc ON cc.id = g.cost_centre_ref"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(from_ms)
@@ -212,15 +207,12 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<BTreeMap<String, SessionTotals>> {
+        // The sessions rollup counts no estimated calls.
+        let [i, ci, o, r, c, _] = ledger_sums("l.");
         let sql = format!(
             "{SESSION_IDS}SELECT l.session_id, MIN(l.started_at_ms), MAX(l.finished_at_ms), \
-             COUNT(*), {}, {}, {}, {}, {} FROM ledger l JOIN ids ON ids.session_id = l.session_id \
-             GROUP BY l.session_id",
-            sum("l.input_tokens"),
-            sum("l.cached_input_tokens"),
-            sum("l.output_tokens"),
-            sum("l.reasoning_tokens"),
-            sum("l.cost_nanos"),
+             COUNT(*), {i}, {ci}, {o}, {r}, {c} FROM ledger l \
+             JOIN ids ON ids.session_id = l.session_id GROUP BY l.session_id"
         );
         self.sessions_query(&sql, from_ms, to_ms).await
     }
