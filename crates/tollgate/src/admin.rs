@@ -31,6 +31,9 @@ mod page;
 pub mod reports;
 pub mod routes;
 mod sessions;
+
+/// Both CLI modes print sessions in the API's shape.
+pub use sessions::session_view;
 mod teams;
 mod tokens;
 

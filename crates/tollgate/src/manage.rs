@@ -206,8 +206,10 @@ pub async fn session(config: &Config, command: SessionCommand) -> anyhow::Result
             let sessions = store
                 .top_sessions(&team.id, from, to, None, i64::from(limit))
                 .await?;
-            let values: Vec<serde_json::Value> =
-                sessions.iter().map(|s| session_value(s, false)).collect();
+            let values: Vec<serde_json::Value> = sessions
+                .iter()
+                .map(|s| crate::admin::session_view(s, false))
+                .collect();
             print_sessions(output, &values);
         }
         SessionCommand::Show { id, output } => {
@@ -215,33 +217,11 @@ pub async fn session(config: &Config, command: SessionCommand) -> anyhow::Result
                 .session(&id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no session '{id}'"))?;
-            print_session(output, &session_value(&session, true));
+            print_session(output, &crate::admin::session_view(&session, true));
         }
     }
     store.close().await;
     Ok(())
-}
-
-/// A session in the admin API's shape, so both modes print (and `--json`) the same.
-fn session_value(s: &tollgate_store::SessionSummary, with_tools: bool) -> serde_json::Value {
-    let mut value = serde_json::json!({
-        "object": "session",
-        "id": s.session_id,
-        "team_id": s.team_id,
-        "first_seen_ms": s.first_seen_ms,
-        "last_seen_ms": s.last_seen_ms,
-        "requests": s.requests,
-        "input_tokens": s.input_tokens,
-        "cached_input_tokens": s.cached_input_tokens,
-        "output_tokens": s.output_tokens,
-        "reasoning_tokens": s.reasoning_tokens,
-        "cost_usd": s.cost_usd,
-        "cost_nano_usd": s.cost_nanos,
-    });
-    if with_tools {
-        value["tool_calls"] = serde_json::to_value(&s.tools).unwrap_or_default();
-    }
-    value
 }
 
 fn print_teams(output: Output, teams: &[Team]) {

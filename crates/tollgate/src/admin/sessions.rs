@@ -70,7 +70,7 @@ impl Admin {
 }
 
 /// A session as the API shows it; `tool_calls` (`{"tool": count}`) only for one session.
-fn session_view(s: &SessionSummary, with_tools: bool) -> Value {
+pub fn session_view(s: &SessionSummary, with_tools: bool) -> Value {
     let mut value = json!({
         "object": "session",
         "id": s.session_id,
