@@ -31,13 +31,12 @@ mod page;
 pub mod reports;
 pub mod routes;
 mod sessions;
-
-/// Both CLI modes print sessions in the API's shape.
-pub use sessions::session_view;
 mod teams;
 mod tokens;
 
 pub use routes::ROUTES;
+/// Both CLI modes print sessions in the API's shape.
+pub use sessions::session_view;
 
 const MAX_ADMIN_BODY: u64 = 1024 * 1024;
 
