@@ -167,6 +167,10 @@ impl RateLimits {
         tokens: u32,
     ) -> Result<Option<RateCharge>, ApiError> {
         let defs = Arc::clone(&self.defs.read().unwrap_or_else(|e| e.into_inner()));
+        // The common case, without building scope keys: nothing is limited.
+        if defs.is_empty() && !(throttled && self.throttle_rpm.is_some()) {
+            return Ok(None);
+        }
         let mut applicable: Vec<(Scope, Unit, u32)> = Vec::new();
         for scope in [Scope::Team(team_id.into()), Scope::Key(key_id.into())] {
             for unit in [Unit::Requests, Unit::Tokens] {

@@ -190,8 +190,8 @@ impl Gateway {
         };
         let rate_headers = admitted
             .rate
-            .as_ref()
-            .map(|r| r.headers.clone())
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.headers))
             .unwrap_or_default();
         let mut pending = Pending {
             request_id: request_id.to_string(),

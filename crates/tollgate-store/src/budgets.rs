@@ -402,6 +402,7 @@ fn budget_from_row(row: &AnyRow) -> Result<BudgetDef> {
     })
 }
 
+/// A fresh id: `prefix` and 12 lowercase alphanumerics (teams `tm_`, budgets `bud_`, …).
 pub(crate) fn new_id(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();

@@ -1,6 +1,5 @@
 //! Teams: the unit costs are attributed to, each with an optional cost centre for finance.
 
-use rand::Rng;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tollgate_core::time::now_ms;
@@ -8,8 +7,6 @@ use tollgate_core::time::now_ms;
 use crate::error::{Result, StoreError, conflict_on_unique};
 use crate::store::{Store, bump_revision};
 
-/// Team ids are `tm_` and this many lowercase alphanumerics.
-const TEAM_ID_LEN: usize = 12;
 /// Longest team, key or cost-centre name accepted.
 const MAX_NAME_CHARS: usize = 128;
 
@@ -64,7 +61,7 @@ impl Store {
             None => None,
         };
         let team = Team {
-            id: new_team_id(),
+            id: crate::budgets::new_id("tm_"),
             name,
             cost_centre,
             disabled: false,
@@ -179,15 +176,6 @@ pub(crate) fn flag(value: i64) -> bool {
     value != 0
 }
 
-fn new_team_id() -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    let suffix: String = (0..TEAM_ID_LEN)
-        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
-        .collect();
-    format!("tm_{suffix}")
-}
-
 /// Trims a human-chosen name and checks it is non-empty, not too long and free of control
 /// characters (names end up in logs, CSV reports and terminal output).
 pub(crate) fn clean_name(what: &str, raw: &str) -> Result<String> {
@@ -214,9 +202,9 @@ mod tests {
 
     #[test]
     fn team_ids_have_the_documented_shape() {
-        let id = new_team_id();
+        let id = crate::budgets::new_id("tm_");
         let suffix = id.strip_prefix("tm_").unwrap();
-        assert_eq!(suffix.len(), TEAM_ID_LEN);
+        assert_eq!(suffix.len(), 12);
         assert!(
             suffix
                 .bytes()

@@ -68,16 +68,6 @@ pub fn handler(
             &counts.hard
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        // Metric labels want the team's name; the handler only has its id, so resolve it off
-        // the sync loop (the webhook task below does the same lookup).
-        let (metric_store, metric_telemetry, kind) = (store.clone(), telemetry.clone(), event.kind);
-        let team_id = event.budget.team_id.clone();
-        tasks.spawn(async move {
-            if let Ok(Some(team)) = metric_store.team(&team_id).await {
-                let cost_centre = team.cost_centre.as_deref().unwrap_or("");
-                metric_telemetry.budget_event(&team.name, cost_centre, kind);
-            }
-        });
         let b = &event.budget;
         let what = if event.kind == "soft" {
             format!(
@@ -102,17 +92,20 @@ pub fn handler(
             event.spent.to_usd_string()
         );
         tracing::warn!(budget = %b.id, team = %b.team_id, kind = event.kind, "{message}");
-        let (Some(url), Some(client)) = (webhook_url.clone(), client.clone()) else {
-            return;
-        };
-        let store = store.clone();
+        // The metric's labels and the webhook want the team's name, the event has its id: one
+        // lookup, off the sync loop.
+        let (store, telemetry) = (store.clone(), telemetry.clone());
+        let webhook = webhook_url.clone().zip(client.clone());
         tasks.spawn(async move {
-            let team = store
-                .team(&event.budget.team_id)
-                .await
-                .ok()
-                .flatten()
-                .map(|t| t.name);
+            let team = store.team(&event.budget.team_id).await.ok().flatten();
+            if let Some(team) = &team {
+                let cost_centre = team.cost_centre.as_deref().unwrap_or("");
+                telemetry.budget_event(&team.name, cost_centre, event.kind);
+            }
+            let Some((url, client)) = webhook else {
+                return;
+            };
+            let team = team.map(|t| t.name);
             let b = &event.budget;
             let payload = Payload {
                 event: format!("budget.{}", event.kind),
@@ -134,7 +127,8 @@ pub fn handler(
 }
 
 fn ppm_percent(ppm: u32) -> String {
-    format!("{}%", f64::from(ppm) / 10_000.0)
+    // parts per million → percent: the same digits with the decimal point four places left
+    format!("{}%", crate::admin::budgets::ppm_decimal(ppm * 100))
 }
 
 fn client() -> Result<WebhookClient, String> {

@@ -238,6 +238,16 @@ pub fn rate_limit_def(
     })
 }
 
+/// Parts per million as an exact decimal ratio: 800000 → "0.8", 1000000 → "1".
+pub fn ppm_decimal(ppm: u32) -> String {
+    let (whole, frac) = (ppm / 1_000_000, ppm % 1_000_000);
+    if frac == 0 {
+        return whole.to_string();
+    }
+    let frac = format!("{frac:06}");
+    format!("{whole}.{}", frac.trim_end_matches('0'))
+}
+
 fn usd(m: Money) -> Value {
     Value::String(m.to_usd_string())
 }
@@ -254,7 +264,7 @@ pub fn view(budget: &BudgetDef, status: &BudgetStatus, calendar: Calendar) -> Va
         "timezone": calendar.zone(),
         "limit_usd": usd(budget.limit),
         "limit_nano_usd": budget.limit.nanos(),
-        "soft_ratio": format!("{}", f64::from(budget.soft_ppm) / 1e6),
+        "soft_ratio": ppm_decimal(budget.soft_ppm),
         "soft_limit_usd": usd(status.soft_limit),
         "session_cap_usd": budget.session_cap.map(usd),
         "committed_usd": usd(status.committed),
@@ -280,7 +290,7 @@ pub fn definition(budget: &BudgetDef) -> Value {
         "key_id": budget.key_id,
         "period": budget.period.as_str(),
         "limit_usd": usd(budget.limit),
-        "soft_ratio": format!("{}", f64::from(budget.soft_ppm) / 1e6),
+        "soft_ratio": ppm_decimal(budget.soft_ppm),
         "session_cap_usd": budget.session_cap.map(usd),
         "reset_at_ms": budget.reset_at_ms,
     })
@@ -315,6 +325,17 @@ pub const CREATED: StatusCode = StatusCode::CREATED;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ppm_reads_back_as_the_same_decimal() {
+        assert_eq!(ppm_decimal(800_000), "0.8");
+        assert_eq!(ppm_decimal(1_000_000), "1");
+        assert_eq!(ppm_decimal(123_456), "0.123456");
+        assert_eq!(ppm_decimal(5), "0.000005");
+        for ppm in [0, 1, 5, 800_000, 999_999, 1_000_000] {
+            assert_eq!(ratio_ppm(&ppm_decimal(ppm)), Some(ppm));
+        }
+    }
 
     #[test]
     fn ratios_become_exact_ppm() {
