@@ -209,6 +209,8 @@ fn event(rng: &mut Lcg, i: usize, rows: usize) -> LedgerEvent {
         ttfb_ms: Some(300),
         latency_ms: 2_000,
         tool_calls: Vec::new(),
+        outcome: Default::default(),
+        unmetered: false,
     }
 }
 

@@ -9,8 +9,10 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 mod budgets;
+mod proxy;
 mod telemetry;
 pub use budgets::BudgetsConfig;
+pub use proxy::ProxyConfig;
 pub use telemetry::{OtlpHeaders, TelemetryConfig};
 
 /// The whole configuration of a gateway process.
@@ -22,6 +24,7 @@ pub struct Config {
     /// A separate listener for `/admin/v1` (`TOLLGATE_ADMIN_LISTEN`). Unset: served on `listen`.
     pub admin_listen: Option<String>,
     pub upstream: UpstreamConfig,
+    pub proxy: ProxyConfig,
     pub tls: TlsConfig,
     pub limits: LimitsConfig,
     pub store: StoreConfig,
@@ -55,6 +58,13 @@ pub struct UpstreamConfig {
     pub pool_max_idle_per_host: usize,
     /// Extra PEM CA bundle trusted for the upstream, beside the system and webpki roots.
     pub ca_file: Option<String>,
+    /// Sent upstream as `OpenAI-Organization` on every call (`TOLLGATE_UPSTREAM_ORGANIZATION`).
+    /// A client's own `OpenAI-Organization` header is always dropped: it would decide who
+    /// OpenAI bills.
+    pub organization: Option<String>,
+    /// Sent upstream as `OpenAI-Project` on every call (`TOLLGATE_UPSTREAM_PROJECT`); a client's
+    /// own `OpenAI-Project` header is always dropped.
+    pub project: Option<String>,
 }
 
 /// TLS for the gateway's own listener. Both paths or neither.
@@ -78,6 +88,11 @@ pub struct LimitsConfig {
     pub header_read_timeout_ms: u64,
     /// On shutdown, how long in-flight requests and streams may run before connections close.
     pub drain_timeout_ms: u64,
+    /// A request body must arrive whole within this time of the request's headers (408 after).
+    pub body_read_timeout_ms: u64,
+    /// Longest silence tolerated between two pieces of a request body (408 after): a client
+    /// that trickles or stalls cannot hold a connection and a task.
+    pub body_idle_timeout_ms: u64,
 }
 
 /// The control-plane database.
@@ -160,6 +175,7 @@ impl Default for Config {
             listen: DEFAULT_LISTEN.into(),
             admin_listen: None,
             upstream: UpstreamConfig::default(),
+            proxy: ProxyConfig::default(),
             tls: TlsConfig::default(),
             limits: LimitsConfig::default(),
             store: StoreConfig::default(),
@@ -182,6 +198,8 @@ impl Default for UpstreamConfig {
             pool_idle_timeout_ms: 90_000,
             pool_max_idle_per_host: 256,
             ca_file: None,
+            organization: None,
+            project: None,
         }
     }
 }
@@ -193,6 +211,8 @@ impl Default for LimitsConfig {
             max_header_bytes: 64 * 1024,
             header_read_timeout_ms: 30_000,
             drain_timeout_ms: 30_000,
+            body_read_timeout_ms: 120_000,
+            body_idle_timeout_ms: 20_000,
         }
     }
 }
@@ -254,6 +274,12 @@ impl Config {
         if let Some(v) = set("DATABASE_URL") {
             self.store.database_url = v;
         }
+        if let Some(v) = set("TOLLGATE_UPSTREAM_ORGANIZATION") {
+            self.upstream.organization = Some(v);
+        }
+        if let Some(v) = set("TOLLGATE_UPSTREAM_PROJECT") {
+            self.upstream.project = Some(v);
+        }
         self.secrets.upstream_key = set("TOLLGATE_UPSTREAM_KEY").or_else(|| set("OPENAI_API_KEY"));
         self.secrets.admin_token = set("TOLLGATE_ADMIN_TOKEN");
         self.telemetry.apply_env(&env);
@@ -314,6 +340,14 @@ impl Config {
                 "limits.header_read_timeout_ms",
                 self.limits.header_read_timeout_ms,
             ),
+            (
+                "limits.body_read_timeout_ms",
+                self.limits.body_read_timeout_ms,
+            ),
+            (
+                "limits.body_idle_timeout_ms",
+                self.limits.body_idle_timeout_ms,
+            ),
             ("store.key_refresh_ms", self.store.key_refresh_ms),
             ("ledger.flush_ms", self.ledger.flush_ms),
             ("ledger.queue_capacity", self.ledger.queue_capacity as u64),
@@ -366,6 +400,7 @@ impl Config {
                 "not set: export TOLLGATE_UPSTREAM_KEY (or OPENAI_API_KEY) with the key tollgate sends upstream",
             ));
         }
+        problems.extend(self.proxy.validate());
         problems.extend(self.budgets.validate());
         problems.extend(self.telemetry.validate());
         problems

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::keys::{KeyHash, ParsedKey, SecretKind};
+use crate::keys::{BearerError, KeyHash, ParsedKey, SecretKind, bearer_token};
 use crate::models::ModelAllowList;
 
 /// The team a key belongs to, as the proxy needs it for attribution.
@@ -59,6 +59,8 @@ impl KeyRecord {
 pub enum AuthError {
     #[error("no API key was provided")]
     Missing,
+    #[error("the Authorization header must be 'Bearer <team key>'")]
+    NotBearer,
     #[error("the API key is not a tollgate team key")]
     Malformed,
     #[error("the API key is not known")]
@@ -109,15 +111,10 @@ impl KeyCache {
         authorization: Option<&str>,
         now_ms: i64,
     ) -> Result<Arc<KeyRecord>, AuthError> {
-        let raw = authorization.ok_or(AuthError::Missing)?.trim();
-        let token = raw
-            .strip_prefix("Bearer ")
-            .or_else(|| raw.strip_prefix("bearer "))
-            .unwrap_or(raw)
-            .trim();
-        if token.is_empty() {
-            return Err(AuthError::Missing);
-        }
+        let token = bearer_token(authorization).map_err(|e| match e {
+            BearerError::Missing => AuthError::Missing,
+            BearerError::NotBearer => AuthError::NotBearer,
+        })?;
         let parsed = ParsedKey::parse(token).ok_or(AuthError::Malformed)?;
         if parsed.kind != SecretKind::TeamKey {
             return Err(AuthError::Malformed);
@@ -179,6 +176,13 @@ mod tests {
             Ok(key.id.clone())
         );
         assert_eq!(cache.authenticate(None, 0).err(), Some(AuthError::Missing));
+        // The scheme is required (one parser with /admin): a bare key is refused.
+        assert_eq!(
+            cache.authenticate(Some(&key.token), 0).err(),
+            Some(AuthError::NotBearer)
+        );
+        let lower = format!("bearer {}", key.token);
+        assert!(cache.authenticate(Some(&lower), 0).is_ok());
         assert_eq!(
             cache.authenticate(Some("Bearer sk-proj-123"), 0).err(),
             Some(AuthError::Malformed)
@@ -187,12 +191,16 @@ mod tests {
         wrong.pop();
         wrong.push(if key.token.ends_with('a') { 'b' } else { 'a' });
         assert_eq!(
-            cache.authenticate(Some(&wrong), 0).err(),
+            cache
+                .authenticate(Some(&format!("Bearer {wrong}")), 0)
+                .err(),
             Some(AuthError::Unknown)
         );
         let admin = NewSecret::generate(SecretKind::AdminToken);
         assert_eq!(
-            cache.authenticate(Some(&admin.token), 0).err(),
+            cache
+                .authenticate(Some(&format!("Bearer {}", admin.token)), 0)
+                .err(),
             Some(AuthError::Malformed)
         );
     }
@@ -207,11 +215,15 @@ mod tests {
         });
         // Revoked "in the future" by a replica with a faster clock: still revoked here.
         assert_eq!(
-            cache.authenticate(Some(&key.token), 9).err(),
+            cache
+                .authenticate(Some(&format!("Bearer {}", key.token)), 9)
+                .err(),
             Some(AuthError::Revoked)
         );
         assert_eq!(
-            cache.authenticate(Some(&key.token), 10).err(),
+            cache
+                .authenticate(Some(&format!("Bearer {}", key.token)), 10)
+                .err(),
             Some(AuthError::Revoked)
         );
         cache.upsert(KeyRecord {
@@ -219,7 +231,9 @@ mod tests {
             ..record(&key)
         });
         assert_eq!(
-            cache.authenticate(Some(&key.token), 6).err(),
+            cache
+                .authenticate(Some(&format!("Bearer {}", key.token)), 6)
+                .err(),
             Some(AuthError::Expired)
         );
     }

@@ -60,6 +60,34 @@ impl std::fmt::Debug for KeyHash {
     }
 }
 
+/// Why an `Authorization` header carries no usable credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BearerError {
+    #[error("no credential was provided")]
+    Missing,
+    #[error("the Authorization header must be 'Bearer <token>'")]
+    NotBearer,
+}
+
+/// The token of an `Authorization: Bearer <token>` header: the one parser for `/v1` and
+/// `/admin`. The scheme is required and case-insensitive, followed by one or more spaces
+/// (RFC 7235 §2.1); a bare token with no scheme is refused rather than guessed at.
+pub fn bearer_token(header: Option<&str>) -> Result<&str, BearerError> {
+    let header = header.map(str::trim).unwrap_or_default();
+    if header.is_empty() || header.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::Missing);
+    }
+    let (scheme, token) = header.split_once(' ').ok_or(BearerError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::NotBearer);
+    }
+    let token = token.trim_start_matches(' ');
+    if token.is_empty() {
+        return Err(BearerError::Missing);
+    }
+    Ok(token)
+}
+
 /// A token split into its parts; borrowing the input so the hot path allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParsedKey<'a> {
@@ -119,6 +147,33 @@ fn random_string(len: usize, alphabet: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_scheme_is_required_and_case_insensitive() {
+        for ok in ["Bearer tok", "bearer tok", "BEARER   tok", "  Bearer tok  "] {
+            assert_eq!(bearer_token(Some(ok)), Ok("tok"), "{ok:?}");
+        }
+        for missing in [
+            None,
+            Some(""),
+            Some("   "),
+            Some("Bearer "),
+            Some("Bearer    "),
+        ] {
+            assert_eq!(
+                bearer_token(missing),
+                Err(BearerError::Missing),
+                "{missing:?}"
+            );
+        }
+        for bad in ["tok", "Basic dXNlcjpwYXNz", "Bearertok", "Token tok"] {
+            assert_eq!(
+                bearer_token(Some(bad)),
+                Err(BearerError::NotBearer),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn generated_keys_parse_and_hash_round_trips() {

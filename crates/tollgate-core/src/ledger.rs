@@ -49,6 +49,77 @@ pub struct LedgerEvent {
     pub latency_ms: i64,
     /// Tool calls the model made in this response, by tool name (`exec_command`, `apply_patch`, …).
     pub tool_calls: Vec<ToolCount>,
+    /// How the call ended (absent in spool files written before it existed: complete).
+    #[serde(default)]
+    pub outcome: CallOutcome,
+    /// An endpoint tollgate cannot price, forwarded because the operator allowed it
+    /// (`proxy.unmetered`): its cost is unknown, not zero.
+    #[serde(default)]
+    pub unmetered: bool,
+}
+
+/// How a forwarded call ended, as far as tollgate could see. Anything but `Complete` means the
+/// usage on the row may be an estimate of what the upstream billed (see `estimated`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallOutcome {
+    /// The response reached its end.
+    #[default]
+    Complete,
+    /// The upstream broke the response body off (cut, reset, idle timeout).
+    UpstreamCut,
+    /// The client went away while the body was streaming.
+    ClientGone,
+    /// The client went away before the upstream's response headers arrived; the upstream had
+    /// the request and bills it.
+    ClientGoneBeforeHeaders,
+    /// The upstream took the request but sent no response headers in time (504).
+    UpstreamTimeout,
+    /// The upstream could not be reached: nothing was sent, nothing is billed (502).
+    UpstreamUnreachable,
+}
+
+impl CallOutcome {
+    pub const ALL: [CallOutcome; 6] = [
+        CallOutcome::Complete,
+        CallOutcome::UpstreamCut,
+        CallOutcome::ClientGone,
+        CallOutcome::ClientGoneBeforeHeaders,
+        CallOutcome::UpstreamTimeout,
+        CallOutcome::UpstreamUnreachable,
+    ];
+
+    /// The stable label reports and the admin API show.
+    pub fn label(self) -> &'static str {
+        match self {
+            CallOutcome::Complete => "complete",
+            CallOutcome::UpstreamCut => "upstream_cut",
+            CallOutcome::ClientGone => "client_gone",
+            CallOutcome::ClientGoneBeforeHeaders => "client_gone_before_headers",
+            CallOutcome::UpstreamTimeout => "upstream_timeout",
+            CallOutcome::UpstreamUnreachable => "upstream_unreachable",
+        }
+    }
+
+    /// The code stored in `ledger.outcome`.
+    pub fn code(self) -> i16 {
+        match self {
+            CallOutcome::Complete => 0,
+            CallOutcome::UpstreamCut => 1,
+            CallOutcome::ClientGone => 2,
+            CallOutcome::ClientGoneBeforeHeaders => 3,
+            CallOutcome::UpstreamTimeout => 4,
+            CallOutcome::UpstreamUnreachable => 5,
+        }
+    }
+
+    /// The outcome stored as `code`; an unknown code reads as complete.
+    pub fn from_code(code: i64) -> CallOutcome {
+        CallOutcome::ALL
+            .into_iter()
+            .find(|o| i64::from(o.code()) == code)
+            .unwrap_or_default()
+    }
 }
 
 /// How many times one tool was called in a response.

@@ -17,7 +17,7 @@ pub mod usage;
 pub use api_error::ApiError;
 pub use key_cache::{AuthError, KeyCache, KeyRecord, TeamInfo};
 pub use keys::{KeyHash, ParsedKey, SecretKind};
-pub use ledger::{LedgerEvent, LedgerSink, ToolCount};
+pub use ledger::{CallOutcome, LedgerEvent, LedgerSink, ToolCount};
 pub use models::ModelAllowList;
 pub use money::Money;
 pub use pricing::{PriceEntry, PriceTable, Priced, UnpricedPolicy};

@@ -63,6 +63,43 @@ pub(crate) fn handle(ctx: &Ctx, body: &[u8]) -> Reply {
     }
 }
 
+/// `POST /v1/responses/compact`: a `response.compaction` object (the conversation's user
+/// messages dropped for brevity, one opaque compaction item) with its usage, as OpenAI bills
+/// a compaction pass in tokens.
+pub(crate) fn compact(ctx: &Ctx, body: &[u8]) -> Reply {
+    if let Err(e) = serde_json::from_slice::<Request<'_>>(body) {
+        return Reply::bad_json(&e);
+    }
+    #[derive(serde::Serialize)]
+    struct Compaction {
+        id: String,
+        object: &'static str,
+        created_at: u64,
+        output: [CompactionItem; 1],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+    }
+    #[derive(serde::Serialize)]
+    struct CompactionItem {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        encrypted_content: &'static str,
+    }
+    let compaction = Compaction {
+        id: format!("cmp_{:024x}", ctx.id),
+        object: "response.compaction",
+        created_at: ctx.created,
+        output: [CompactionItem {
+            kind: "compaction",
+            encrypted_content: "bW9jayBjb21wYWN0aW9u",
+        }],
+        usage: ctx.usage().map(Usage::from),
+    };
+    let mut out = Vec::with_capacity(512);
+    write_json(&mut out, &compaction);
+    Reply::ok(out)
+}
+
 /// One response being streamed; events are produced on demand by index.
 pub(crate) struct Stream {
     id: u64,

@@ -173,6 +173,7 @@ fn route(state: &State, parts: &Parts, raw: &[u8], knobs: &Knobs) -> Reply {
     };
     let post: fn(&Ctx, &[u8]) -> Reply = match (&parts.method, endpoint) {
         (&Method::POST, "/responses") => responses::handle,
+        (&Method::POST, "/responses/compact") => responses::compact,
         (&Method::POST, "/chat/completions") => chat::handle,
         (&Method::POST, "/completions") => completions::handle,
         (&Method::POST, "/embeddings") => embeddings::handle,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use tollgate_core::budget::{Budgets, Reservation};
+use tollgate_core::budget::{Budgets, Refusal as BudgetRefusal, Reservation};
 use tollgate_core::config::BudgetsConfig;
 use tollgate_core::pricing::PriceTable;
 use tollgate_core::ratelimit::{RateCharge, RateLimits};
@@ -90,26 +90,41 @@ impl Admission {
             .budgets
             .reserve(&team.id, &call.key.id, call.session_id, estimate)
             .await
-            .map_err(|refusal| {
-                tracing::info!(team = %team.name, key = %call.key.id, reason = refusal.reason(), "refused by budget");
-                let mut error = refusal.to_api_error(&team.name);
-                if let Some(rate) = &rate {
-                    error.headers.extend(rate.headers.iter().cloned());
-                }
-                Refused {
-                    error: Box::new(error),
-                    reason: refusal.reason(),
-                }
-            })?;
+            .map_err(|refusal| budget_refused(refusal, &team.name, rate.as_ref()))?;
         Ok(Admitted { reservation, rate })
     }
 
-    /// Rate limits for a call tollgate does not read (models, files, …): requests only.
-    pub fn requests_only(&self, key: &KeyRecord) -> Result<Option<RateCharge>, Refused> {
+    /// Rate limits for a free call tollgate does not read (models, stored responses):
+    /// requests only.
+    pub fn requests_only(&self, key: &KeyRecord) -> Result<Admitted, Refused> {
         let team = &key.team.id;
-        self.rates
+        let rate = self
+            .rates
             .check(team, &key.id, self.budgets.soft_crossed(team), 0)
-            .map_err(rate_limited)
+            .map_err(rate_limited)?;
+        Ok(Admitted {
+            reservation: None,
+            rate,
+        })
+    }
+
+    /// A call to an endpoint the operator allowed unmetered: rate limits as for any call, and
+    /// refused like a priced call once a budget that applies is used up. Its cost is unknown,
+    /// so it reserves the least amount there is: enough to find an exhausted budget, nothing
+    /// that would hold back other calls.
+    pub async fn unmetered(
+        &self,
+        key: &KeyRecord,
+        session_id: Option<&str>,
+    ) -> Result<Admitted, Refused> {
+        let mut admitted = self.requests_only(key)?;
+        let team = &key.team;
+        admitted.reservation = self
+            .budgets
+            .reserve(&team.id, &key.id, session_id, Money(1))
+            .await
+            .map_err(|refusal| budget_refused(refusal, &team.name, admitted.rate.as_ref()))?;
+        Ok(admitted)
     }
 
     /// The most the call can cost with `input` input tokens and its output bound.
@@ -134,6 +149,18 @@ impl Admission {
             .price(model, call.now_ms, &usage, tier)
             .or_else(|| prices.price_unpriced(&usage, tier))
             .map_or(Money::ZERO, |p| p.cost)
+    }
+}
+
+fn budget_refused(refusal: BudgetRefusal, team: &str, rate: Option<&RateCharge>) -> Refused {
+    tracing::info!(team, reason = refusal.reason(), "refused by budget");
+    let mut error = refusal.to_api_error(team);
+    if let Some(rate) = rate {
+        error.headers.extend(rate.headers.iter().cloned());
+    }
+    Refused {
+        error: Box::new(error),
+        reason: refusal.reason(),
     }
 }
 

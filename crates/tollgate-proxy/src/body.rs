@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
+use crate::deadline::{BodyTimedOut, DeadlineBody};
 use crate::meter::Metered;
 
 use tollgate_core::ApiError;
@@ -137,11 +138,11 @@ impl UpstreamStream {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the gateway sends upstream: a body it read (to inspect, decode or rewrite) or the
-/// client's body streamed through under the size limit.
+/// client's body streamed through under the size limit and the body deadlines.
 #[derive(Debug)]
 pub enum UpstreamBody {
     Full(Option<Bytes>),
-    Streamed(Limited<Incoming>),
+    Streamed(Limited<DeadlineBody<Incoming>>),
 }
 
 impl Body for UpstreamBody {
@@ -176,20 +177,37 @@ impl Body for UpstreamBody {
 }
 
 /// Reads a whole request body, refusing past `limit` bytes with a 413 before reading further.
-pub async fn read_limited(body: Incoming, limit: u64) -> Result<Bytes, ApiError> {
+pub async fn read_limited<B>(body: B, limit: u64) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     #[allow(clippy::disallowed_methods)] // bounded by Limited
     let collected = Limited::new(body, limit_usize).collect().await;
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::body_too_large(limit))
-        }
-        Err(e) => Err(ApiError::new(
-            400,
-            "invalid_request_error",
-            "body_read_failed",
-            format!("The request body could not be read: {e}."),
-        )),
+    collected
+        .map(|c| c.to_bytes())
+        .map_err(|e| body_error(&*e, limit))
+}
+
+/// The client-facing error for a request body that failed while being read or forwarded:
+/// 413 past the size limit, 408 past a body deadline, 400 for anything else.
+pub fn body_error(error: &(dyn std::error::Error + 'static), limit: u64) -> ApiError {
+    if error.is::<http_body_util::LengthLimitError>() {
+        return ApiError::body_too_large(limit);
     }
+    if let Some(timeout) = error.downcast_ref::<BodyTimedOut>() {
+        return ApiError::new(
+            408,
+            "invalid_request_error",
+            "request_timeout",
+            format!("{timeout}; tollgate closed the request."),
+        );
+    }
+    ApiError::new(
+        400,
+        "invalid_request_error",
+        "body_read_failed",
+        format!("The request body could not be read: {error}."),
+    )
 }

@@ -34,6 +34,32 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::UPGRADE);
 }
 
+pub const OPENAI_ORGANIZATION: HeaderName = HeaderName::from_static("openai-organization");
+pub const OPENAI_PROJECT: HeaderName = HeaderName::from_static("openai-project");
+
+/// Headers a client could use to carry a credential or to choose who the provider bills. The
+/// upstream must see tollgate's credential and the operator's organisation and project only:
+/// a client's `api-key` (Azure's spelling) next to tollgate's key, or its own
+/// `OpenAI-Project`, would move spend where tollgate cannot see it.
+const CLIENT_CREDENTIALS: [HeaderName; 9] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-api-key"),
+    HeaderName::from_static("openai-api-key"),
+    HeaderName::from_static("x-goog-api-key"),
+    HeaderName::from_static("ocp-apim-subscription-key"),
+    OPENAI_ORGANIZATION,
+    OPENAI_PROJECT,
+];
+
+/// Removes every header that carries a client credential or a billing choice.
+pub fn strip_client_credentials(headers: &mut HeaderMap) {
+    for name in &CLIENT_CREDENTIALS {
+        headers.remove(name);
+    }
+}
+
 /// True when the request asks to switch to WebSocket (Codex tries this first on `/responses`).
 pub fn wants_websocket(headers: &HeaderMap) -> bool {
     headers
@@ -71,5 +97,24 @@ mod tests {
                 && h.contains_key("x-codex-turn-state")
                 && h.contains_key("openai-organization")
         );
+    }
+
+    #[test]
+    fn strips_every_client_credential_and_billing_header() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "authorization",
+            "api-key",
+            "x-api-key",
+            "cookie",
+            "openai-organization",
+            "openai-project",
+            "session-id",
+        ] {
+            h.insert(HeaderName::from_static(name), HeaderValue::from_static("v"));
+        }
+        strip_client_credentials(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["session-id"]);
     }
 }

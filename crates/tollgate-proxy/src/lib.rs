@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! client ─► server (hyper: HTTP/1.1 + h2, optional TLS)
-//!        ─► route    /v1/* only; WebSocket upgrade → 426 so Codex falls back to HTTP
+//!        ─► route    /v1/* only, canonical paths only; WebSocket upgrade → 426 so Codex falls
+//!                    back to HTTP; an endpoint tollgate cannot price is refused unless the
+//!                    operator allowed it unmetered                                  (route.rs)
 //!        ─► auth     Bearer team key → SHA-256 → in-memory KeyCache            (auth.rs)
 //!        ─► inspect  read + decode the JSON body once, peek model/stream       (inspect.rs)
 //!        ─► admit    allow-list, price, rate limits, budget reservation     (admission.rs)
@@ -17,6 +19,7 @@ pub mod admission;
 pub mod attribution;
 pub mod auth;
 pub mod body;
+pub mod deadline;
 pub mod first_byte;
 pub mod forward;
 pub mod headers;
@@ -34,14 +37,17 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use tollgate_core::config::ProxyConfig;
 use tollgate_core::pricing::UnpricedPolicy;
-use tollgate_core::{ApiError, KeyCache, KeyRecord, LedgerEvent};
+use tollgate_core::{ApiError, CallOutcome, KeyCache, KeyRecord, LedgerEvent};
 use tollgate_telemetry::RequestSpan;
 
 pub use admission::Admission;
-use admission::{Admitted, Call};
+use admission::Call;
 use attribution::Attribution;
 pub use body::ProxyBody;
+pub use deadline::BodyDeadline;
+use deadline::DeadlineBody;
 use forward::OutgoingBody;
 use meter::Metered;
 use route::Endpoint;
@@ -54,6 +60,10 @@ pub struct Gateway {
     pub keys: Arc<KeyCache>,
     pub upstream: Upstream,
     pub max_body_bytes: u64,
+    /// How long a request body may take, in all and between pieces.
+    pub body_deadline: BodyDeadline,
+    /// Which unpriced endpoints are forwarded anyway (`[proxy] unmetered`).
+    pub proxy: ProxyConfig,
     pub settler: Arc<Settler>,
     pub admission: Arc<Admission>,
 }
@@ -98,12 +108,13 @@ impl Gateway {
         started_at_ms: i64,
         mut span: RequestSpan,
     ) -> Result<Response<ProxyBody>, ApiError> {
-        let endpoint = Endpoint::classify(request.method(), request.uri().path());
+        let endpoint = Endpoint::classify(request.method(), request.uri().path())?;
         if headers::wants_websocket(request.headers()) {
             return Err(ApiError::websocket_unsupported());
         }
         let key = auth::authenticate(&self.keys, request.headers(), started_at_ms)?;
         let (mut parts, body) = request.into_parts();
+        let body = DeadlineBody::new(body, self.body_deadline);
         let attribution = Attribution::from_headers(&parts.headers);
         let refused = |error: ApiError, reason: &'static str, model: Option<&str>, span| {
             self.refused(Refusal {
@@ -119,6 +130,13 @@ impl Gateway {
             });
             error
         };
+        // Default deny: an endpoint tollgate cannot price is forwarded only where the operator
+        // allowed it, and then flagged on its ledger row.
+        let unmetered = endpoint == Endpoint::Other;
+        if unmetered && !self.proxy.allows_unmetered(parts.uri.path()) {
+            let error = route::not_allowed(&parts.method, parts.uri.path());
+            return Err(refused(error, "endpoint_not_allowed", None, span));
+        }
         if let Some(session) = attribution.session_id.as_deref()
             && let Some(message) = self
                 .settler
@@ -132,7 +150,7 @@ impl Gateway {
         let mut model_requested = None;
         let mut strip_usage = false;
         let mut request_body = None;
-        let mut admitted = Admitted::default();
+        let admitted;
         let outgoing = if endpoint.reads_body() {
             let raw = body::read_limited(body, self.max_body_bytes).await?;
             let encoding = parts
@@ -179,8 +197,15 @@ impl Gateway {
             if declared_length(&parts.headers).is_some_and(|len| len > self.max_body_bytes) {
                 return Err(ApiError::body_too_large(self.max_body_bytes));
             }
-            admitted.rate = match self.admission.requests_only(&key) {
-                Ok(rate) => rate,
+            let check = if unmetered {
+                self.admission
+                    .unmetered(&key, attribution.session_id.as_deref())
+                    .await
+            } else {
+                self.admission.requests_only(&key)
+            };
+            admitted = match check {
+                Ok(admitted) => admitted,
                 Err(r) => return Err(refused(*r.error, r.reason, None, span)),
             };
             OutgoingBody::Streamed {
@@ -188,12 +213,16 @@ impl Gateway {
                 limit: self.max_body_bytes,
             }
         };
+        let mut admitted = admitted;
         let rate_headers = admitted
             .rate
             .as_mut()
             .map(|r| std::mem::take(&mut r.headers))
             .unwrap_or_default();
-        let mut pending = Pending {
+        span.inject(&mut parts.headers);
+        // From here the call may reach the upstream: whatever happens next, including the
+        // client leaving before the response headers, it is settled exactly once.
+        let mut pending = SettleIfDropped(Some(Pending {
             request_id: request_id.to_string(),
             started_at_ms,
             started,
@@ -204,15 +233,22 @@ impl Gateway {
             request_body,
             settler: Arc::clone(&self.settler),
             admitted,
-            span: RequestSpan::default(),
+            span,
+            unmetered,
+        }));
+        let forwarded = forward::forward(&self.upstream, parts, outgoing).await;
+        let Some(pending) = pending.0.take() else {
+            return Err(ApiError::internal("a call was settled twice"));
         };
-        span.inject(&mut parts.headers);
-        pending.span = span;
-        let response = match forward::forward(&self.upstream, parts, outgoing).await {
+        let response = match forwarded {
             Ok(response) => response,
-            Err(error) => {
-                pending.settle_unanswered(error.status);
-                return Err(error);
+            Err(unanswered) => {
+                pending.settle_unanswered(
+                    unanswered.error.status,
+                    unanswered.outcome,
+                    unanswered.reached_upstream,
+                );
+                return Err(unanswered.error);
             }
         };
         let (mut parts, body) = response.into_parts();
@@ -271,6 +307,8 @@ impl Gateway {
             ttfb_ms: None,
             latency_ms: now - r.started_at_ms,
             tool_calls: Vec::new(),
+            outcome: CallOutcome::Complete,
+            unmetered: false,
         };
         telemetry.finish(
             r.span,
@@ -308,6 +346,19 @@ impl Gateway {
             );
         }
         Ok(())
+    }
+}
+
+/// Holds a call while it is with the upstream. hyper drops the request's future when the client
+/// disconnects before the response headers; the upstream already has the request then, so the
+/// call is settled here (status 499, as nginx logs it) rather than lost.
+struct SettleIfDropped(Option<Pending>);
+
+impl Drop for SettleIfDropped {
+    fn drop(&mut self) {
+        if let Some(pending) = self.0.take() {
+            pending.settle_unanswered(499, CallOutcome::ClientGoneBeforeHeaders, true);
+        }
     }
 }
 

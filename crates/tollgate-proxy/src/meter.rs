@@ -18,10 +18,11 @@ use http_body::Frame;
 
 use crate::body::{BoxError, UpstreamStream};
 use crate::route::Endpoint;
-use crate::settle::{Outcome, Pending};
+use crate::settle::Pending;
 use lines::LineSplitter;
 use observe::{Observed, ResponsesStream};
 use strip::UsageChunkFilter;
+use tollgate_core::CallOutcome as Outcome;
 
 /// A non-streamed body larger than this is not parsed for usage (it is estimated instead).
 const MAX_JSON: usize = 32 * 1024 * 1024;
@@ -74,7 +75,7 @@ impl Metered {
         let success = (200..300).contains(&status);
         let reader = match (pending.endpoint, sse) {
             (_, _) if !success => Reader::Opaque,
-            (Endpoint::Responses, true) => {
+            (Endpoint::Responses | Endpoint::ResponsesCompact, true) => {
                 Reader::ResponsesSse(LineSplitter::default(), ResponsesStream::default())
             }
             (Endpoint::ChatCompletions | Endpoint::Completions, true) => {
@@ -127,7 +128,7 @@ impl Metered {
                 }
                 Poll::Ready(Some(Err(error))) => {
                     self.finish_reading();
-                    self.settle(Outcome::UpstreamBroke);
+                    self.settle(Outcome::UpstreamCut);
                     return Poll::Ready(Some(Err(error)));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
@@ -199,7 +200,9 @@ impl Metered {
                     }
                 };
                 match endpoint {
-                    Endpoint::Responses => observe::response_json(body, seen),
+                    Endpoint::Responses | Endpoint::ResponsesCompact => {
+                        observe::response_json(body, seen)
+                    }
                     Endpoint::Embeddings => observe::embeddings_json(body, seen),
                     _ => observe::chat_json(body, seen),
                 }

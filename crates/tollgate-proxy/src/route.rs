@@ -1,64 +1,147 @@
-//! Which OpenAI endpoint a request is for, and so whether tollgate must read its body.
+//! Which OpenAI endpoint a request is for, decided on the path exactly as the upstream will
+//! route it. A path that could be read two ways (`/v1/./responses`, `/v1/x/../responses`,
+//! `/v1/%72esponses`, `//`) is refused rather than classified: otherwise a spelling the
+//! classifier did not recognise would pass as an unpriced endpoint while the upstream, after
+//! normalising it, served (and billed) a priced one.
 
 use http::Method;
 
-/// The endpoints tollgate knows. Everything else under `/v1` is passed through untouched.
+use tollgate_core::ApiError;
+
+/// The endpoints tollgate knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Responses,
+    /// `POST /v1/responses/compact`: Codex compacts long threads with it; billed in tokens.
+    ResponsesCompact,
     ChatCompletions,
     Completions,
     Embeddings,
+    /// Listing and reading models: free.
     Models,
-    /// Any other `/v1/*` path (files, batches, `responses/compact`, …).
+    /// `POST /v1/moderations`: free.
+    Moderations,
+    /// Reading, cancelling or deleting a stored response or chat completion, and counting a
+    /// request's input tokens: free.
+    Stored,
+    /// Anything else under `/v1`: tollgate cannot price it, so it is forwarded only where the
+    /// operator allows it (`proxy.unmetered`) and refused otherwise.
     Other,
 }
 
 impl Endpoint {
-    /// Classifies a path already known to start with `/v1/` (or equal `/v1`).
-    pub fn classify(method: &Method, path: &str) -> Endpoint {
-        let rest = path
-            .strip_prefix("/v1")
-            .unwrap_or(path)
-            .trim_end_matches('/');
-        match (method, rest) {
-            (&Method::POST, "/responses") => Endpoint::Responses,
-            (&Method::POST, "/chat/completions") => Endpoint::ChatCompletions,
-            (&Method::POST, "/completions") => Endpoint::Completions,
-            (&Method::POST, "/embeddings") => Endpoint::Embeddings,
-            (&Method::GET, "/models") => Endpoint::Models,
-            _ if rest.starts_with("/models/") && method == Method::GET => Endpoint::Models,
+    /// Classifies a request path (`/v1` or below it, percent-encoded as sent). A non-canonical
+    /// spelling is a 400.
+    pub fn classify(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
+        check_canonical(path).map_err(|why| {
+            ApiError::new(
+                400,
+                "invalid_request_error",
+                "invalid_path",
+                format!(
+                    "The request path '{path}' is not canonical ({why}). Send the endpoint's path as OpenAI documents it, e.g. /v1/responses."
+                ),
+            )
+        })?;
+        let rest = path.strip_prefix("/v1").unwrap_or(path);
+        let segments: Vec<&str> = rest.split('/').skip(1).collect();
+        let endpoint = match (method, segments.as_slice()) {
+            (&Method::POST, ["responses"]) => Endpoint::Responses,
+            (&Method::POST, ["responses", "compact"]) => Endpoint::ResponsesCompact,
+            (&Method::POST, ["responses", "input_tokens"]) => Endpoint::Stored,
+            (&Method::GET | &Method::DELETE, ["responses", _]) => Endpoint::Stored,
+            (&Method::GET, ["responses", _, "input_items"]) => Endpoint::Stored,
+            (&Method::POST, ["responses", _, "cancel"]) => Endpoint::Stored,
+            (&Method::POST, ["chat", "completions"]) => Endpoint::ChatCompletions,
+            (&Method::GET, ["chat", "completions"]) => Endpoint::Stored,
+            (&Method::GET | &Method::POST | &Method::DELETE, ["chat", "completions", _]) => {
+                Endpoint::Stored
+            }
+            (&Method::GET, ["chat", "completions", _, "messages"]) => Endpoint::Stored,
+            (&Method::POST, ["completions"]) => Endpoint::Completions,
+            (&Method::POST, ["embeddings"]) => Endpoint::Embeddings,
+            (&Method::POST, ["moderations"]) => Endpoint::Moderations,
+            (&Method::GET, ["models"] | ["models", _]) => Endpoint::Models,
             _ => Endpoint::Other,
-        }
+        };
+        Ok(endpoint)
     }
 
     /// Endpoints whose JSON body tollgate reads (model, stream flag, limits) before forwarding.
     pub fn reads_body(self) -> bool {
+        self.is_priced()
+    }
+
+    /// Endpoints whose calls are priced from usage (and so reserved against budgets).
+    pub fn is_priced(self) -> bool {
         matches!(
             self,
             Endpoint::Responses
+                | Endpoint::ResponsesCompact
                 | Endpoint::ChatCompletions
                 | Endpoint::Completions
                 | Endpoint::Embeddings
         )
     }
 
-    /// Endpoints whose calls are priced from usage.
-    pub fn is_priced(self) -> bool {
-        self.reads_body()
-    }
-
-    /// A stable, bounded label for logs and metrics.
+    /// A stable, bounded label for the ledger, logs and metrics.
     pub fn label(self) -> &'static str {
         match self {
             Endpoint::Responses => "responses",
+            Endpoint::ResponsesCompact => "responses.compact",
             Endpoint::ChatCompletions => "chat.completions",
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Models => "models",
+            Endpoint::Moderations => "moderations",
+            Endpoint::Stored => "stored",
             Endpoint::Other => "other",
         }
     }
+}
+
+/// The refusal for an endpoint tollgate does not price and the operator did not allow.
+pub fn not_allowed(method: &Method, path: &str) -> ApiError {
+    let prefix: String = path.split('/').take(3).collect::<Vec<_>>().join("/");
+    ApiError::new(
+        403,
+        "invalid_request_error",
+        "endpoint_not_allowed",
+        format!(
+            "tollgate does not meter {method} {path}, so it does not forward it: calls through tollgate must be billable to your team. Ask your platform team to allow it unmetered ([proxy] unmetered = [\"{prefix}\"])."
+        ),
+    )
+}
+
+/// Why a path is not in its one canonical spelling, if it is not.
+fn check_canonical(path: &str) -> Result<(), &'static str> {
+    if path.contains('\\') {
+        return Err("it contains a backslash");
+    }
+    for segment in path.split('/').skip(1) {
+        match segment {
+            "" => return Err("it has an empty segment or a trailing slash"),
+            "." | ".." => return Err("it has a '.' or '..' segment"),
+            _ => {}
+        }
+        let bytes = segment.as_bytes();
+        let mut i = 0;
+        while let Some(offset) = bytes[i..].iter().position(|&b| b == b'%') {
+            let at = i + offset;
+            let decoded = bytes
+                .get(at + 1..at + 3)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+                .ok_or("it has a '%' that is not a percent-escape")?;
+            // Escaping a character that needs none gives the same path a second spelling; an
+            // escaped '/', '.' or '\' would hide a segment boundary.
+            if decoded.is_ascii_alphanumeric() || b"-._~/\\".contains(&decoded) {
+                return Err("it percent-escapes a character that needs no escaping");
+            }
+            i = at + 3;
+        }
+    }
+    Ok(())
 }
 
 /// True for the paths the proxy serves: `/v1` and everything under it.
@@ -70,31 +153,74 @@ pub fn is_api_path(path: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn classify(method: Method, path: &str) -> Endpoint {
+        Endpoint::classify(&method, path).unwrap()
+    }
+
     #[test]
-    fn classifies_known_endpoints_and_passes_the_rest() {
+    fn classifies_known_endpoints_and_the_rest_is_other() {
+        assert_eq!(classify(Method::POST, "/v1/responses"), Endpoint::Responses);
         assert_eq!(
-            Endpoint::classify(&Method::POST, "/v1/responses"),
-            Endpoint::Responses
-        );
-        assert_eq!(
-            Endpoint::classify(&Method::POST, "/v1/chat/completions"),
+            classify(Method::POST, "/v1/chat/completions"),
             Endpoint::ChatCompletions
         );
         assert_eq!(
-            Endpoint::classify(&Method::GET, "/v1/models/gpt-5.5"),
+            classify(Method::GET, "/v1/models/gpt-5.5"),
             Endpoint::Models
         );
         assert_eq!(
-            Endpoint::classify(&Method::POST, "/v1/responses/compact"),
-            Endpoint::Other
+            classify(Method::GET, "/v1/models/ft%3Agpt-4o%3Aorg"),
+            Endpoint::Models
         );
         assert_eq!(
-            Endpoint::classify(&Method::GET, "/v1/responses"),
+            classify(Method::POST, "/v1/responses/compact"),
+            Endpoint::ResponsesCompact
+        );
+        assert_eq!(
+            classify(Method::GET, "/v1/responses/resp_1"),
+            Endpoint::Stored
+        );
+        assert_eq!(
+            classify(Method::POST, "/v1/responses/resp_1"),
             Endpoint::Other
         );
-        assert!(Endpoint::Embeddings.reads_body() && !Endpoint::Models.reads_body());
+        assert_eq!(classify(Method::GET, "/v1/responses"), Endpoint::Other);
+        assert_eq!(classify(Method::DELETE, "/v1/models/x"), Endpoint::Other);
+        for paid in [
+            "/v1/images/generations",
+            "/v1/audio/speech",
+            "/v1/batches",
+            "/v1/realtime/sessions",
+            "/v1/Responses",
+            "/v1",
+        ] {
+            assert_eq!(classify(Method::POST, paid), Endpoint::Other, "{paid}");
+        }
+        assert!(Endpoint::ResponsesCompact.is_priced() && !Endpoint::Models.reads_body());
         assert!(
             is_api_path("/v1/files") && !is_api_path("/v10/x") && !is_api_path("/admin/v1/teams")
         );
+    }
+
+    #[test]
+    fn refuses_every_second_spelling_of_a_path() {
+        for bad in [
+            "/v1/./responses",
+            "/v1/x/../responses",
+            "/v1/%72esponses",
+            "/v1/responses%2Fcompact",
+            "/v1/responses%2fcompact",
+            "/v1/chat%2Ecompletions",
+            "/v1//responses",
+            "/v1/responses/",
+            "/v1/responses%",
+            "/v1/responses%7",
+            "/v1/responses%zz",
+            "/v1/%2e%2e/admin",
+            "/v1/responses\\compact",
+        ] {
+            let err = Endpoint::classify(&Method::POST, bad).unwrap_err();
+            assert_eq!((err.status, err.code), (400, "invalid_path"), "{bad}");
+        }
     }
 }

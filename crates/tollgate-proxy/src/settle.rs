@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio_util::task::TaskTracker;
 
 use tollgate_core::pricing::{PriceTable, UnpricedPolicy};
-use tollgate_core::{KeyRecord, LedgerEvent, LedgerSink, Money, Usage};
+use tollgate_core::{CallOutcome, KeyRecord, LedgerEvent, LedgerSink, Money, Usage};
 use tollgate_telemetry::{RequestSpan, Telemetry, UpstreamErrorKind};
 
 use crate::admission::Admitted;
@@ -70,58 +70,79 @@ pub struct Pending {
     pub admitted: Admitted,
     /// The call's trace span (empty when export is off).
     pub span: RequestSpan,
-}
-
-/// How the response ended, as far as the client is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The body reached its end.
-    Complete,
-    /// The upstream broke the body off (cut, reset, idle timeout).
-    UpstreamBroke,
-    /// The client went away before the end.
-    ClientGone,
+    /// Forwarded under `proxy.unmetered`: recorded with its cost unknown, flagged.
+    pub unmetered: bool,
 }
 
 impl Pending {
     /// Settles a call that got a response with `status`.
-    pub fn settle(self, status: u16, seen: Observed, ttfb: Option<Duration>, outcome: Outcome) {
-        let needs_estimate =
-            seen.usage.is_none() && self.endpoint.is_priced() && (200..300).contains(&status);
+    pub fn settle(self, status: u16, seen: Observed, ttfb: Option<Duration>, outcome: CallOutcome) {
+        let success = (200..300).contains(&status);
+        let charged = success && self.endpoint.is_priced();
+        let needs_estimate = charged && seen.usage.is_none();
         tracing::debug!(request_id = %self.request_id, status, ?outcome, estimated = needs_estimate, "settling");
         if !needs_estimate {
             let usage = seen.usage.unwrap_or_default();
-            return self.record(status, usage, false, seen, ttfb, outcome);
+            return self.record(
+                status,
+                usage,
+                Charge::of(charged, false),
+                seen,
+                ttfb,
+                outcome,
+            );
         }
+        self.estimate_then_record(status, seen, ttfb, outcome);
+    }
+
+    /// Settles a call that got no response: the upstream was unreachable or too slow, or the
+    /// client left before the response headers. When the upstream may have had the whole
+    /// request it bills at least its input, so a priced call is charged an estimate of that
+    /// (flagged); a call that never reached the upstream costs nothing.
+    pub fn settle_unanswered(mut self, status: u16, outcome: CallOutcome, reached_upstream: bool) {
+        let kind = match outcome {
+            CallOutcome::UpstreamTimeout => Some(UpstreamErrorKind::Timeout),
+            CallOutcome::UpstreamUnreachable | CallOutcome::UpstreamCut => {
+                Some(UpstreamErrorKind::Connect)
+            }
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            self.span.set_upstream_error(kind);
+        }
+        let none = Observed::default();
+        if reached_upstream && self.endpoint.is_priced() {
+            return self.estimate_then_record(status, none, None, outcome);
+        }
+        self.record(
+            status,
+            Usage::default(),
+            Charge::Nothing,
+            none,
+            None,
+            outcome,
+        );
+    }
+
+    /// Estimates usage with the tokenizer (milliseconds of CPU: on a blocking thread, which
+    /// shutdown waits for) and records the call charged at that estimate.
+    fn estimate_then_record(
+        self,
+        status: u16,
+        seen: Observed,
+        ttfb: Option<Duration>,
+        outcome: CallOutcome,
+    ) {
         let tracker = self.settler.estimates.clone();
         let estimate = move || {
             let usage = self.estimate(&seen);
-            self.record(status, usage, true, seen, ttfb, outcome);
+            self.record(status, usage, Charge::Estimated, seen, ttfb, outcome);
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             tracker.spawn_blocking(estimate);
         } else {
             estimate();
         }
-    }
-
-    /// Settles a call the upstream never answered (unreachable, timed out): no charge.
-    pub fn settle_unanswered(mut self, status: u16) {
-        let kind = if status == 504 {
-            UpstreamErrorKind::Timeout
-        } else {
-            UpstreamErrorKind::Connect
-        };
-        self.span.set_upstream_error(kind);
-        let none = Observed::default();
-        self.record(
-            status,
-            Usage::default(),
-            false,
-            none,
-            None,
-            Outcome::Complete,
-        );
     }
 
     fn estimate(&self, seen: &Observed) -> Usage {
@@ -153,14 +174,15 @@ impl Pending {
         mut self,
         status: u16,
         usage: Usage,
-        estimated: bool,
+        charge: Charge,
         seen: Observed,
         ttfb: Option<Duration>,
-        outcome: Outcome,
+        outcome: CallOutcome,
     ) {
         let prices = &self.settler.prices;
         let tier = seen.service_tier.as_deref();
-        let charged = (200..300).contains(&status) && self.endpoint.is_priced();
+        let charged = charge != Charge::Nothing;
+        let estimated = charge == Charge::Estimated;
         // Price by the model the upstream says it served (a dated snapshot resolves to its
         // family), else by the one requested; by the price entry in force when the call began.
         let priced = if charged {
@@ -221,17 +243,44 @@ impl Pending {
             ttfb_ms: ttfb.map(millis),
             latency_ms: millis(finished - self.started),
             tool_calls: seen.tools,
+            outcome,
+            unmetered: self.unmetered,
         };
         if let Some(telemetry) = &self.settler.telemetry {
             let outcome = match outcome {
-                Outcome::Complete => tollgate_telemetry::Outcome::Complete,
-                Outcome::UpstreamBroke => tollgate_telemetry::Outcome::UpstreamBroke,
-                Outcome::ClientGone => tollgate_telemetry::Outcome::ClientGone,
+                CallOutcome::Complete
+                | CallOutcome::UpstreamTimeout
+                | CallOutcome::UpstreamUnreachable => tollgate_telemetry::Outcome::Complete,
+                CallOutcome::UpstreamCut => tollgate_telemetry::Outcome::UpstreamBroke,
+                CallOutcome::ClientGone | CallOutcome::ClientGoneBeforeHeaders => {
+                    tollgate_telemetry::Outcome::ClientGone
+                }
             };
             let prompt = self.request_body.as_deref();
             telemetry.finish(span, &event, &self.key.team.name, outcome, prompt);
         }
         self.settler.sink.record(event);
+    }
+}
+
+/// Whether and how a settled call is charged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Charge {
+    /// Failed before anything billable happened, or an endpoint tollgate does not price.
+    Nothing,
+    /// Priced from the usage the upstream reported.
+    Reported,
+    /// Priced from a tokenizer estimate: the upstream never reported usage.
+    Estimated,
+}
+
+impl Charge {
+    fn of(charged: bool, estimated: bool) -> Charge {
+        match (charged, estimated) {
+            (false, _) => Charge::Nothing,
+            (true, false) => Charge::Reported,
+            (true, true) => Charge::Estimated,
+        }
     }
 }
 

@@ -13,10 +13,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use tollgate_core::ApiError;
 use tollgate_core::config::UpstreamConfig;
+use tollgate_core::{ApiError, CallOutcome};
 
-use crate::body::UpstreamBody;
+use crate::body::{UpstreamBody, body_error};
+use crate::deadline::BodyTimedOut;
+use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT};
 
 /// Why the upstream client could not be built (bad CA file, bad key characters, bad URL).
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,10 @@ pub enum UpstreamSetupError {
     CaFile { path: String, reason: String },
     #[error("the upstream key contains characters not allowed in an HTTP header")]
     Key,
+    #[error(
+        "upstream.organization or upstream.project contains characters not allowed in an HTTP header"
+    )]
+    Header,
     #[error("TLS roots: {0}")]
     Tls(String),
 }
@@ -40,6 +46,8 @@ pub struct Upstream {
     /// Path prefix that replaces the client's `/v1` (e.g. `/v1`, or `/openai/v1` behind a proxy).
     base_path: String,
     authorization: Option<HeaderValue>,
+    organization: Option<HeaderValue>,
+    project: Option<HeaderValue>,
     response_timeout: Duration,
     stream_idle_timeout: Duration,
 }
@@ -83,11 +91,18 @@ impl Upstream {
                 v.set_sensitive(true);
                 v
             });
+        let header_value = |v: &Option<String>| {
+            v.as_deref()
+                .map(|v| HeaderValue::from_str(v).map_err(|_| UpstreamSetupError::Header))
+                .transpose()
+        };
         Ok(Upstream {
             client,
             origin,
             base_path,
             authorization,
+            organization: header_value(&config.organization)?,
+            project: header_value(&config.project)?,
             response_timeout: Duration::from_millis(config.response_timeout_ms),
             stream_idle_timeout: Duration::from_millis(config.stream_idle_timeout_ms),
         })
@@ -115,35 +130,78 @@ impl Upstream {
         })
     }
 
-    /// Sends a prepared request: headers already filtered, the team key replaced here.
+    /// Sends a prepared request: client credentials already stripped; tollgate's upstream key
+    /// (and organisation and project, when configured) set here.
     pub async fn send(
         &self,
         mut request: Request<UpstreamBody>,
-    ) -> Result<Response<Incoming>, ApiError> {
+        body_limit: u64,
+    ) -> Result<Response<Incoming>, Unanswered> {
         let headers = request.headers_mut();
-        headers.remove(header::AUTHORIZATION);
         headers.remove(header::HOST);
         if let Some(auth) = &self.authorization {
             headers.insert(header::AUTHORIZATION, auth.clone());
         }
+        if let Some(organization) = &self.organization {
+            headers.insert(OPENAI_ORGANIZATION, organization.clone());
+        }
+        if let Some(project) = &self.project {
+            headers.insert(OPENAI_PROJECT, project.clone());
+        }
         match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(ApiError::upstream_unavailable(describe(&e))),
-            Err(_) => Err(ApiError::upstream_timeout(self.response_timeout.as_secs())),
+            Ok(Err(e)) => Err(Unanswered::from_client_error(&e, body_limit)),
+            Err(_) => Err(Unanswered {
+                error: ApiError::upstream_timeout(self.response_timeout.as_secs()),
+                outcome: CallOutcome::UpstreamTimeout,
+                reached_upstream: true,
+            }),
         }
     }
 }
 
-/// The most specific cause of a client error, without the noise of its wrappers.
-fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    let mut source: &dyn std::error::Error = e;
-    while let Some(next) = source.source() {
-        source = next;
+/// A call the upstream gave no response to: the client's error, how the call ended, and
+/// whether the upstream may have had the whole request (and so bills it).
+#[derive(Debug)]
+pub struct Unanswered {
+    pub error: ApiError,
+    pub outcome: CallOutcome,
+    pub reached_upstream: bool,
+}
+
+impl Unanswered {
+    /// Nothing left tollgate: the call is refused before it reaches the upstream.
+    pub fn not_sent(error: ApiError) -> Unanswered {
+        Unanswered {
+            error,
+            outcome: CallOutcome::Complete,
+            reached_upstream: false,
+        }
     }
-    if e.is_connect() {
-        format!("connection failed ({source})")
-    } else {
-        source.to_string()
+
+    fn from_client_error(e: &hyper_util::client::legacy::Error, body_limit: u64) -> Unanswered {
+        let mut source: &(dyn std::error::Error + 'static) = e;
+        while let Some(next) = source.source() {
+            // The client's own body failed (too large, too slow): the upstream got part of a
+            // request, which it does not bill.
+            if next.is::<http_body_util::LengthLimitError>() || next.is::<BodyTimedOut>() {
+                return Unanswered::not_sent(body_error(next, body_limit));
+            }
+            source = next;
+        }
+        if e.is_connect() {
+            return Unanswered {
+                error: ApiError::upstream_unavailable(format!("connection failed ({source})")),
+                outcome: CallOutcome::UpstreamUnreachable,
+                reached_upstream: false,
+            };
+        }
+        // The connection broke after the request went out: the upstream may well have run it.
+        Unanswered {
+            error: ApiError::upstream_unavailable(source),
+            outcome: CallOutcome::UpstreamCut,
+            reached_upstream: true,
+        }
     }
 }
 

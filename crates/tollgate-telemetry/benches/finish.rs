@@ -25,6 +25,8 @@ fn event() -> LedgerEvent {
             name: "exec_command".into(),
             count: 1,
         }],
+        outcome: Default::default(),
+        unmetered: false,
         ..testing::event()
     }
 }

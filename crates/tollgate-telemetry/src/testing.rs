@@ -230,6 +230,8 @@ pub fn event() -> LedgerEvent {
             name: "apply_patch".into(),
             count: 1,
         }],
+        outcome: Default::default(),
+        unmetered: false,
     }
 }
 

@@ -234,6 +234,8 @@ mod tests {
                     count: *c,
                 })
                 .collect(),
+            outcome: Default::default(),
+            unmetered: false,
         }
     }
 

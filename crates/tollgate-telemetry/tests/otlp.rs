@@ -29,6 +29,8 @@ fn event(request_id: &str, team_id: &str, cost_centre: Option<&str>, session: &s
             name: "exec_command".into(),
             count: 2,
         }],
+        outcome: Default::default(),
+        unmetered: false,
         ..testing::event()
     }
 }

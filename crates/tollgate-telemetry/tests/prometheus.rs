@@ -36,6 +36,8 @@ fn event(request_id: &str, team_id: &str, cost_centre: Option<&str>) -> LedgerEv
                 count: 1,
             },
         ],
+        outcome: Default::default(),
+        unmetered: false,
         ..testing::event()
     }
 }

@@ -441,6 +441,8 @@ fn event(team: &str, at: i64, cost: i64) -> LedgerEvent {
         ttfb_ms: None,
         latency_ms: 10,
         tool_calls: Vec::new(),
+        outcome: Default::default(),
+        unmetered: false,
     }
 }
 

@@ -130,6 +130,8 @@ fn events(teams: &[(String, String)]) -> Vec<LedgerEvent> {
                 ttfb_ms: Some(100),
                 latency_ms: 1_500,
                 tool_calls: Vec::new(),
+                outcome: Default::default(),
+                unmetered: false,
             }
         })
         .collect()

@@ -16,6 +16,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use tollgate_core::budget::{Budgets, Calendar};
+use tollgate_core::keys::BearerError;
 use tollgate_core::{ApiError, KeyCache};
 use tollgate_proxy::body::read_limited;
 use tollgate_proxy::{ProxyBody, error_response, json_response};
@@ -157,12 +158,11 @@ impl Admin {
         let header = request
             .headers()
             .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized("No admin token was provided"))?;
-        let token = header.strip_prefix("Bearer ").unwrap_or(header).trim();
-        if token.is_empty() {
-            return Err(unauthorized("No admin token was provided"));
-        }
+            .and_then(|v| v.to_str().ok());
+        let token = tollgate_core::keys::bearer_token(header).map_err(|e| match e {
+            BearerError::Missing => unauthorized("No admin token was provided"),
+            BearerError::NotBearer => unauthorized("The Authorization header has no Bearer scheme"),
+        })?;
         self.store
             .admin_for_token(token)
             .await

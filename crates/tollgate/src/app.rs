@@ -17,7 +17,7 @@ use tollgate_core::budget::{Budgets, BudgetsOptions};
 use tollgate_core::config::Config;
 use tollgate_core::ratelimit::RateLimits;
 use tollgate_proxy::server::{self, ServerOptions};
-use tollgate_proxy::{Admission, Gateway, Settler, Upstream};
+use tollgate_proxy::{Admission, BodyDeadline, Gateway, Settler, Upstream};
 use tollgate_store::ledger::{Ledger, LedgerOptions};
 use tollgate_store::{BudgetSync, KeySync, Store, StoreLeases};
 
@@ -179,6 +179,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         keys: Arc::clone(&keys),
         upstream,
         max_body_bytes: config.limits.max_body_bytes,
+        body_deadline: BodyDeadline {
+            total: Duration::from_millis(config.limits.body_read_timeout_ms),
+            idle: Duration::from_millis(config.limits.body_idle_timeout_ms),
+        },
+        proxy: config.proxy.clone(),
         settler: Arc::clone(&settler),
         admission: Arc::new(Admission {
             budgets: Arc::clone(&budgets),

@@ -60,6 +60,8 @@ fn event(i: usize, started_at_ms: i64, team: &str, model: &str, cost_nanos: i64)
         ttfb_ms: None,
         latency_ms: 500,
         tool_calls: Vec::new(),
+        outcome: Default::default(),
+        unmetered: false,
     }
 }
 

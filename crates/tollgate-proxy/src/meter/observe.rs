@@ -123,6 +123,38 @@ struct OutputItem<'a> {
     kind: Cow<'a, str>,
     #[serde(borrow)]
     name: Option<Cow<'a, str>>,
+    /// A message's parts (`output_text`, `refusal`).
+    #[serde(default, borrow)]
+    content: Vec<TextPart<'a>>,
+    /// A reasoning item's summary parts.
+    #[serde(default, borrow)]
+    summary: Vec<TextPart<'a>>,
+    /// A function call's arguments.
+    #[serde(borrow)]
+    arguments: Option<Cow<'a, str>>,
+    /// A custom tool call's input (`apply_patch`'s patch).
+    #[serde(borrow)]
+    input: Option<Cow<'a, str>>,
+}
+
+/// A part of an output item that carries model-written text.
+#[derive(Deserialize)]
+struct TextPart<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    refusal: Option<Cow<'a, str>>,
+}
+
+impl OutputItem<'_> {
+    /// Every piece of text the model wrote in this item: what an estimate counts as output.
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        let parts = self.content.iter().chain(&self.summary);
+        parts
+            .flat_map(|p| [p.text.as_deref(), p.refusal.as_deref()])
+            .chain([self.arguments.as_deref(), self.input.as_deref()])
+            .flatten()
+    }
 }
 
 /// The tool name an output item counts as, if it is a tool call.
@@ -232,7 +264,8 @@ fn event_type(data: &[u8]) -> Option<&'static str> {
         .find(|k| text.contains(&format!("\"type\":\"{k}\"")))
 }
 
-/// Reads a non-streamed Response object.
+/// Reads a non-streamed Response object (or a compaction's `{"output":[…]}`). Without usage,
+/// the output text is kept for the estimate, as a stream's deltas are.
 pub fn response_json(body: &[u8], seen: &mut Observed) {
     if let Ok(r) = serde_json::from_slice::<ResponseObject<'_>>(body) {
         seen.set_id(r.id);
@@ -241,6 +274,11 @@ pub fn response_json(body: &[u8], seen: &mut Observed) {
         for item in &r.output {
             if let Some(name) = tool_name(item) {
                 seen.count_tool(name);
+            }
+            if seen.usage.is_none() {
+                for text in item.texts() {
+                    seen.push_text(text);
+                }
             }
         }
     }

@@ -7,13 +7,16 @@ use std::borrow::Cow;
 use tollgate_core::ToolCount;
 
 /// Endpoint labels by their `ledger.endpoint` code; unknown labels are stored as 0, `other`.
-const ENDPOINTS: [&str; 6] = [
+const ENDPOINTS: [&str; 9] = [
     "other",
     "responses",
     "chat.completions",
     "completions",
     "embeddings",
     "models",
+    "responses.compact",
+    "moderations",
+    "stored",
 ];
 
 pub(crate) fn endpoint_code(label: &str) -> i16 {

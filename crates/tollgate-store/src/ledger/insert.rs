@@ -15,7 +15,7 @@ use crate::store::{Backend, Store};
 /// Bind parameters per statement: SQLite's limit (32,766), which is below PostgreSQL's (65,535).
 pub(super) const MAX_PARAMS: usize = 32_766;
 
-const LEDGER_COLUMNS: [&str; 25] = [
+const LEDGER_COLUMNS: [&str; 27] = [
     "started_at_ms",
     "finished_at_ms",
     "cost_nanos",
@@ -41,6 +41,8 @@ const LEDGER_COLUMNS: [&str; 25] = [
     "session_id",
     "turn_id",
     "tool_calls",
+    "outcome",
+    "unmetered",
 ];
 
 /// What a batch did: rows inserted, and events skipped because their request id was already in
@@ -120,7 +122,9 @@ impl Store {
                     .bind(row.key_id.as_ref())
                     .bind(row.session_id.as_deref())
                     .bind(row.turn_id.as_deref())
-                    .bind(row.tool_calls.as_deref());
+                    .bind(row.tool_calls.as_deref())
+                    .bind(e.outcome.code())
+                    .bind(i16::from(e.unmetered));
             }
             let returned = query.fetch_all(&mut *tx).await?;
             for id in &returned {

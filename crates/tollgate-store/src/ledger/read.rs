@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use tollgate_core::{LedgerEvent, Money, ToolCount, Usage};
+use tollgate_core::{CallOutcome, LedgerEvent, Money, ToolCount, Usage};
 
 use super::codec::{decode_tools, endpoint_label};
 use crate::error::Result;
@@ -42,6 +42,10 @@ pub struct LedgerRow {
     pub ttfb_ms: Option<i64>,
     pub latency_ms: i64,
     pub tool_calls: Vec<ToolCount>,
+    /// How the call ended (`complete`, `upstream_cut`, `client_gone`, …).
+    pub outcome: CallOutcome,
+    /// Forwarded under `proxy.unmetered`: an endpoint tollgate cannot price.
+    pub unmetered: bool,
 }
 
 impl LedgerRow {
@@ -76,6 +80,8 @@ impl LedgerRow {
             ttfb_ms: self.ttfb_ms,
             latency_ms: self.latency_ms,
             tool_calls: self.tool_calls.clone(),
+            outcome: self.outcome,
+            unmetered: self.unmetered,
         }
     }
 }
@@ -153,8 +159,8 @@ impl Store {
             "SELECT request_id, started_at_ms, finished_at_ms, team_id, key_id, cost_centre, \
              user_name, session_id, turn_id, endpoint, model_requested, model_served, status, \
              input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos, \
-             price_id, estimated, unpriced, service_tier, ttfb_ms, latency_ms, tool_calls \
-             FROM ledger_readable WHERE request_id = $1",
+             price_id, estimated, unpriced, service_tier, ttfb_ms, latency_ms, tool_calls, \
+             outcome, unmetered FROM ledger_readable WHERE request_id = $1",
         )
         .bind(request_id)
         .fetch_optional(&self.pool)
@@ -285,5 +291,7 @@ fn ledger_row_from(row: &AnyRow) -> Result<LedgerRow> {
         ttfb_ms: row.try_get("ttfb_ms")?,
         latency_ms: row.try_get("latency_ms")?,
         tool_calls: tool_calls.as_deref().map(decode_tools).unwrap_or_default(),
+        outcome: CallOutcome::from_code(row.try_get("outcome")?),
+        unmetered: row.try_get::<i64, _>("unmetered")? != 0,
     })
 }

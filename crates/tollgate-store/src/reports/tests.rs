@@ -58,6 +58,8 @@ fn event(s: &Spec) -> LedgerEvent {
         ttfb_ms: None,
         latency_ms: 1_000,
         tool_calls: Vec::new(),
+        outcome: Default::default(),
+        unmetered: false,
     }
 }
 

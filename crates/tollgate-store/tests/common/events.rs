@@ -43,6 +43,8 @@ pub fn event(request_id: &str, started_at_ms: i64) -> LedgerEvent {
         ttfb_ms: Some(610),
         latency_ms: 4_321,
         tool_calls: vec![tool("exec_command", 3), tool("apply_patch", 1)],
+        outcome: Default::default(),
+        unmetered: false,
     }
 }
 

@@ -1,0 +1,618 @@
+//! Every way past the meter and the budget a hostile key holder tried, closed: paid endpoints
+//! tollgate cannot price, second spellings of a path, clients that leave before the response,
+//! upstreams that never answer, client credentials and billing headers, request bodies that
+//! never finish, and a second reading of the Authorization header.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+use std::time::Duration;
+
+use http::{Method, StatusCode};
+use serde_json::json;
+use sqlx::Row;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use tollgate_mock::MockOptions;
+use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, bearer, both_stores, eventually};
+
+fn admin() -> [(&'static str, String); 1] {
+    [("authorization", format!("Bearer {ADMIN_TOKEN}"))]
+}
+
+/// `tg-<id>-<secret>` → `<id>`, the key id ledger rows carry.
+fn key_id(key: &str) -> String {
+    key.split('-').nth(1).unwrap().to_string()
+}
+
+/// A ledger row as stored, read straight from the database the gateway writes.
+#[derive(Debug)]
+struct Row_ {
+    request_id: String,
+    endpoint: i64,
+    status: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_nanos: i64,
+    estimated: bool,
+    outcome: i64,
+    unmetered: bool,
+}
+
+async fn rows_of_key(h: &Harness, key: &str) -> Vec<Row_> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&h.db.url).await.unwrap();
+    let rows = sqlx::query(
+        "SELECT request_id, endpoint, status, input_tokens, output_tokens, cost_nanos, \
+         estimated, outcome, unmetered FROM ledger WHERE key_id = $1 ORDER BY started_at_ms",
+    )
+    .bind(key_id(key))
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|r| Row_ {
+            request_id: r.get("request_id"),
+            endpoint: r.get::<i64, _>("endpoint"),
+            status: r.get::<i64, _>("status"),
+            input_tokens: r.get::<i64, _>("input_tokens"),
+            output_tokens: r.get::<i64, _>("output_tokens"),
+            cost_nanos: r.get::<i64, _>("cost_nanos"),
+            estimated: r.get::<i64, _>("estimated") != 0,
+            outcome: r.get::<i64, _>("outcome"),
+            unmetered: r.get::<i64, _>("unmetered") != 0,
+        })
+        .collect()
+}
+
+/// Waits until the ledger holds `n` rows of `key`, then returns them.
+async fn wait_rows(h: &Harness, key: &str, n: usize) -> Vec<Row_> {
+    let found = eventually(Duration::from_secs(10), || async {
+        rows_of_key(h, key).await.len() >= n
+    })
+    .await;
+    let rows = rows_of_key(h, key).await;
+    assert!(found, "expected {n} ledger rows, found {rows:?}");
+    assert_eq!(rows.len(), n, "{rows:?}");
+    rows
+}
+
+async fn set_budget(h: &Harness, team: &str, limit_usd: &str) -> String {
+    let reply = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/admin/v1/budgets", h.base()),
+            &admin(),
+            json!({"team": team, "period": "month", "limit_usd": limit_usd}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    reply.json()["id"].as_str().unwrap().to_string()
+}
+
+fn responses_call() -> String {
+    json!({"model": "gpt-5.5", "input": "hi", "max_output_tokens": 64}).to_string()
+}
+
+both_stores!(
+    an_exhausted_budget_refuses_every_paid_endpoint_and_every_spelling,
+    allowed_unmetered_endpoints_are_checked_and_flagged,
+    compaction_is_metered_and_charged_like_responses,
+    a_client_that_leaves_before_the_headers_is_still_charged,
+    a_timed_out_call_is_charged_for_the_input_the_upstream_had,
+    responses_without_usage_are_estimated_from_the_text_delivered,
+    a_stream_cut_before_any_byte_is_flagged_not_a_plain_200,
+);
+
+async fn an_exhausted_budget_refuses_every_paid_endpoint_and_every_spelling(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("holes").await;
+    set_budget(&h, "holes", "0.000001").await;
+    let send = |method: Method, path: &'static str| {
+        let h = &h;
+        let key = key.clone();
+        async move {
+            h.http
+                .send(
+                    method,
+                    &format!("{}{path}", h.base()),
+                    &[bearer(&key), ("content-type", "application/json".into())],
+                    responses_call(),
+                )
+                .await
+        }
+    };
+    send(Method::POST, "/v1/responses")
+        .await
+        .assert_error(429, "usage_limit_reached");
+    // Codex's compaction bills tokens: held to the budget like any Responses call.
+    send(Method::POST, "/v1/responses/compact")
+        .await
+        .assert_error(429, "usage_limit_reached");
+    for path in [
+        "/v1/images/generations",
+        "/v1/audio/speech",
+        "/v1/batches",
+        "/v1/realtime/sessions",
+        "/v1/fine_tuning/jobs",
+        "/v1/Responses",
+    ] {
+        let reply = send(Method::POST, path).await;
+        reply.assert_error(403, "endpoint_not_allowed");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains(path), "{message}");
+    }
+    // Listing another org's fine-tuned models is free, deleting them is not the team's call.
+    send(Method::DELETE, "/v1/models/ft:gpt-4o:acme:x")
+        .await
+        .assert_error(403, "endpoint_not_allowed");
+    for spelling in [
+        "/v1/./responses",
+        "/v1/x/../responses",
+        "/v1/%72esponses",
+        "/v1//responses",
+        "/v1/responses/",
+        "/v1/responses%2Fcompact",
+    ] {
+        send(Method::POST, spelling)
+            .await
+            .assert_error(400, "invalid_path");
+    }
+    assert!(
+        h.mock.requests().is_empty(),
+        "the upstream was called: {:?}",
+        h.mock
+            .requests()
+            .iter()
+            .map(|r| &r.path)
+            .collect::<Vec<_>>()
+    );
+    assert!(rows_of_key(&h, &key).await.is_empty());
+}
+
+async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
+    let h = Harness::start_custom(backend, MockOptions::default(), |c| {
+        c.proxy.unmetered = vec!["/v1/files".into()];
+    })
+    .await;
+    let key = h.team_key("files").await;
+    let reply = h
+        .http
+        .send(
+            Method::GET,
+            &format!("{}/v1/files?purpose=batch", h.base()),
+            &[bearer(&key)],
+            "",
+        )
+        .await;
+    // Forwarded as is (the mock has no files API, so its own 404 comes back).
+    reply.assert_error(404, "unknown_url");
+    let last = h.mock.requests().pop().unwrap();
+    assert_eq!(
+        (last.path.as_str(), last.query.as_deref()),
+        ("/v1/files", Some("purpose=batch"))
+    );
+    let request_id = reply.headers["x-request-id"].to_str().unwrap().to_string();
+    let rows = wait_rows(&h, &key, 1).await;
+    assert_eq!(rows[0].request_id, request_id);
+    assert!(rows[0].unmetered && !rows[0].estimated, "{rows:?}");
+    assert_eq!((rows[0].endpoint, rows[0].cost_nanos), (0, 0));
+    let row = h.ledger_row(&request_id).await;
+    assert_eq!(
+        (row["unmetered"].clone(), row["endpoint"].clone()),
+        (json!(true), json!("other"))
+    );
+    // A prefix is whole segments: /v1/filesystem is not under /v1/files.
+    h.http
+        .send(
+            Method::GET,
+            &format!("{}/v1/filesystem", h.base()),
+            &[bearer(&key)],
+            "",
+        )
+        .await
+        .assert_error(403, "endpoint_not_allowed");
+    // Still a team key's call: a wrong key never reaches the upstream.
+    let before = h.mock.requests().len();
+    h.http
+        .send(
+            Method::GET,
+            &format!("{}/v1/files", h.base()),
+            &[bearer("tg-nope")],
+            "",
+        )
+        .await
+        .assert_error(401, "invalid_api_key");
+    assert_eq!(h.mock.requests().len(), before);
+
+    // Once the team's budget is used up, unmetered calls stop too.
+    let budget = set_budget(&h, "files", "100.00").await;
+    let spent = h
+        .http
+        .send(
+            Method::POST,
+            &format!("{}/v1/responses", h.base()),
+            &[bearer(&key), ("content-type", "application/json".into())],
+            responses_call(),
+        )
+        .await;
+    assert_eq!(spent.status, StatusCode::OK);
+    wait_rows(&h, &key, 2).await;
+    let lowered = h
+        .http
+        .json(
+            Method::PATCH,
+            &format!("{}/admin/v1/budgets/{budget}", h.base()),
+            &admin(),
+            json!({"limit_usd": "0.000000001"}),
+        )
+        .await;
+    assert_eq!(lowered.status, StatusCode::OK, "{lowered:?}");
+    let refused = eventually(Duration::from_secs(10), || async {
+        let reply = h
+            .http
+            .send(
+                Method::GET,
+                &format!("{}/v1/files", h.base()),
+                &[bearer(&key)],
+                "",
+            )
+            .await;
+        reply.status == StatusCode::TOO_MANY_REQUESTS
+    })
+    .await;
+    assert!(refused, "an unmetered call passed an exhausted budget");
+    h.http
+        .send(
+            Method::GET,
+            &format!("{}/v1/files", h.base()),
+            &[bearer(&key)],
+            "",
+        )
+        .await
+        .assert_error(429, "usage_limit_reached");
+}
+
+async fn compaction_is_metered_and_charged_like_responses(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("compact").await;
+    let body = json!({"model": "gpt-5.5", "input": [{"role": "user", "content": "a long thread"}]})
+        .to_string();
+    let reply = h
+        .http
+        .send(
+            Method::POST,
+            &format!("{}/v1/responses/compact", h.base()),
+            &[bearer(&key), ("content-type", "application/json".into())],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let usage = reply.json()["usage"].clone();
+    let row = h
+        .ledger_row(reply.headers["x-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(row["endpoint"], "responses.compact");
+    assert_eq!(row["input_tokens"], usage["input_tokens"]);
+    assert_eq!(row["output_tokens"], usage["output_tokens"]);
+    assert_eq!(row["estimated"], false);
+    // gpt-5.5: $5 input, $0.50 cached, $30 output per 1M tokens, in nano-USD per token.
+    let input = usage["input_tokens"].as_i64().unwrap();
+    let cached = usage["input_tokens_details"]["cached_tokens"]
+        .as_i64()
+        .unwrap();
+    let output = usage["output_tokens"].as_i64().unwrap();
+    let expected = (input - cached) * 5_000 + cached * 500 + output * 30_000;
+    assert_eq!(row["cost_nanos"], expected, "{row}");
+}
+
+async fn a_client_that_leaves_before_the_headers_is_still_charged(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("leaver").await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        h.http.start(
+            Method::POST,
+            &format!("{}/v1/responses", h.base()),
+            &[
+                bearer(&key),
+                ("content-type", "application/json".into()),
+                ("x-mock-first-byte-delay-ms", "3000".into()),
+            ],
+            responses_call(),
+        ),
+    )
+    .await;
+    assert!(
+        gave_up.is_err(),
+        "the response came before the client gave up"
+    );
+    let rows = wait_rows(&h, &key, 1).await;
+    let row = &rows[0];
+    assert_eq!((row.status, row.outcome), (499, 3), "{row:?}");
+    assert!(
+        row.estimated && row.input_tokens > 0 && row.cost_nanos > 0,
+        "{row:?}"
+    );
+    assert_eq!(row.output_tokens, 0, "no output was seen: {row:?}");
+    // The reservation was settled: the budget's reserved amount is back to zero.
+    let budget = set_budget(&h, "leaver", "10.00").await;
+    let view = h
+        .http
+        .send(
+            Method::GET,
+            &format!("{}/admin/v1/budgets/{budget}", h.base()),
+            &admin(),
+            "",
+        )
+        .await
+        .json();
+    assert_eq!(view["reserved_usd"], "0.00", "{view}");
+}
+
+async fn a_timed_out_call_is_charged_for_the_input_the_upstream_had(backend: Backend) {
+    let h = Harness::start_custom(backend, MockOptions::default(), |c| {
+        c.upstream.response_timeout_ms = 300;
+    })
+    .await;
+    let key = h.team_key("slow").await;
+    let reply = h
+        .http
+        .send(
+            Method::POST,
+            &format!("{}/v1/responses", h.base()),
+            &[
+                bearer(&key),
+                ("content-type", "application/json".into()),
+                ("x-mock-first-byte-delay-ms", "3000".into()),
+            ],
+            responses_call(),
+        )
+        .await;
+    reply.assert_error(504, "upstream_timeout");
+    let rows = wait_rows(&h, &key, 1).await;
+    let row = &rows[0];
+    assert_eq!((row.status, row.outcome), (504, 4), "{row:?}");
+    assert!(
+        row.estimated && row.input_tokens > 0 && row.cost_nanos > 0,
+        "{row:?}"
+    );
+
+    // An upstream that cannot be reached had nothing: no charge.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/v1", closed.local_addr().unwrap());
+    drop(closed);
+    let config = tollgate_tests::test_config(&h.db.url, &dead);
+    let gateway = tollgate::app::start(config).await.unwrap();
+    h.http
+        .send(
+            Method::POST,
+            &format!("http://{}/v1/responses", gateway.addr),
+            &[bearer(&key), ("content-type", "application/json".into())],
+            responses_call(),
+        )
+        .await
+        .assert_error(502, "upstream_unavailable");
+    let rows = wait_rows(&h, &key, 2).await;
+    let row = &rows[1];
+    assert_eq!(
+        (row.status, row.outcome, row.cost_nanos),
+        (502, 5, 0),
+        "{row:?}"
+    );
+    assert!(!row.estimated);
+}
+
+async fn responses_without_usage_are_estimated_from_the_text_delivered(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("nousage").await;
+    let mut estimates = Vec::new();
+    for path in ["/v1/responses", "/v1/chat/completions"] {
+        let body = if path == "/v1/responses" {
+            responses_call()
+        } else {
+            json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}).to_string()
+        };
+        let reply = h
+            .http
+            .send(
+                Method::POST,
+                &format!("{}{path}", h.base()),
+                &[
+                    bearer(&key),
+                    ("content-type", "application/json".into()),
+                    ("x-mock-no-usage", "1".into()),
+                ],
+                body,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        let row = h
+            .ledger_row(reply.headers["x-request-id"].to_str().unwrap())
+            .await;
+        assert_eq!(row["estimated"], true, "{row}");
+        estimates.push(row["output_tokens"].as_u64().unwrap());
+    }
+    // The same answer text, so the same estimate, whichever API delivered it.
+    assert!(estimates[0] > 0, "{estimates:?}");
+    assert_eq!(estimates[0], estimates[1], "{estimates:?}");
+}
+
+async fn a_stream_cut_before_any_byte_is_flagged_not_a_plain_200(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("cut").await;
+    let body = json!({"model": "gpt-5.5", "input": "hi", "stream": true}).to_string();
+    // The upstream answers 200 and breaks off before the first event. What the client sees
+    // is only a broken connection (hyper sends the head with the first body bytes), so read it
+    // raw.
+    let mut conn = tokio::net::TcpStream::connect(h.gateway.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/responses HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\nx-mock-cut-after: 0\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+        .await
+        .expect("the gateway ended the broken response");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(!answer.contains("response.completed"), "{answer}");
+    let rows = wait_rows(&h, &key, 1).await;
+    let row = &rows[0];
+    assert_eq!((row.status, row.outcome), (200, 1), "{row:?}");
+    assert!(row.estimated && row.output_tokens == 0, "{row:?}");
+}
+
+#[tokio::test]
+async fn client_credentials_and_billing_headers_never_reach_the_provider() {
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        c.upstream.project = Some("proj_tollgate".into());
+    })
+    .await;
+    let key = h.team_key("creds").await;
+    let other = h.team_key("other-team").await;
+    let reply = h
+        .http
+        .send(
+            Method::POST,
+            &format!("{}/v1/responses", h.base()),
+            &[
+                bearer(&key),
+                ("content-type", "application/json".into()),
+                ("api-key", other.clone()),
+                ("x-api-key", other.clone()),
+                ("cookie", "session=abc".into()),
+                ("openai-organization", "org-someone-else".into()),
+                ("openai-project", "proj_someone_else".into()),
+            ],
+            responses_call(),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let seen = h.mock.requests().pop().unwrap();
+    for name in ["api-key", "x-api-key", "cookie", "openai-organization"] {
+        assert_eq!(seen.header(name), None, "{name} reached the upstream");
+    }
+    assert_eq!(seen.header("openai-project"), Some("proj_tollgate"));
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {}", tollgate_tests::UPSTREAM_KEY).as_str())
+    );
+}
+
+#[tokio::test]
+async fn request_bodies_that_stall_or_trickle_get_a_408() {
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        c.limits.body_idle_timeout_ms = 300;
+        c.limits.body_read_timeout_ms = 1_500;
+        c.proxy.unmetered = vec!["/v1/files".into()];
+    })
+    .await;
+    let key = h.team_key("slowbody").await;
+    for path in ["/v1/responses", "/v1/files"] {
+        // Stalls: headers and one byte of a 100-byte body, then nothing.
+        let mut conn = tokio::net::TcpStream::connect(h.gateway.addr)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+            .await
+            .expect("the gateway closed the stalled request")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("\"request_timeout\""), "{path}: {answer}");
+    }
+    // Trickles: a byte every 100 ms never stalls, but the whole body takes too long.
+    let mut conn = tokio::net::TcpStream::connect(h.gateway.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/responses HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-length: 1000\r\n\r\n"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let (mut read, mut write) = conn.into_split();
+    let trickle = tokio::spawn(async move {
+        while write.write_all(b" ").await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut answer))
+        .await
+        .expect("the gateway closed the trickling request")
+        .unwrap();
+    trickle.abort();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within"), "{answer}");
+    assert!(h.mock.requests().iter().all(|r| r.path != "/v1/responses"));
+}
+
+#[tokio::test]
+async fn one_authorization_parser_for_the_api_and_the_admin_api() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("auth").await;
+    let call = |auth: String| {
+        let h = &h;
+        async move {
+            h.http
+                .send(
+                    Method::POST,
+                    &format!("{}/v1/responses", h.base()),
+                    &[
+                        ("authorization", auth),
+                        ("content-type", "application/json".into()),
+                    ],
+                    responses_call(),
+                )
+                .await
+        }
+    };
+    let teams = |auth: String| {
+        let h = &h;
+        async move {
+            h.http
+                .send(
+                    Method::GET,
+                    &format!("{}/admin/v1/teams", h.base()),
+                    &[("authorization", auth)],
+                    "",
+                )
+                .await
+        }
+    };
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        assert_eq!(
+            call(format!("{scheme} {key}")).await.status,
+            StatusCode::OK,
+            "{scheme}"
+        );
+        assert_eq!(
+            teams(format!("{scheme} {ADMIN_TOKEN}")).await.status,
+            StatusCode::OK,
+            "{scheme}"
+        );
+    }
+    // No scheme, or another one: refused by both, never guessed at.
+    for bad in [key.clone(), format!("Basic {key}"), format!("Token {key}")] {
+        call(bad).await.assert_error(401, "invalid_api_key");
+    }
+    for bad in [ADMIN_TOKEN.to_string(), format!("Basic {ADMIN_TOKEN}")] {
+        teams(bad).await.assert_error(401, "invalid_admin_token");
+    }
+}
