@@ -110,6 +110,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // the test bodies are a few bytes
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
