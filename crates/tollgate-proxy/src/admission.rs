@@ -133,10 +133,15 @@ impl Admission {
         let output = if call.endpoint == Endpoint::Embeddings {
             0
         } else {
-            peek.max_output_tokens
+            let per_choice = peek
+                .max_output_tokens
                 .or(peek.max_completion_tokens)
                 .or(peek.max_tokens)
-                .unwrap_or_else(|| self.config.output_cap(model))
+                .unwrap_or_else(|| self.config.output_cap(model));
+            // `n` choices (and legacy `best_of` candidates) each bill up to the per-choice
+            // limit: the bound must cover all of them, or `n: 128` would reserve 1/128th.
+            let choices = peek.n.max(peek.best_of).unwrap_or(1).max(1);
+            per_choice.saturating_mul(choices)
         };
         let usage = Usage {
             input: input.max(1),

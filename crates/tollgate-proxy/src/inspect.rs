@@ -20,6 +20,12 @@ pub struct Peek {
     /// `flex`, `priority`, …: budgets price the estimate at the requested tier.
     pub service_tier: Option<String>,
     pub stream_options: Option<StreamOptions>,
+    /// Chat and legacy completions: how many choices are generated (each bills its output).
+    pub n: Option<u64>,
+    /// Legacy completions: candidates generated server-side (each bills its output).
+    pub best_of: Option<u64>,
+    /// A Responses call run in the background: it bills as it runs, after the call returns.
+    pub background: Option<bool>,
 }
 
 /// `stream_options`, as far as tollgate cares.

@@ -159,7 +159,10 @@ impl Gateway {
                 .and_then(|v| v.to_str().ok());
             let inspected = inspect::inspect(raw, encoding, self.max_body_bytes)?;
             let model = inspected.peek.model.as_deref();
-            if let Err(error) = self.admit(&key, model, started_at_ms) {
+            if let Err(error) = self
+                .admit(&key, model, started_at_ms)
+                .and_then(|()| refuse_background(&inspected.peek))
+            {
                 let reason = error.code;
                 return Err(refused(error, reason, model, span));
             }
@@ -360,6 +363,21 @@ impl Drop for SettleIfDropped {
             pending.settle_unanswered(499, CallOutcome::ClientGoneBeforeHeaders, true);
         }
     }
+}
+
+/// A background Responses call bills while it runs, after its POST has returned with no usage;
+/// tollgate has nowhere to meter that, so it refuses the call rather than let it run unmetered.
+fn refuse_background(peek: &inspect::Peek) -> Result<(), ApiError> {
+    if peek.background != Some(true) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        400,
+        "invalid_request_error",
+        "background_not_supported",
+        "tollgate cannot meter background responses (they bill after the call returns), so it does not forward them. Send the request without \"background\": true (stream it instead for long tasks).",
+    )
+    .with_param("background"))
 }
 
 /// A refused call, for [`Gateway::refused`].

@@ -616,3 +616,63 @@ async fn one_authorization_parser_for_the_api_and_the_admin_api() {
         teams(bad).await.assert_error(401, "invalid_admin_token");
     }
 }
+
+#[tokio::test]
+async fn background_responses_are_refused_rather_than_run_unmetered() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("background").await;
+    let send = |background: serde_json::Value| {
+        let h = &h;
+        let key = key.clone();
+        async move {
+            let body = json!({"model": "gpt-5.5", "input": "hi", "background": background});
+            h.http
+                .json(
+                    Method::POST,
+                    &format!("{}/v1/responses", h.base()),
+                    &[bearer(&key)],
+                    body,
+                )
+                .await
+        }
+    };
+    send(json!(true))
+        .await
+        .assert_error(400, "background_not_supported");
+    assert!(h.mock.requests().is_empty());
+    for allowed in [json!(false), json!(null)] {
+        assert_eq!(send(allowed).await.status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn a_reservation_covers_every_choice_a_call_asks_for() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("choices").await;
+    // One choice of at most 1000 output tokens of gpt-5.5 is bounded at $0.03 (plus the input);
+    // four of them at $0.12, past this budget.
+    set_budget(&h, "choices", "0.05").await;
+    let send = |n: u64| {
+        let h = &h;
+        let key = key.clone();
+        async move {
+            let body = json!({
+                "model": "gpt-5.5",
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_completion_tokens": 1000,
+                "n": n,
+            });
+            h.http
+                .json(
+                    Method::POST,
+                    &format!("{}/v1/chat/completions", h.base()),
+                    &[bearer(&key)],
+                    body,
+                )
+                .await
+        }
+    };
+    send(4).await.assert_error(429, "usage_limit_reached");
+    assert!(h.mock.requests().is_empty());
+    assert_eq!(send(1).await.status, StatusCode::OK);
+}
