@@ -317,6 +317,7 @@ async fn compaction_is_metered_and_charged_like_responses(backend: Backend) {
 async fn a_client_that_leaves_before_the_headers_is_still_charged(backend: Backend) {
     let h = Harness::start(backend).await;
     let key = h.team_key("leaver").await;
+    let budget = set_budget(&h, "leaver", "10.00").await;
     let gave_up = tokio::time::timeout(
         Duration::from_millis(300),
         h.http.start(
@@ -343,19 +344,24 @@ async fn a_client_that_leaves_before_the_headers_is_still_charged(backend: Backe
         "{row:?}"
     );
     assert_eq!(row.output_tokens, 0, "no output was seen: {row:?}");
-    // The reservation was settled: the budget's reserved amount is back to zero.
-    let budget = set_budget(&h, "leaver", "10.00").await;
-    let view = h
-        .http
-        .send(
-            Method::GET,
-            &format!("{}/admin/v1/budgets/{budget}", h.base()),
-            &admin(),
-            "",
-        )
-        .await
-        .json();
-    assert_eq!(view["reserved_usd"], "0.00", "{view}");
+    // The reservation was settled with that charge: the budget counts it as spent.
+    let view = || async {
+        h.http
+            .send(
+                Method::GET,
+                &format!("{}/admin/v1/budgets/{budget}", h.base()),
+                &admin(),
+                "",
+            )
+            .await
+            .json()
+    };
+    let charged = eventually(Duration::from_secs(10), || async {
+        view().await["committed_nano_usd"] == row.cost_nanos
+    })
+    .await;
+    let view = view().await;
+    assert!(charged, "the budget never saw the charge: {view}");
 }
 
 async fn a_timed_out_call_is_charged_for_the_input_the_upstream_had(backend: Backend) {
