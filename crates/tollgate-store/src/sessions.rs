@@ -1,9 +1,12 @@
-//! A team's most expensive sessions, from the `sessions` rollup (one row per Codex session,
-//! kept by the ledger writer), for the admin API's `GET /admin/v1/teams/{team}/sessions`.
+//! A team's most expensive sessions, from the `sessions` rollup (one row per team and Codex
+//! session id, kept by the ledger writer), for the admin API's
+//! `GET /admin/v1/teams/{team}/sessions`, and one session looked up with or without its team.
 
 use std::collections::BTreeMap;
 
-use crate::error::Result;
+use sqlx::Row;
+
+use crate::error::{Result, StoreError};
 use crate::ledger::{SessionSummary, session_from};
 use crate::store::Store;
 
@@ -40,5 +43,47 @@ impl Store {
         rows.iter()
             .map(|row| session_from(row, BTreeMap::new()))
             .collect()
+    }
+
+    /// A session by id: `team_id`'s, or with no team the one team that has a session of that
+    /// id. The id is the client's choice, so several teams can have it: then nothing is
+    /// guessed, and the answer is [`StoreError::Conflict`] naming them.
+    pub async fn find_session(
+        &self,
+        team_id: Option<&str>,
+        session_id: &str,
+    ) -> Result<Option<SessionSummary>> {
+        if let Some(team_id) = team_id {
+            return self.session(team_id, session_id).await;
+        }
+        let teams = sqlx::query(
+            "SELECT s.team_id, t.name FROM sessions s LEFT JOIN teams t ON t.id = s.team_id \
+             WHERE s.session_id = $1 ORDER BY t.name, s.team_id",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?;
+        match teams.as_slice() {
+            [] => Ok(None),
+            [one] => {
+                self.session(&one.try_get::<String, _>(0)?, session_id)
+                    .await
+            }
+            several => {
+                let names = several
+                    .iter()
+                    .map(|t| {
+                        let name: Option<String> = t.try_get(1)?;
+                        Ok(name.map_or_else(|| t.try_get(0), Ok)?)
+                    })
+                    .collect::<Result<Vec<String>>>()?;
+                Err(StoreError::Conflict(format!(
+                    "Session '{session_id}' exists in {} teams ({}); name the team \
+                     (?team=, /admin/v1/teams/{{team}}/sessions/{{id}} or --team).",
+                    names.len(),
+                    names.join(", ")
+                )))
+            }
+        }
     }
 }

@@ -34,8 +34,10 @@ async fn all_totals(store: &Store) -> Totals {
 
 async fn session_totals(store: &Store) -> Totals {
     let mut t = Totals::default();
-    for id in SESSIONS {
-        let s = store.session(id).await.unwrap().unwrap();
+    for (team, id) in TEAMS.iter().flat_map(|t| SESSIONS.map(|s| (*t, s))) {
+        let Some(s) = store.session(team, id).await.unwrap() else {
+            continue;
+        };
         t.requests += s.requests;
         t.input_tokens += s.input_tokens;
         t.cached_input_tokens += s.cached_input_tokens;
@@ -67,11 +69,11 @@ async fn assert_rollups_match(store: &Store, events: &[LedgerEvent]) {
         },
         "sessions vs ledger"
     );
-    for (session, tools) in expected_tools(events) {
+    for ((team, session), tools) in expected_tools(events) {
         assert_eq!(
-            store.session(&session).await.unwrap().unwrap().tools,
+            store.session(&team, &session).await.unwrap().unwrap().tools,
             tools,
-            "{session}"
+            "{team} {session}"
         );
     }
 }
@@ -142,10 +144,10 @@ async fn duplicates_and_replays_are_counted_once_and_rollups_equal_the_ledger(db
     assert_eq!(json["cost_usd"], "0.001234567");
     assert_eq!(store.ledger_row("req_missing").await.unwrap(), None);
 
-    let session = store.session(SESSIONS[0]).await.unwrap().unwrap();
+    let session = store.session(TEAMS[0], SESSIONS[0]).await.unwrap().unwrap();
     let mine: Vec<_> = events
         .iter()
-        .filter(|e| e.session_id.as_deref() == Some(SESSIONS[0]))
+        .filter(|e| e.team_id == TEAMS[0] && e.session_id.as_deref() == Some(SESSIONS[0]))
         .collect();
     assert_eq!(
         session.first_seen_ms,
@@ -156,7 +158,13 @@ async fn duplicates_and_replays_are_counted_once_and_rollups_equal_the_ledger(db
         mine.iter().map(|e| e.finished_at_ms).max().unwrap()
     );
     assert_eq!(session.team_id, TEAMS[0]);
-    assert_eq!(store.session("nope").await.unwrap(), None);
+    // Other teams' calls under the same session id are their own sessions.
+    assert_eq!(session.requests, mine.len() as i64);
+    assert_eq!(
+        session.cost_nanos,
+        mine.iter().map(|e| e.cost.nanos()).sum::<i64>()
+    );
+    assert_eq!(store.session(TEAMS[0], "nope").await.unwrap(), None);
 
     // The daily rollup is keyed by day, team, key, model (served, else requested) and cost centre.
     let raw = raw_pool(&db).await;

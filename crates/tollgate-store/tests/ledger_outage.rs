@@ -49,8 +49,14 @@ async fn assert_exactly(store: &Store, events: &[LedgerEvent]) {
         expected
     );
     let mut sessions = 0;
-    for id in SESSIONS {
-        sessions += store.session(id).await.unwrap().map_or(0, |s| s.requests);
+    for team in TEAMS {
+        for id in SESSIONS {
+            sessions += store
+                .session(team, id)
+                .await
+                .unwrap()
+                .map_or(0, |s| s.requests);
+        }
     }
     assert_eq!(sessions, expected.requests);
 }

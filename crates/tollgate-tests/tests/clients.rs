@@ -186,7 +186,7 @@ async fn codex_turn_is_metered_to_the_token_codex_reports() {
     let session = h
         .gateway
         .store
-        .session(&thread)
+        .find_session(None, &thread)
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("no ledger session for Codex thread {thread}"));

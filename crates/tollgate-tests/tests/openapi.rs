@@ -346,6 +346,16 @@ async fn real_responses_of_every_route_match_the_documented_schemas() {
         )
         .await;
     assert_eq!(session["requests"], 1, "{session}");
+    let team_session = c
+        .call(
+            "GET",
+            "/admin/v1/teams/{team}/sessions/{id}",
+            &format!("/admin/v1/teams/alpha/sessions/{}", s.session_id),
+            a,
+            None,
+        )
+        .await;
+    assert_eq!(team_session, session);
     c.call(
         "GET",
         "/admin/v1/requests/{id}",
@@ -623,6 +633,10 @@ parameters = {{ "team" = "alpha" }}
 [[operations]]
 include-operation-id = ["getSession"]
 parameters = {{ "id" = "{session}" }}
+
+[[operations]]
+include-operation-id = ["getTeamSession"]
+parameters = {{ "team" = "alpha", "id" = "{session}" }}
 
 [[operations]]
 include-operation-id = ["getRequest"]

@@ -493,7 +493,9 @@ async fn reconcile_names_the_edited_rollup_key(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(edited.rows_affected(), 1);
-    sqlx::query("DELETE FROM sessions WHERE session_id = 's-2'")
+    // Each team that sent `s-2` has its own session: remove alpha's only.
+    sqlx::query("DELETE FROM sessions WHERE team_id = $1 AND session_id = 's-2'")
+        .bind(&alpha)
         .execute(&pool)
         .await
         .unwrap();
@@ -513,11 +515,12 @@ async fn reconcile_names_the_edited_rollup_key(backend: Backend) {
     let sessions = dirty["session_differences"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{dirty}");
     assert_eq!(sessions[0]["session_id"], "s-2");
+    assert_eq!(sessions[0]["team_id"], alpha.as_str());
     assert_eq!(sessions[0]["rollup"], Value::Null);
     let want = s
         .events
         .iter()
-        .filter(|e| e.session_id.as_deref() == Some("s-2"))
+        .filter(|e| e.team_id == alpha && e.session_id.as_deref() == Some("s-2"))
         .count();
     assert_eq!(
         sessions[0]["ledger"]["requests"].as_u64(),

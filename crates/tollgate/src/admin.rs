@@ -119,6 +119,7 @@ impl Admin {
             Op::ListTeamKeys => self.list_team_keys(call).await,
             Op::IssueKey => self.issue_key(call, body).await,
             Op::TopSessions => self.top_sessions(call).await,
+            Op::GetTeamSession => self.get_team_session(call).await,
             Op::ListKeys => self.list_keys(call).await,
             Op::GetKey => self.get_key(call).await,
             Op::RevokeKey => self.revoke_key(call).await,

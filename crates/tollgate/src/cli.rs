@@ -78,10 +78,14 @@ pub enum SessionCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// One session: requests, tokens by kind, cost and tool calls by name.
+    /// One team's session: requests, tokens by kind, cost and tool calls by name.
     Show {
         /// The session id (the `session-id` header the calls carried).
         id: String,
+        /// Team id or name. Needed when several teams sent the same session id (each has its
+        /// own session); a team_admin token always means its own team.
+        #[arg(long)]
+        team: Option<String>,
         #[command(flatten)]
         output: Output,
     },

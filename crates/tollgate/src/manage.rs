@@ -212,9 +212,13 @@ pub async fn session(config: &Config, command: SessionCommand) -> anyhow::Result
                 .collect();
             print_sessions(output, &values);
         }
-        SessionCommand::Show { id, output } => {
+        SessionCommand::Show { id, team, output } => {
+            let team = match team {
+                Some(team) => Some(find_team(&store, &team).await?.id),
+                None => None,
+            };
             let session = store
-                .session(&id)
+                .find_session(team.as_deref(), &id)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no session '{id}'"))?;
             print_session(output, &crate::admin::session_view(&session, true));

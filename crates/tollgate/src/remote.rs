@@ -340,10 +340,12 @@ pub async fn session(api: &AdminClient, command: SessionCommand) -> anyhow::Resu
             let sessions = page["data"].as_array().cloned().unwrap_or_default();
             print_sessions(output, &sessions);
         }
-        SessionCommand::Show { id, output } => {
-            let session = api
-                .get(&format!("/admin/v1/sessions/{}", encode(&id)))
-                .await?;
+        SessionCommand::Show { id, team, output } => {
+            let path = match team {
+                Some(team) => format!("/admin/v1/teams/{}/sessions/{}", encode(&team), encode(&id)),
+                None => format!("/admin/v1/sessions/{}", encode(&id)),
+            };
+            let session = api.get(&path).await?;
             print_session(output, &session);
         }
     }

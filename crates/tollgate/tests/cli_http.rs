@@ -346,3 +346,61 @@ async fn without_server_the_same_commands_work_on_the_database() {
     assert_eq!(session["requests"], 1);
     assert_eq!(session["tool_calls"], json!({"exec_command": 1}));
 }
+
+/// Two teams sent one session id: `session show` without `--team` says so (both modes) rather
+/// than pick one, and with `--team`, or as a team_admin, shows that team's calls only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_show_asks_for_the_team_when_two_teams_sent_the_id() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let platform = h.team_key("platform").await;
+    let research = h.team_key("research").await;
+    assert_eq!(call(&h, &platform, "shared").await, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(call(&h, &research, "shared").await, StatusCode::OK);
+    }
+    h.gateway.flush_ledger().await;
+    let db = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .env("DATABASE_URL", &h.db.url)
+            .output()
+            .expect("tollgate runs")
+    };
+    let over_http = tollgate(&h, ADMIN_TOKEN, &["session", "show", "shared", "--json"]);
+    for out in [over_http, db(&["session", "show", "shared", "--json"])] {
+        assert!(!out.status.success(), "an ambiguous id was shown");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("platform") && stderr.contains("research"),
+            "{stderr}"
+        );
+    }
+    let args = ["session", "show", "shared", "--team", "research", "--json"];
+    for out in [tollgate(&h, ADMIN_TOKEN, &args), db(&args)] {
+        let session = json_of(&out);
+        assert_eq!(session["requests"], 2, "{session}");
+        assert_eq!(session["tool_calls"], json!({"exec_command": 2}));
+    }
+    let token = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/admin/v1/admin-tokens", h.base()),
+            &[bearer(ADMIN_TOKEN)],
+            json!({"name": "platform-admin", "role": "team_admin", "team": "platform"}),
+        )
+        .await
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let own = json_of(&tollgate(
+        &h,
+        &token,
+        &["session", "show", "shared", "--json"],
+    ));
+    assert_eq!(own["requests"], 1, "{own}");
+}

@@ -197,26 +197,31 @@ impl Store {
         totals_at(&row, 0)
     }
 
-    /// A session's rollup and tool counts, or `None` if no call carried that session id.
-    pub async fn session(&self, session_id: &str) -> Result<Option<SessionSummary>> {
+    /// A team's session: its rollup and tool counts, or `None` if no call of that team carried
+    /// that session id (another team's calls under the same id are another session).
+    pub async fn session(&self, team_id: &str, session_id: &str) -> Result<Option<SessionSummary>> {
         let row = sqlx::query(
             "SELECT session_id, team_id, first_seen_ms, last_seen_ms, requests, input_tokens, \
              cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos \
-             FROM sessions WHERE session_id = $1",
+             FROM sessions WHERE team_id = $1 AND session_id = $2",
         )
+        .bind(team_id)
         .bind(session_id)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let tools = sqlx::query("SELECT tool, calls FROM session_tools WHERE session_id = $1")
-            .bind(session_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|t| Ok((t.try_get::<String, _>(0)?, t.try_get::<i64, _>(1)?)))
-            .collect::<Result<BTreeMap<_, _>>>()?;
+        let tools = sqlx::query(
+            "SELECT tool, calls FROM session_tools WHERE team_id = $1 AND session_id = $2",
+        )
+        .bind(team_id)
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|t| Ok((t.try_get::<String, _>(0)?, t.try_get::<i64, _>(1)?)))
+        .collect::<Result<BTreeMap<_, _>>>()?;
         session_from(&row, tools).map(Some)
     }
 }

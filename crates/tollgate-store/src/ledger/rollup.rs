@@ -1,6 +1,7 @@
 //! The rollups a batch adds to, from exactly the rows it inserted: `ledger_daily` (per UTC day,
-//! team, key, model and cost centre), `sessions` and `session_tools`. Rows are summed here first,
-//! so each rollup key gets one upsert per batch, never one per row.
+//! team, key, model and cost centre), `sessions` and `session_tools` (per team and session id: a
+//! session id is the client's choice, so two teams that send the same one have two sessions).
+//! Rows are summed here first, so each rollup key gets one upsert per batch, never one per row.
 //!
 //! On PostgreSQL the three upserts travel as one statement (two of them as data-modifying CTEs):
 //! every statement is a round trip, and sqlx 0.9.0 does not set TCP_NODELAY, so a large message
@@ -50,8 +51,10 @@ impl Sums {
 /// (day, team, key, model, cost centre)
 type DailyKey<'a> = (String, &'a str, &'a str, &'a str, &'a str);
 
-struct SessionSums<'a> {
-    team_id: &'a str,
+/// (team, session id)
+type SessionKey<'a> = (&'a str, &'a str);
+
+struct SessionSums {
     first_seen_ms: i64,
     last_seen_ms: i64,
     sums: Sums,
@@ -61,8 +64,8 @@ struct SessionSums<'a> {
 /// same order, so they wait for each other rather than deadlock.
 pub(super) struct Rollups<'a> {
     daily: Vec<(DailyKey<'a>, Sums)>,
-    sessions: Vec<(&'a str, SessionSums<'a>)>,
-    tools: Vec<((&'a str, Cow<'a, str>), i64)>,
+    sessions: Vec<(SessionKey<'a>, SessionSums)>,
+    tools: Vec<((SessionKey<'a>, Cow<'a, str>), i64)>,
 }
 
 #[derive(Clone, Copy)]
@@ -77,7 +80,7 @@ impl Table {
         match self {
             Table::Daily => 12,
             Table::Sessions => 10,
-            Table::Tools => 3,
+            Table::Tools => 4,
         }
     }
 }
@@ -85,8 +88,8 @@ impl Table {
 impl<'a> Rollups<'a> {
     pub(super) fn of(rows: &[&'a NewRow<'a>]) -> Rollups<'a> {
         let mut daily: BTreeMap<DailyKey<'a>, Sums> = BTreeMap::new();
-        let mut sessions: BTreeMap<&'a str, SessionSums<'a>> = BTreeMap::new();
-        let mut tools: BTreeMap<(&'a str, Cow<'a, str>), i64> = BTreeMap::new();
+        let mut sessions: BTreeMap<SessionKey<'a>, SessionSums> = BTreeMap::new();
+        let mut tools: BTreeMap<(SessionKey<'a>, Cow<'a, str>), i64> = BTreeMap::new();
         for row in rows {
             let key = (
                 utc_day(row.event.started_at_ms),
@@ -99,21 +102,18 @@ impl<'a> Rollups<'a> {
             let Some(session_id) = row.session_id.as_deref() else {
                 continue;
             };
-            let session = sessions.entry(session_id).or_insert_with(|| SessionSums {
-                team_id: &row.team_id,
+            let session_key = (row.team_id.as_ref(), session_id);
+            let session = sessions.entry(session_key).or_insert_with(|| SessionSums {
                 first_seen_ms: row.event.started_at_ms,
                 last_seen_ms: row.event.finished_at_ms,
                 sums: Sums::default(),
             });
-            if row.event.started_at_ms < session.first_seen_ms {
-                session.first_seen_ms = row.event.started_at_ms;
-                session.team_id = &row.team_id;
-            }
+            session.first_seen_ms = session.first_seen_ms.min(row.event.started_at_ms);
             session.last_seen_ms = session.last_seen_ms.max(row.event.finished_at_ms);
             session.sums.add(row);
             for tool in &row.event.tool_calls {
                 *tools
-                    .entry((session_id, clean_text(&tool.name)))
+                    .entry((session_key, clean_text(&tool.name)))
                     .or_default() += i64::from(tool.count);
             }
         }
@@ -210,10 +210,10 @@ impl<'a> Rollups<'a> {
                 }
             }
             Table::Sessions => {
-                for (session_id, s) in &self.sessions[rows] {
+                for ((team_id, session_id), s) in &self.sessions[rows] {
                     query = query
+                        .bind(*team_id)
                         .bind(*session_id)
-                        .bind(s.team_id)
                         .bind(s.first_seen_ms)
                         .bind(s.last_seen_ms)
                         .bind(s.sums.requests)
@@ -225,8 +225,12 @@ impl<'a> Rollups<'a> {
                 }
             }
             Table::Tools => {
-                for ((session_id, tool), calls) in &self.tools[rows] {
-                    query = query.bind(*session_id).bind(tool.as_ref()).bind(*calls);
+                for (((team_id, session_id), tool), calls) in &self.tools[rows] {
+                    query = query
+                        .bind(*team_id)
+                        .bind(*session_id)
+                        .bind(tool.as_ref())
+                        .bind(*calls);
                 }
             }
         }
@@ -251,13 +255,11 @@ fn upsert_sql(table: Table, backend: Backend, first: usize, rows: usize) -> Stri
              cost_nanos = ledger_daily.cost_nanos + excluded.cost_nanos, \
              estimated_requests = ledger_daily.estimated_requests + excluded.estimated_requests"
         ),
-        // The team is whichever used the session first; first/last seen widen, never narrow.
+        // First/last seen widen, never narrow.
         Table::Sessions => format!(
-            "INSERT INTO sessions (session_id, team_id, first_seen_ms, last_seen_ms, requests, \
+            "INSERT INTO sessions (team_id, session_id, first_seen_ms, last_seen_ms, requests, \
              input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos) \
-             VALUES {values} ON CONFLICT (session_id) DO UPDATE SET \
-             team_id = CASE WHEN excluded.first_seen_ms < sessions.first_seen_ms \
-                 THEN excluded.team_id ELSE sessions.team_id END, \
+             VALUES {values} ON CONFLICT (team_id, session_id) DO UPDATE SET \
              first_seen_ms = CASE WHEN excluded.first_seen_ms < sessions.first_seen_ms \
                  THEN excluded.first_seen_ms ELSE sessions.first_seen_ms END, \
              last_seen_ms = CASE WHEN excluded.last_seen_ms > sessions.last_seen_ms \
@@ -270,8 +272,8 @@ fn upsert_sql(table: Table, backend: Backend, first: usize, rows: usize) -> Stri
              cost_nanos = sessions.cost_nanos + excluded.cost_nanos"
         ),
         Table::Tools => format!(
-            "INSERT INTO session_tools (session_id, tool, calls) VALUES {values} \
-             ON CONFLICT (session_id, tool) DO UPDATE SET calls = session_tools.calls + excluded.calls"
+            "INSERT INTO session_tools (team_id, session_id, tool, calls) VALUES {values} \
+             ON CONFLICT (team_id, session_id, tool) DO UPDATE SET calls = session_tools.calls + excluded.calls"
         ),
     }
 }

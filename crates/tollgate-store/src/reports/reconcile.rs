@@ -22,7 +22,7 @@ pub struct Reconciliation {
     pub to_ms: i64,
     /// `ledger_daily` keys (day, team, key, model, cost centre) compared.
     pub daily_keys: usize,
-    /// Sessions compared: every session seen in the range, over its whole life.
+    /// Sessions (team, session id) compared: every one seen in the range, over its whole life.
     pub sessions: usize,
     pub daily_differences: Vec<DailyDifference>,
     pub session_differences: Vec<SessionDifference>,
@@ -61,21 +61,24 @@ pub struct SessionTotals {
     pub cost: Money,
 }
 
-/// One session whose rollup differs from its ledger rows.
+/// One team's session whose rollup differs from that team's ledger rows under its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SessionDifference {
+    pub team_id: String,
     pub session_id: String,
     pub ledger: Option<SessionTotals>,
     pub rollup: Option<SessionTotals>,
 }
 
 type DailyKey = (String, String, String, String, String);
+/// (team, session id): a session id is the client's choice, unique only within a team.
+type SessionKey = (String, String);
 
 /// The sessions to compare: those the rollup says overlap the range and those with ledger rows
 /// in it (which catches a session missing from the rollup).
 const SESSION_IDS: &str = "WITH ids AS (\
-     SELECT session_id FROM sessions WHERE first_seen_ms < $2 AND last_seen_ms >= $1 \
-     UNION SELECT session_id FROM ledger \
+     SELECT team_id, session_id FROM sessions WHERE first_seen_ms < $2 AND last_seen_ms >= $1 \
+     UNION SELECT team_id, session_id FROM ledger \
      WHERE started_at_ms >= $1 AND started_at_ms < $2 AND session_id IS NOT NULL) ";
 
 impl Store {
@@ -109,12 +112,13 @@ impl Store {
 
         let ledger = self.sessions_from_ledger(from_ms, to_ms).await?;
         let rollup = self.sessions_from_rollup(from_ms, to_ms).await?;
-        let ids: BTreeSet<&String> = ledger.keys().chain(rollup.keys()).collect();
+        let ids: BTreeSet<&SessionKey> = ledger.keys().chain(rollup.keys()).collect();
         let session_differences = ids
             .iter()
             .filter(|id| ledger.get(**id) != rollup.get(**id))
             .map(|id| SessionDifference {
-                session_id: (*id).clone(),
+                team_id: id.0.clone(),
+                session_id: id.1.clone(),
                 ledger: ledger.get(*id).copied(),
                 rollup: rollup.get(*id).copied(),
             })
@@ -206,13 +210,14 @@ impl Store {
         &self,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<BTreeMap<String, SessionTotals>> {
+    ) -> Result<BTreeMap<SessionKey, SessionTotals>> {
         // The sessions rollup counts no estimated calls.
         let [i, ci, o, r, c, _] = ledger_sums("l.");
         let sql = format!(
-            "{SESSION_IDS}SELECT l.session_id, MIN(l.started_at_ms), MAX(l.finished_at_ms), \
-             COUNT(*), {i}, {ci}, {o}, {r}, {c} FROM ledger l \
-             JOIN ids ON ids.session_id = l.session_id GROUP BY l.session_id"
+            "{SESSION_IDS}SELECT l.team_id, l.session_id, MIN(l.started_at_ms), \
+             MAX(l.finished_at_ms), COUNT(*), {i}, {ci}, {o}, {r}, {c} FROM ledger l \
+             JOIN ids ON ids.team_id = l.team_id AND ids.session_id = l.session_id \
+             GROUP BY l.team_id, l.session_id"
         );
         self.sessions_query(&sql, from_ms, to_ms).await
     }
@@ -221,11 +226,12 @@ impl Store {
         &self,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<BTreeMap<String, SessionTotals>> {
+    ) -> Result<BTreeMap<SessionKey, SessionTotals>> {
         let sql = format!(
-            "{SESSION_IDS}SELECT s.session_id, s.first_seen_ms, s.last_seen_ms, s.requests, \
-             s.input_tokens, s.cached_input_tokens, s.output_tokens, s.reasoning_tokens, \
-             s.cost_nanos FROM sessions s JOIN ids ON ids.session_id = s.session_id"
+            "{SESSION_IDS}SELECT s.team_id, s.session_id, s.first_seen_ms, s.last_seen_ms, \
+             s.requests, s.input_tokens, s.cached_input_tokens, s.output_tokens, \
+             s.reasoning_tokens, s.cost_nanos FROM sessions s \
+             JOIN ids ON ids.team_id = s.team_id AND ids.session_id = s.session_id"
         );
         self.sessions_query(&sql, from_ms, to_ms).await
     }
@@ -235,7 +241,7 @@ impl Store {
         sql: &str,
         from_ms: i64,
         to_ms: i64,
-    ) -> Result<BTreeMap<String, SessionTotals>> {
+    ) -> Result<BTreeMap<SessionKey, SessionTotals>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
             .bind(from_ms)
             .bind(to_ms)
@@ -244,16 +250,16 @@ impl Store {
         rows.iter()
             .map(|row| {
                 let totals = SessionTotals {
-                    first_seen_ms: row.try_get(1)?,
-                    last_seen_ms: row.try_get(2)?,
-                    requests: row.try_get(3)?,
-                    input_tokens: row.try_get(4)?,
-                    cached_input_tokens: row.try_get(5)?,
-                    output_tokens: row.try_get(6)?,
-                    reasoning_tokens: row.try_get(7)?,
-                    cost: Money(row.try_get(8)?),
+                    first_seen_ms: row.try_get(2)?,
+                    last_seen_ms: row.try_get(3)?,
+                    requests: row.try_get(4)?,
+                    input_tokens: row.try_get(5)?,
+                    cached_input_tokens: row.try_get(6)?,
+                    output_tokens: row.try_get(7)?,
+                    reasoning_tokens: row.try_get(8)?,
+                    cost: Money(row.try_get(9)?),
                 };
-                Ok((row.try_get(0)?, totals))
+                Ok(((row.try_get(0)?, row.try_get(1)?), totals))
             })
             .collect()
     }

@@ -120,16 +120,16 @@ pub fn expected_totals<'a>(events: impl IntoIterator<Item = &'a LedgerEvent>) ->
     t
 }
 
-/// Tool calls by session and name.
+/// Tool calls by (team, session) and name.
 pub fn expected_tools<'a>(
     events: impl IntoIterator<Item = &'a LedgerEvent>,
-) -> BTreeMap<String, BTreeMap<String, i64>> {
-    let mut tools: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+) -> BTreeMap<(String, String), BTreeMap<String, i64>> {
+    let mut tools: BTreeMap<(String, String), BTreeMap<String, i64>> = BTreeMap::new();
     for e in events {
         if let Some(session) = &e.session_id {
             for t in &e.tool_calls {
                 *tools
-                    .entry(session.clone())
+                    .entry((e.team_id.clone(), session.clone()))
                     .or_default()
                     .entry(t.name.clone())
                     .or_default() += i64::from(t.count);

@@ -344,8 +344,8 @@ fn reconciliation_json(r: &Reconciliation) -> Value {
                     })
                 })
             };
-            json!({"session_id": s.session_id, "ledger": side(s.ledger.as_ref()),
-                   "rollup": side(s.rollup.as_ref())})
+            json!({"team_id": s.team_id, "session_id": s.session_id,
+                   "ledger": side(s.ledger.as_ref()), "rollup": side(s.rollup.as_ref())})
         })
         .collect();
     let utc = Calendar::default();

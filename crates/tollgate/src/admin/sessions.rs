@@ -1,5 +1,6 @@
 //! `/admin/v1/teams/{team}/sessions` (a team's most expensive sessions in a period),
-//! `/admin/v1/sessions/{id}` (one session: requests, tokens, cost, tool calls by name) and
+//! `/admin/v1/teams/{team}/sessions/{id}` and `/admin/v1/sessions/{id}` (one team's session:
+//! requests, tokens, cost, tool calls by name) and
 //! `/admin/v1/requests/{id}` (one call's ledger row), read from the ledger's rollups.
 
 use serde_json::{Value, json};
@@ -44,15 +45,30 @@ impl Admin {
         ok(listed.map(|s| session_view(&s, false)).to_json())
     }
 
+    /// `GET /admin/v1/sessions/{id}[?team=]`. A session id is the client's choice, so the same
+    /// id can be a session in several teams: the team comes from `?team=`, else a team_admin's
+    /// own team, else the only team that has the id (several: 409, naming them).
     pub(super) async fn get_session(&self, call: &Call) -> Answer {
-        let id = call.param(0);
+        let query = Query::parse(call.query.as_deref(), &["team"])?;
+        let team_id = self.team_filter(call, &query).await?;
+        self.show_session(team_id.as_deref(), call.param(0)).await
+    }
+
+    /// `GET /admin/v1/teams/{team}/sessions/{id}`.
+    pub(super) async fn get_team_session(&self, call: &Call) -> Answer {
+        let team = self.own_team(call, call.param(0)).await?;
+        self.show_session(Some(&team.id), call.param(1)).await
+    }
+
+    /// A team's session, or 404 — also when only another team has a session of that id: what
+    /// other teams' clients send is none of this team's business.
+    async fn show_session(&self, team_id: Option<&str>, id: &str) -> Answer {
         let session = self
             .store
-            .session(id)
+            .find_session(team_id, id)
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found("session", id))?;
-        check_team(&call.principal, &session.team_id)?;
         ok(session_view(&session, true))
     }
 
