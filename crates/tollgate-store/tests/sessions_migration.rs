@@ -141,7 +141,7 @@ async fn existing_sessions_are_split_by_team(db: TestDb, backend: &str) {
     pool.close().await;
 
     let store = Store::connect(&db.url).await.expect("connect");
-    store.migrate().await.expect("migrate 0006");
+    store.migrate().await.expect("migrate 0006 and later");
     let t = SHARED_DAY;
     let session = |team: &'static str, id: &'static str| {
         let store = store.clone();
@@ -248,6 +248,8 @@ fn call(request: &str, team: &str, session: &str, at_ms: i64, cost: i64) -> Ledg
             name: "exec_command".into(),
             count: 1,
         }],
+        outcome: Default::default(),
+        unmetered: false,
     }
 }
 
