@@ -255,9 +255,9 @@ impl<'a> NewRow<'a> {
 ///
 /// A multi-row statement's SQL text depends on its row count, and sqlx keeps every statement it
 /// prepares in a per-connection cache keyed by that text (100 per connection). On SQLite each
-/// cached entry is a compiled program that grows with its rows (~2.5 MB for 500 ledger rows), and
-/// a gateway under load cuts batches of every size from 1 to `batch_rows`: the cache filled with
-/// hundreds of near-identical programs and the process's memory grew with every new size. So on
+/// cached entry is a compiled program that grows with its rows, and a gateway under load cuts
+/// batches of every size from 1 to `batch_rows`: the cache filled with hundreds of near-identical
+/// programs and the process's memory grew with every new size. So on
 /// SQLite a batch is cut into full `max`-row chunks and then powers of two, largest first (500
 /// rows: 256 + 128 + 64 + 32 + 16 + 4): at most ~12 statement shapes per table whatever the
 /// traffic, each prepared once and reused, and running several statements costs nothing extra on
@@ -368,6 +368,6 @@ mod tests {
             statement_chunks(Backend::Sqlite, 500, max),
             [0..256, 256..384, 384..448, 448..480, 480..496, 496..500]
         );
-        assert_eq!(statement_chunks(Backend::Postgres, 500, max), [0..500]);
+        assert_eq!(statement_chunks(Backend::Postgres, 500, max), vec![0..500]);
     }
 }
