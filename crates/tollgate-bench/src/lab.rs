@@ -163,11 +163,27 @@ pub async fn start_tollgate(
     upstream: SocketAddr,
     limits: bool,
 ) -> Result<(Service, String), BenchError> {
+    start_tollgate_on(tollgate, dir, upstream, limits, None).await
+}
+
+/// [`start_tollgate`] on the database at `database_url` (an empty one, migrated by `tollgate`
+/// itself) instead of a fresh SQLite file.
+pub async fn start_tollgate_on(
+    tollgate: &Path,
+    dir: &Path,
+    upstream: SocketAddr,
+    limits: bool,
+    database_url: Option<&str>,
+) -> Result<(Service, String), BenchError> {
     let data = tempfile::Builder::new()
         .prefix("tollgate-")
         .tempdir_in(dir)?
         .keep();
-    let env = gateway_env(&data, upstream, procs::free_addr()?);
+    let env = gateway_env(&data, upstream, procs::free_addr()?, database_url);
+    if database_url.is_some() {
+        // Only SQLite is migrated on first use; PostgreSQL is migrated on purpose.
+        procs::run_cli(tollgate, &["migrate"], &env, &data).await?;
+    }
     procs::run_cli(tollgate, &["team", "create", "bench"], &env, &data).await?;
     let out = procs::run_cli(tollgate, &["key", "create", "--team", "bench"], &env, &data).await?;
     let key = out
@@ -229,16 +245,18 @@ fn gateway_env(
     data: &Path,
     upstream: SocketAddr,
     listen: SocketAddr,
+    database_url: Option<&str>,
 ) -> Vec<(&'static str, String)> {
     let db: PathBuf = data.join("tollgate.db");
+    let database_url = database_url.map_or_else(
+        || format!("sqlite://{}?mode=rwc", db.display()),
+        str::to_owned,
+    );
     vec![
         ("TOLLGATE_LISTEN", listen.to_string()),
         ("TOLLGATE_UPSTREAM_URL", format!("http://{upstream}/v1")),
         ("TOLLGATE_UPSTREAM_KEY", UPSTREAM_KEY.into()),
-        (
-            "DATABASE_URL",
-            format!("sqlite://{}?mode=rwc", db.display()),
-        ),
+        ("DATABASE_URL", database_url),
         ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN.into()),
     ]
 }

@@ -1,6 +1,7 @@
 //! `tollgate-bench`: starts the mock upstream, nginx and tollgate as separate processes, drives
 //! the same load through each, and prints a Markdown report (optionally to BENCHMARKS.md).
-//! `tollgate-bench report-scale` instead times spend reports over a large ledger.
+//! `tollgate-bench report-scale` instead times spend reports over a large ledger;
+//! `tollgate-bench soak` reads the gateway's memory over a million calls per store.
 
 mod client;
 mod error;
@@ -15,6 +16,7 @@ mod procstat;
 mod report;
 mod report_scale;
 mod scenario;
+mod soak;
 mod stats;
 mod streams;
 mod suite;
@@ -33,6 +35,9 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("report-scale") {
         return report_scale::main(args.skip(1));
+    }
+    if args.peek().map(String::as_str) == Some("soak") {
+        return soak::main(args.skip(1));
     }
     let opts = Options::parse().resolved();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -107,6 +112,12 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     });
     print!("{report}");
     if let Some(path) = &opts.write {
+        // The soak section comes from `tollgate-bench soak --write`; keep the last one.
+        let previous = std::fs::read_to_string(path).unwrap_or_default();
+        let report = match soak::section_of(&previous) {
+            Some(section) => soak::splice(&report, section),
+            None => report.clone(),
+        };
         std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

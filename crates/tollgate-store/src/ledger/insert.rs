@@ -86,7 +86,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let (name_ids, new_names) = self.intern_names(&mut tx, &rows).await?;
         let mut inserted = HashSet::with_capacity(rows.len());
-        for chunk in rows.chunks(MAX_PARAMS / LEDGER_COLUMNS.len()) {
+        for range in statement_chunks(backend, rows.len(), MAX_PARAMS / LEDGER_COLUMNS.len()) {
+            let chunk = &rows[range];
             let sql = format!(
                 "INSERT INTO ledger ({}) VALUES {} ON CONFLICT DO NOTHING RETURNING request_id",
                 LEDGER_COLUMNS.join(", "),
@@ -158,7 +159,8 @@ impl Store {
         let (mut ids, missing) = self.ledger_cache.lookup_names(wanted);
         let backend = self.backend();
         let mut new_names = Vec::new();
-        for chunk in missing.chunks(MAX_PARAMS) {
+        for range in statement_chunks(backend, missing.len(), MAX_PARAMS) {
+            let chunk = &missing[range];
             let insert = format!(
                 "INSERT INTO ledger_names (name) VALUES {} ON CONFLICT DO NOTHING",
                 placeholders(backend, chunk.len(), 1)
@@ -253,6 +255,44 @@ impl<'a> NewRow<'a> {
     }
 }
 
+/// How to split `rows` rows into statements of at most `max` rows each.
+///
+/// A multi-row statement's SQL text depends on its row count, and sqlx keeps every statement it
+/// prepares in a per-connection cache keyed by that text (100 per connection). On SQLite each
+/// cached entry is a compiled program that grows with its rows, and a gateway under load cuts
+/// batches of every size from 1 to `batch_rows`: the cache filled with hundreds of near-identical
+/// programs and the process's memory grew with every new size. So on
+/// SQLite a batch is cut into full `max`-row chunks and then powers of two, largest first (500
+/// rows: 256 + 128 + 64 + 32 + 16 + 4): at most ~12 statement shapes per table whatever the
+/// traffic, each prepared once and reused, and running several statements costs nothing extra on
+/// an in-process database. PostgreSQL keeps one statement per `max` rows: there every statement
+/// is a network round trip, and its client-side cache holds only the text and column metadata.
+pub(super) fn statement_chunks(
+    backend: Backend,
+    rows: usize,
+    max: usize,
+) -> Vec<std::ops::Range<usize>> {
+    let max = max.max(1);
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while rows - start >= max {
+        chunks.push(start..start + max);
+        start += max;
+    }
+    match backend {
+        Backend::Postgres if start < rows => chunks.push(start..rows),
+        Backend::Postgres => {}
+        Backend::Sqlite => {
+            while start < rows {
+                let len = 1_usize << (usize::BITS - 1 - (rows - start).leading_zeros());
+                chunks.push(start..start + len);
+                start += len;
+            }
+        }
+    }
+    chunks
+}
+
 /// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters (`(?, ?), (?, ?)` on SQLite).
 pub(super) fn placeholders(backend: Backend, rows: usize, columns: usize) -> String {
     placeholders_from(backend, 1, rows, columns)
@@ -304,5 +344,34 @@ mod tests {
         assert_eq!(placeholders(Backend::Postgres, 1, 1), "($1)");
         assert_eq!(placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
         assert!(MAX_PARAMS / LEDGER_COLUMNS.len() * LEDGER_COLUMNS.len() <= 32_766);
+    }
+
+    #[test]
+    fn statement_chunks_cover_every_row_once_in_few_shapes_on_sqlite() {
+        let max = MAX_PARAMS / LEDGER_COLUMNS.len();
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            let mut shapes = BTreeSet::new();
+            for rows in 0..=5_000 {
+                let chunks = statement_chunks(backend, rows, max);
+                let mut next = 0;
+                for chunk in &chunks {
+                    assert_eq!(chunk.start, next, "{backend:?} {rows} rows: {chunks:?}");
+                    assert!(!chunk.is_empty() && chunk.len() <= max);
+                    next = chunk.end;
+                    shapes.insert(chunk.len());
+                }
+                assert_eq!(next, rows, "{backend:?} {rows} rows: {chunks:?}");
+            }
+            match backend {
+                // max and the powers of two below it
+                Backend::Sqlite => assert!(shapes.len() <= 12, "{shapes:?}"),
+                Backend::Postgres => assert_eq!(shapes.len(), max),
+            }
+        }
+        assert_eq!(
+            statement_chunks(Backend::Sqlite, 500, max),
+            [0..256, 256..384, 384..448, 448..480, 480..496, 496..500]
+        );
+        assert_eq!(statement_chunks(Backend::Postgres, 500, max), vec![0..500]);
     }
 }

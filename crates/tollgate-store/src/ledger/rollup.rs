@@ -15,7 +15,7 @@ use sqlx::{Any, AnyConnection, AssertSqlSafe};
 
 use super::calendar::utc_day;
 use super::codec::clean_text;
-use super::insert::{MAX_PARAMS, NewRow, placeholders_from};
+use super::insert::{MAX_PARAMS, NewRow, placeholders_from, statement_chunks};
 use crate::error::Result;
 use crate::store::Backend;
 
@@ -143,8 +143,7 @@ impl<'a> Rollups<'a> {
         }
         for table in tables {
             let per_statement = MAX_PARAMS / table.columns();
-            for start in (0..self.len(table)).step_by(per_statement) {
-                let rows = start..(start + per_statement).min(self.len(table));
+            for rows in statement_chunks(backend, self.len(table), per_statement) {
                 let sql = upsert_sql(table, backend, 1, rows.len());
                 let query = self.bind(table, sqlx::query(AssertSqlSafe(sql)), rows);
                 query.execute(&mut *conn).await?;
