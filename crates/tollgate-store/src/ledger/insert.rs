@@ -93,7 +93,11 @@ impl Store {
                 LEDGER_COLUMNS.join(", "),
                 placeholders(backend, chunk.len(), LEDGER_COLUMNS.len()),
             );
-            let mut query = sqlx::query(AssertSqlSafe(sql));
+            // Postgres: the SQL text varies with the batch size, and sqlx would cache a
+            // prepared statement per text and connection for good; an unnamed statement costs
+            // no extra round trip. SQLite reuses its few chunk shapes (`statement_chunks`).
+            let persistent = backend == Backend::Sqlite;
+            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(persistent);
             for row in chunk {
                 let e = row.event;
                 let name =
@@ -169,8 +173,9 @@ impl Store {
                 "SELECT id, name FROM ledger_names WHERE name IN {}",
                 placeholders(backend, 1, chunk.len())
             );
-            let mut insert = sqlx::query(AssertSqlSafe(insert));
-            let mut select = sqlx::query(AssertSqlSafe(select));
+            let persistent = backend == Backend::Sqlite;
+            let mut insert = sqlx::query(AssertSqlSafe(insert)).persistent(persistent);
+            let mut select = sqlx::query(AssertSqlSafe(select)).persistent(persistent);
             for name in chunk {
                 insert = insert.bind(*name);
                 select = select.bind(*name);

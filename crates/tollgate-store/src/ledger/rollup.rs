@@ -145,7 +145,8 @@ impl<'a> Rollups<'a> {
             let per_statement = MAX_PARAMS / table.columns();
             for rows in statement_chunks(backend, self.len(table), per_statement) {
                 let sql = upsert_sql(table, backend, 1, rows.len());
-                let query = self.bind(table, sqlx::query(AssertSqlSafe(sql)), rows);
+                let query = sqlx::query(AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
+                let query = self.bind(table, query, rows);
                 query.execute(&mut *conn).await?;
             }
         }
@@ -176,7 +177,8 @@ impl<'a> Rollups<'a> {
             first,
             self.len(*last),
         ));
-        let mut query = sqlx::query(AssertSqlSafe(sql));
+        // One text per mix of batch sizes: never cached as a prepared statement (see insert.rs).
+        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
         for table in tables {
             query = self.bind(*table, query, 0..self.len(*table));
         }
