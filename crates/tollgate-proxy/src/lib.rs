@@ -17,6 +17,7 @@ pub mod admission;
 pub mod attribution;
 pub mod auth;
 pub mod body;
+pub mod estimate;
 pub mod first_byte;
 pub mod forward;
 pub mod headers;
