@@ -1,6 +1,7 @@
 //! `tollgate-bench`: starts the mock upstream, nginx and tollgate as separate processes, drives
 //! the same load through each, and prints a Markdown report (optionally to BENCHMARKS.md).
-//! `tollgate-bench report-scale` instead times spend reports over a large ledger.
+//! `tollgate-bench report-scale` instead times spend reports over a large ledger, and
+//! `tollgate-bench pathological` what hostile bodies cost the gateway (`pathological.rs`).
 
 mod client;
 mod error;
@@ -10,6 +11,7 @@ mod machine;
 mod micro;
 mod nginx;
 mod options;
+mod pathological;
 mod procs;
 mod procstat;
 mod report;
@@ -33,6 +35,9 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("report-scale") {
         return report_scale::main(args.skip(1));
+    }
+    if args.peek().map(String::as_str) == Some("pathological") {
+        return pathological::main(args.skip(1));
     }
     let opts = Options::parse().resolved();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -67,8 +67,12 @@ impl Encoding {
 /// Runs on the calling thread, which must be allowed to block (the blocking pool, or a thread
 /// outside any runtime): it waits up to [`WAIT`] for room under the process-wide gate.
 pub fn count(model: &str, text: &[u8], overflow_bytes: usize) -> u64 {
+    count_under(&GATE, model, text, overflow_bytes)
+}
+
+fn count_under(gate: &Semaphore, model: &str, text: &[u8], overflow_bytes: usize) -> u64 {
     let allowance = (overflow_bytes as u64).div_ceil(4);
-    let Some(permit) = wait_blocking(gated_bytes(text)) else {
+    let Some(permit) = wait_blocking(gate, gated_bytes(text)) else {
         return byte_bound(text) + allowance;
     };
     let counted = count_ungated(Encoding::of(model).bpe(), text);
@@ -96,16 +100,16 @@ fn gated_bytes(text: &[u8]) -> u32 {
     u32::try_from(text.len().clamp(1, EXACT_LIMIT)).unwrap_or(u32::MAX)
 }
 
-/// Waits on this (blocking-allowed) thread for `wanted` permits, up to [`WAIT`].
-fn wait_blocking(wanted: u32) -> Option<SemaphorePermit<'static>> {
-    if let Ok(permit) = GATE.try_acquire_many(wanted) {
+/// Waits on this (blocking-allowed) thread for `wanted` of `gate`'s permits, up to [`WAIT`].
+fn wait_blocking(gate: &Semaphore, wanted: u32) -> Option<SemaphorePermit<'_>> {
+    if let Ok(permit) = gate.try_acquire_many(wanted) {
         return Some(permit);
     }
     // Inside a runtime's blocking pool, wait on the runtime's timer; outside any runtime
     // nothing else in this process tokenizes through tollgate, so a full gate is final.
     let handle = tokio::runtime::Handle::try_current().ok()?;
     handle
-        .block_on(tokio::time::timeout(WAIT, GATE.acquire_many(wanted)))
+        .block_on(tokio::time::timeout(WAIT, gate.acquire_many(wanted)))
         .ok()?
         .ok()
 }
@@ -172,11 +176,76 @@ fn byte_bound(text: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    /// A recorded Codex request (~38 KB of JSON, prose, code and escapes).
+    const CODEX: &str = include_str!("../../../tests/fixtures/codex/turn-request-1.json");
+
     #[test]
     fn counts_with_the_family_encoding() {
         let text = "The quick brown fox jumps over the lazy dog.";
         assert_eq!(count("gpt-5.5", text.as_bytes(), 0), 10);
         assert_eq!(count("gpt-3.5-turbo-instruct", text.as_bytes(), 0), 10);
         assert_eq!(count("gpt-5.5", b"", 8), 2);
+    }
+
+    /// Windows are cut only where tiktoken's own pre-split cuts, so ordinary text longer than a
+    /// window counts exactly as it did whole.
+    #[test]
+    fn ordinary_text_counts_exactly_as_a_whole() {
+        let mixed = "Line one: 12345 apples, 3.14159 pies!\n\n\tIndented   spaces  and\r\n\
+                     don't stop — naïve café 東京 タワー 👍🏽 <tag attr=\"x\">\n    ";
+        let texts = [
+            CODEX.to_string(),
+            CODEX.repeat(3),
+            mixed.repeat(2_000),
+            "word ".repeat(10_000),
+        ];
+        for text in &texts {
+            assert!(text.len() > 4 * WINDOW, "long enough to be windowed");
+            for encoding in [Encoding::O200k, Encoding::Cl100k] {
+                let bpe = encoding.bpe();
+                let whole = bpe.encode_ordinary(text).len() as u64;
+                assert_eq!(
+                    count_ungated(bpe, text.as_bytes()),
+                    whole,
+                    "{encoding:?} on {:?}…",
+                    &text[..40]
+                );
+            }
+        }
+    }
+
+    /// Past the exact prefix a token per byte: never fewer tokens than the truth, never more
+    /// than the bytes.
+    #[test]
+    fn text_past_the_exact_prefix_counts_an_upper_bound() {
+        let text = "Tokens are shorter than their bytes. ".repeat(EXACT_LIMIT / 16);
+        let bpe = Encoding::O200k.bpe();
+        let counted = count_ungated(bpe, text.as_bytes());
+        let exact = bpe.encode_ordinary(&text).len() as u64;
+        assert!(text.len() > EXACT_LIMIT);
+        assert!(counted >= exact, "{counted} < {exact}");
+        assert!(counted <= text.len() as u64, "{counted} > bytes");
+    }
+
+    #[test]
+    fn invalid_utf8_counts_without_a_lossy_copy_and_within_its_bytes() {
+        let mut text = b"valid start ".to_vec();
+        text.extend_from_slice(&[0xFF, 0xFE, b' ', 0xC3]);
+        let counted = count("gpt-5.5", &text, 0);
+        assert!(counted > 0 && counted <= text.len() as u64, "{counted}");
+    }
+
+    #[test]
+    fn a_full_gate_falls_back_to_the_byte_bound() {
+        let text = "An ordinary sentence of some words.";
+        let gate = Semaphore::new(GATE_BYTES);
+        // Outside any runtime a full gate is final: the caller gets the byte bound at once.
+        let all = gate.try_acquire_many(GATE_BYTES as u32).unwrap();
+        assert_eq!(
+            count_under(&gate, "gpt-5.5", text.as_bytes(), 0),
+            text.len() as u64
+        );
+        drop(all);
+        assert_eq!(count_under(&gate, "gpt-5.5", text.as_bytes(), 0), 7);
     }
 }
