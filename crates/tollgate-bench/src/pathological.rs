@@ -76,7 +76,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // Warm up, then ordinary calls alone, then let the gateway go quiet.
     let client = client::new_client();
-    closed_loop(&client, &ordinary, args.workers, Duration::from_secs(1), timeout).await?;
+    closed_loop(
+        &client,
+        &ordinary,
+        args.workers,
+        Duration::from_secs(1),
+        timeout,
+    )
+    .await?;
     let (before, _) = closed_loop(&client, &ordinary, args.workers, window, timeout).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_kib = procstat::rss_kib(gateway.pid).unwrap_or(0);
@@ -116,7 +123,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "{} calls of {} MiB of one repeated character, upstream sending no usage (estimated at settle)",
         args.calls, args.mib
     );
-    println!("- gateway RSS: idle {:.0} MiB, peak (VmHWM) {}", mib(idle_kib), peak_kib.map_or("unknown".into(), |k| format!("{:.0} MiB", mib(k))));
+    println!(
+        "- gateway RSS: idle {:.0} MiB, peak (VmHWM) {}",
+        mib(idle_kib),
+        peak_kib.map_or("unknown".into(), |k| format!("{:.0} MiB", mib(k)))
+    );
     println!(
         "- pathological calls: {} ok, {} failed, slowest {:.2} s; gateway CPU from their start {cpu_s:.1} s",
         hostile_calls.ok,

@@ -18,8 +18,8 @@ use tollgate_core::pricing::PriceTable;
 use tollgate_core::ratelimit::{RateCharge, RateLimits};
 use tollgate_core::{ApiError, KeyRecord, Money, Usage};
 
-use crate::inspect::Peek;
 use crate::estimate;
+use crate::inspect::Peek;
 use crate::route::Endpoint;
 
 /// Budgets and rate limits, shared by all requests.

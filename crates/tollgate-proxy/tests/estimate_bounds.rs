@@ -26,7 +26,10 @@ fn a_31_mib_body_of_one_character_costs_bounded_memory_and_time() {
         ("one repeated letter", vec![b'a'; 31 * MIB]),
         ("one repeated space", vec![b' '; 31 * MIB]),
         ("invalid UTF-8", vec![0xFF; 31 * MIB]),
-        ("one repeated 4-byte char", "𝔞".repeat(31 * MIB / 4).into_bytes()),
+        (
+            "one repeated 4-byte char",
+            "𝔞".repeat(31 * MIB / 4).into_bytes(),
+        ),
     ];
     // Inputs are allocated before profiling starts: only what the estimate allocates counts.
     let _profiler = dhat::Profiler::builder().testing().build();
