@@ -2,7 +2,7 @@
 //! a limit (admission) and for calls whose usage never arrived (settle). Its memory and CPU are
 //! bounded whatever the input, because the input is the client's: tiktoken's BPE takes ~56 bytes
 //! of memory per byte of one regex "word", so 31 MiB of one repeated character used to cost
-//! 1.7 GB and seconds of CPU per call.
+//! 1.8 GB and seconds of CPU per call.
 //!
 //! The bounds, each on its own:
 //! - text is tokenized in windows of at most [`WINDOW`] bytes, cut where tiktoken's pre-split
