@@ -90,9 +90,14 @@ pub async fn count_off_thread(model: &str, text: Bytes) -> u64 {
         _ => return bound,
     };
     let encoding = Encoding::of(model);
-    let counted = tokio::task::spawn_blocking(move || count_ungated(encoding.bpe(), &text)).await;
-    drop(permit);
-    counted.unwrap_or(bound)
+    // The permit goes with the work: a caller that gives up (its client left) must not free
+    // room in the gate while its tokenizing still runs.
+    let counted = tokio::task::spawn_blocking(move || {
+        let counted = count_ungated(encoding.bpe(), &text);
+        drop(permit);
+        counted
+    });
+    counted.await.unwrap_or(bound)
 }
 
 /// Permits a text takes under the gate: the bytes that will be tokenized, at least one.
