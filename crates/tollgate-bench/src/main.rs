@@ -1,7 +1,8 @@
 //! `tollgate-bench`: starts the mock upstream, nginx and tollgate as separate processes, drives
 //! the same load through each, and prints a Markdown report (optionally to BENCHMARKS.md).
 //! `tollgate-bench report-scale` instead times spend reports over a large ledger;
-//! `tollgate-bench soak` reads the gateway's memory over a million calls per store.
+//! `tollgate-bench soak` reads the gateway's memory over a million calls per store, and
+//! `tollgate-bench pathological` what hostile bodies cost the gateway (`pathological.rs`).
 
 mod client;
 mod error;
@@ -11,6 +12,7 @@ mod machine;
 mod micro;
 mod nginx;
 mod options;
+mod pathological;
 mod procs;
 mod procstat;
 mod report;
@@ -38,6 +40,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.peek().map(String::as_str) == Some("soak") {
         return soak::main(args.skip(1));
+    }
+    if args.peek().map(String::as_str) == Some("pathological") {
+        return pathological::main(args.skip(1));
     }
     let opts = Options::parse().resolved();
     let runtime = tokio::runtime::Builder::new_multi_thread()

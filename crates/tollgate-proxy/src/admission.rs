@@ -18,8 +18,8 @@ use tollgate_core::pricing::PriceTable;
 use tollgate_core::ratelimit::{RateCharge, RateLimits};
 use tollgate_core::{ApiError, KeyRecord, Money, Usage};
 
+use crate::estimate;
 use crate::inspect::Peek;
-use crate::meter::estimate;
 use crate::route::Endpoint;
 
 /// Budgets and rate limits, shared by all requests.
@@ -77,13 +77,7 @@ impl Admission {
         let mut estimate = self.bound(&call, prices, model, input_bound);
         let headroom = self.budgets.headroom(&team.id, &call.key.id);
         if headroom.is_some_and(|h| h < estimate.nanos()) {
-            let text = call.body.clone();
-            let name = model.to_string();
-            let tokens = tokio::task::spawn_blocking(move || {
-                estimate::count(&name, &String::from_utf8_lossy(&text), 0)
-            })
-            .await
-            .unwrap_or(input_bound);
+            let tokens = estimate::count_off_thread(model, call.body.clone()).await;
             estimate = self.bound(&call, prices, model, tokens.min(input_bound));
         }
         let reservation = self

@@ -20,6 +20,7 @@ pub mod attribution;
 pub mod auth;
 pub mod body;
 pub mod deadline;
+pub mod estimate;
 pub mod first_byte;
 pub mod forward;
 pub mod headers;

@@ -3,7 +3,6 @@
 //! reference until its end — and it settles exactly once: at the end, on an upstream error, or
 //! when dropped because the client went away.
 
-pub mod estimate;
 pub mod lines;
 pub mod observe;
 pub mod strip;

@@ -17,7 +17,7 @@ use tollgate_telemetry::{RequestSpan, Telemetry, UpstreamErrorKind};
 
 use crate::admission::Admitted;
 use crate::attribution::Attribution;
-use crate::meter::estimate;
+use crate::estimate;
 use crate::meter::observe::Observed;
 use crate::route::Endpoint;
 
@@ -151,16 +151,12 @@ impl Pending {
             .as_deref()
             .or(self.model_requested.as_deref())
             .unwrap_or("");
-        let input_text = self
-            .request_body
-            .as_ref()
-            .map(|b| String::from_utf8_lossy(b))
-            .unwrap_or_default();
-        let input = estimate::count(model, &input_text, 0).max(1);
+        let input_text = self.request_body.as_deref().unwrap_or_default();
+        let input = estimate::count(model, input_text, 0).max(1);
         let output = if self.endpoint == Endpoint::Embeddings {
             0
         } else {
-            estimate::count(model, &seen.text, seen.text_overflow)
+            estimate::count(model, seen.text.as_bytes(), seen.text_overflow)
         };
         Usage {
             input,

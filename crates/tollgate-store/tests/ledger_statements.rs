@@ -130,7 +130,7 @@ async fn sqlite_ledger_batches_of_every_size_reuse_a_few_prepared_statements() {
     );
     let last = written.last().unwrap();
     let session = store
-        .session(last.session_id.as_deref().unwrap())
+        .session(&last.team_id, last.session_id.as_deref().unwrap())
         .await
         .unwrap()
         .unwrap();
