@@ -77,10 +77,24 @@ async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tollgate: {e:#}");
+            eprintln!("tollgate: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and each cause it does not already spell out: several of our error types carry
+/// their source's text in their own message, and `{:#}` would repeat it once per layer.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 async fn remote(server: Option<&str>, token: Option<&str>, command: Command) -> anyhow::Result<()> {
