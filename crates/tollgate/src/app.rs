@@ -12,10 +12,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tollgate_core::KeyCache;
 use tollgate_core::budget::{Budgets, BudgetsOptions};
 use tollgate_core::config::Config;
 use tollgate_core::ratelimit::RateLimits;
+use tollgate_core::{KeyCache, KeyHash};
 use tollgate_proxy::server::{self, ServerOptions};
 use tollgate_proxy::{Admission, Gateway, Settler, Upstream};
 use tollgate_store::ledger::{Ledger, LedgerOptions};
@@ -257,6 +257,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = (!config.telemetry.metrics_path.is_empty()).then(|| Metrics {
         path: config.telemetry.metrics_path.clone(),
         telemetry: telemetry.clone(),
+        token: config.secrets.metrics_token.as_deref().map(KeyHash::of),
     });
     let router = Arc::new(Router::new(
         Arc::clone(&gateway),

@@ -113,6 +113,15 @@ async fn remote(server: Option<&str>, token: Option<&str>, command: Command) -> 
 async fn serve(config: tollgate_core::config::Config) -> anyhow::Result<()> {
     let db = redact_url(&config.store.database_url);
     let upstream = config.upstream.url.clone();
+    // Where OTLP goes, in the start line: the endpoint alone switches export on, so say so.
+    let otlp = match config.telemetry.exports() {
+        true => format!(
+            "{} ({})",
+            config.telemetry.endpoint(),
+            config.telemetry.protocol
+        ),
+        false => "off".to_string(),
+    };
     let stop = tollgate::shutdown_signal();
     let running = app::start(config).await?;
     if let Some(token) = &running.generated_admin_token {
@@ -120,7 +129,7 @@ async fn serve(config: tollgate_core::config::Config) -> anyhow::Result<()> {
             "\nNo TOLLGATE_ADMIN_TOKEN was set, so tollgate generated an admin token. It is shown once:\n\n  {token}\n"
         );
     }
-    tracing::info!(listen = %running.addr, admin = ?running.admin_addr, %upstream, database = %db, "tollgate is serving");
+    tracing::info!(listen = %running.addr, admin = ?running.admin_addr, %upstream, database = %db, %otlp, "tollgate is serving");
     stop.await;
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown().await;

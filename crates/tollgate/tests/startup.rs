@@ -1,6 +1,7 @@
 //! `tollgate serve` at start-up, as an operator meets it: a database without tollgate's schema
-//! gets one sentence saying what to run, and a bootstrap admin token revoked through the admin
-//! API stays revoked when the gateway restarts with the same `TOLLGATE_ADMIN_TOKEN`.
+//! gets one sentence saying what to run; a bootstrap admin token revoked through the admin API
+//! stays revoked when the gateway restarts with the same `TOLLGATE_ADMIN_TOKEN`; the standard
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` alone switches OTLP export on and `OTEL_SDK_DISABLED` off.
 
 // Integration tests: shared helpers fail loudly.
 #![allow(
@@ -241,4 +242,133 @@ async fn sqlite_revoked_bootstrap_admin_token_stays_revoked_across_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_revoked_bootstrap_admin_token_stays_revoked_across_restarts() {
     revoked_bootstrap_admin_token_stays_revoked_across_restarts(TestDb::postgres().await).await;
+}
+
+// ------------------------------------------------------------------ OpenTelemetry variables
+
+/// `serve` with `env` (plus a SQLite file in `dir`, the mock upstream and an admin token); makes
+/// one call through it, stops it with SIGTERM (which flushes telemetry) and returns its start
+/// line.
+async fn serve_one_call(dir: &Path, upstream: &str, env: &[(&str, &str)]) -> String {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let token = "tga-otel-test-admin-token";
+    let mut all = vec![
+        ("TOLLGATE_LISTEN", listen.as_str()),
+        ("TOLLGATE_UPSTREAM_URL", upstream),
+        ("TOLLGATE_UPSTREAM_KEY", "sk-test"),
+        ("TOLLGATE_ADMIN_TOKEN", token),
+    ];
+    all.extend_from_slice(env);
+    let mut child = Child::spawn(BIN, &["serve"], &all, dir);
+    let out = child
+        .read_until(|l| l.contains("tollgate is serving"))
+        .await;
+    let base = format!("http://{listen}");
+    let http = HttpClient::new();
+    let admin = [("authorization", format!("Bearer {token}"))];
+    let team = format!("otel{}", free_port());
+    let created = http
+        .json(
+            Method::POST,
+            &format!("{base}/admin/v1/teams"),
+            &admin,
+            json!({ "name": team }),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{created:?}");
+    let key = http
+        .json(
+            Method::POST,
+            &format!("{base}/admin/v1/teams/{team}/keys"),
+            &admin,
+            json!({"name": "ci"}),
+        )
+        .await
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The key reaches the gateway's cache within its refresh interval.
+    let body = json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]});
+    let ok = tollgate_tests::eventually(std::time::Duration::from_secs(5), || async {
+        http.json(
+            Method::POST,
+            &format!("{base}/v1/chat/completions"),
+            &[("authorization", format!("Bearer {key}"))],
+            body.clone(),
+        )
+        .await
+        .status
+            == StatusCode::OK
+    })
+    .await;
+    assert!(ok, "the call never succeeded");
+    assert!(child.terminate().await.success());
+    let line = out
+        .lines()
+        .find(|l| l.contains("tollgate is serving"))
+        .unwrap();
+    without_colours(line)
+}
+
+/// The log line without its terminal colour codes (`ESC [ … m`).
+fn without_colours(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_endpoint_alone_switches_export_on_and_otel_sdk_disabled_off() {
+    use tollgate_telemetry::testing::{Receiver, venv_python};
+    let receiver = Receiver::start(&venv_python());
+    let mock = tollgate_mock::start(
+        "127.0.0.1:0".parse().unwrap(),
+        tollgate_mock::MockOptions::default(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", receiver.http_port);
+    let otel = ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str());
+
+    // Only the endpoint, as an OpenTelemetry user would set it: spans and metrics arrive.
+    let line = serve_one_call(dir.path(), &mock.base_url(), &[otel]).await;
+    assert!(line.contains(&format!("otlp={endpoint}")), "{line}");
+    let spans = receiver.spans().len();
+    assert!(
+        spans >= 1,
+        "no span exported with OTEL_EXPORTER_OTLP_ENDPOINT set"
+    );
+    assert!(
+        receiver.metrics().contains_key("tollgate.requests"),
+        "{:?}",
+        receiver.metrics().keys()
+    );
+
+    // OTEL_SDK_DISABLED=true beats the endpoint and TOLLGATE_TELEMETRY_ENABLED: nothing more.
+    let exports = ["traces", "metrics", "logs"].map(|s| receiver.exports(s).len());
+    let line = serve_one_call(
+        dir.path(),
+        &mock.base_url(),
+        &[
+            otel,
+            ("TOLLGATE_TELEMETRY_ENABLED", "true"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ],
+    )
+    .await;
+    assert!(line.contains("otlp=off"), "{line}");
+    assert_eq!(
+        ["traces", "metrics", "logs"].map(|s| receiver.exports(s).len()),
+        exports,
+        "exported although OTEL_SDK_DISABLED=true"
+    );
 }
