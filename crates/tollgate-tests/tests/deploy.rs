@@ -64,6 +64,35 @@ fn promtool(args: &[&str]) -> String {
     text(&out)
 }
 
+#[test]
+fn without_promtool_on_path_debians_prometheus_package_is_unpacked_under_target() {
+    // Forced past PATH, so this checks the fetch on machines that have promtool installed too
+    // (the first run downloads the package; later ones find it unpacked).
+    let out = Command::new("bash")
+        .arg(repo_root().join("tests/clients/prometheus.sh"))
+        .env("TOLLGATE_PROMETHEUS_FROM_PACKAGE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(
+        bin.starts_with(repo_root().join("target/clients/prometheus")),
+        "{}",
+        bin.display()
+    );
+    for tool in ["promtool", "prometheus"] {
+        let version = Command::new(bin.join(tool))
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(
+            version.status.success() && text(&version).contains("version 2."),
+            "{tool}: {}",
+            text(&version)
+        );
+    }
+}
+
 const YAML_TO_JSON: &str = r#"
 import json, sys, yaml
 out = {}
