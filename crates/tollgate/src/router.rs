@@ -31,7 +31,8 @@ pub struct Router {
 pub struct Metrics {
     pub path: String,
     pub telemetry: tollgate_telemetry::Telemetry,
-    /// `TOLLGATE_METRICS_TOKEN`, as its hash: compared without leaking its bytes by timing.
+    /// `TOLLGATE_METRICS_TOKEN`, as its hash: only hashes are compared, so how long a compare
+    /// takes says nothing about the token.
     pub token: Option<KeyHash>,
 }
 
