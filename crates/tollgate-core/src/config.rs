@@ -154,6 +154,10 @@ pub struct Secrets {
     pub upstream_key: Option<String>,
     /// Bootstrap admin token (`TOLLGATE_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
+    /// The token Prometheus presents for `GET /metrics` on the main listener
+    /// (`TOLLGATE_METRICS_TOKEN`); admin and finance admin tokens work there too, and the admin
+    /// listener serves the metrics without one.
+    pub metrics_token: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -161,6 +165,10 @@ impl std::fmt::Debug for Secrets {
         f.debug_struct("Secrets")
             .field("upstream_key", &self.upstream_key.as_ref().map(|_| "<set>"))
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<set>"),
+            )
             .finish()
     }
 }
@@ -282,6 +290,7 @@ impl Config {
         }
         self.secrets.upstream_key = set("TOLLGATE_UPSTREAM_KEY").or_else(|| set("OPENAI_API_KEY"));
         self.secrets.admin_token = set("TOLLGATE_ADMIN_TOKEN");
+        self.secrets.metrics_token = set("TOLLGATE_METRICS_TOKEN");
         self.telemetry.apply_env(&env);
     }
 

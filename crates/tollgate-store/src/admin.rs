@@ -6,6 +6,7 @@ use tollgate_core::KeyHash;
 use tollgate_core::keys::{NewSecret, SecretKind};
 use tollgate_core::time::now_ms;
 
+use crate::audit::Actor;
 use crate::error::{Result, StoreError, conflict_on_unique};
 use crate::store::Store;
 
@@ -53,40 +54,33 @@ pub struct AdminPrincipal {
     pub team_id: Option<String>,
 }
 
+/// What [`Store::ensure_admin_token`] did at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminBootstrap {
+    /// No live admin token existed: this one was generated and stored. Shown once.
+    Generated(String),
+    /// The environment's token is the live `bootstrap` admin token (stored now or earlier).
+    EnvToken,
+    /// The environment's token was revoked (at this time, epoch ms) and stays revoked: it opens
+    /// nothing. Revocation outlives restarts; a new token in the environment replaces it.
+    EnvTokenRevoked { revoked_at_ms: i64 },
+    /// No environment token and a live admin token exists: nothing to do.
+    Existing,
+}
+
 impl Store {
     /// Makes sure an admin can log in on a fresh install.
     ///
     /// With `Some(token)` (e.g. from `TOLLGATE_ADMIN_TOKEN`) the `bootstrap` admin row is set to
-    /// that token's hash, replacing any earlier one, and `None` is returned. Any string is
-    /// accepted, not only a well-formed `tga-…` token. With `None`, if no live admin-role token
-    /// exists, a `tga-…` token is generated and stored as `bootstrap` and returned once for the
-    /// caller to print; otherwise `None`.
-    pub async fn ensure_admin_token(&self, env_token: Option<&str>) -> Result<Option<String>> {
+    /// that token's hash when it holds another (a new token in the environment rotates it; the
+    /// change is in the audit log, by the actor `environment`). The same token again changes
+    /// nothing, so a token revoked through the admin API stays revoked across restarts
+    /// ([`AdminBootstrap::EnvTokenRevoked`]). Any string is accepted, not only a well-formed
+    /// `tga-…` token. With `None`, if no live admin-role token exists, a `tga-…` token is
+    /// generated and stored as `bootstrap` and returned once for the caller to print.
+    pub async fn ensure_admin_token(&self, env_token: Option<&str>) -> Result<AdminBootstrap> {
         match env_token {
-            Some(token) => {
-                if token.trim().is_empty() {
-                    return Err(StoreError::Invalid(
-                        "the admin token must not be empty".into(),
-                    ));
-                }
-                sqlx::query(
-                    "INSERT INTO admin_tokens (id, name, role, token_hash, created_at_ms) \
-                     VALUES ($1, $1, 'admin', $2, $3) \
-                     ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash, \
-                     role = 'admin', team_id = NULL, revoked_at_ms = NULL",
-                )
-                .bind(BOOTSTRAP)
-                .bind(KeyHash::of(token).to_hex())
-                .bind(now_ms())
-                .execute(&self.pool)
-                .await
-                .map_err(|e| {
-                    conflict_on_unique(e, || {
-                        "that admin token is already in use by another admin token row".into()
-                    })
-                })?;
-                Ok(None)
-            }
+            Some(token) => self.set_env_admin_token(token).await,
             None => {
                 let secret = NewSecret::generate(SecretKind::AdminToken);
                 // One statement, so two replicas starting at once cannot both mint a token: the
@@ -107,9 +101,68 @@ impl Store {
                 .bind(now_ms())
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(stored.map(|_| secret.token))
+                Ok(match stored {
+                    Some(_) => AdminBootstrap::Generated(secret.token),
+                    None => AdminBootstrap::Existing,
+                })
             }
         }
+    }
+
+    async fn set_env_admin_token(&self, token: &str) -> Result<AdminBootstrap> {
+        if token.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "the admin token must not be empty".into(),
+            ));
+        }
+        let hash = KeyHash::of(token).to_hex();
+        let before = self.admin_token(BOOTSTRAP).await?;
+        // Only a different hash replaces the row: restarting with the token that is already
+        // stored must not clear a revocation made through the admin API. Two replicas starting
+        // with one new token race harmlessly: the second finds the hash equal and returns no row.
+        let replaced = sqlx::query(
+            "INSERT INTO admin_tokens (id, name, role, token_hash, created_at_ms) \
+             VALUES ($1, $1, 'admin', $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash, \
+             created_at_ms = excluded.created_at_ms, role = 'admin', team_id = NULL, \
+             revoked_at_ms = NULL WHERE admin_tokens.token_hash <> excluded.token_hash \
+             RETURNING id",
+        )
+        .bind(BOOTSTRAP)
+        .bind(&hash)
+        .bind(now_ms())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| {
+            conflict_on_unique(e, || {
+                "that admin token is already in use by another admin token row".into()
+            })
+        })?;
+        let after = self.admin_token(BOOTSTRAP).await?;
+        if replaced.is_some()
+            && let Some(before) = &before
+        {
+            // A rotation by whoever controls the environment: as visible as one made through
+            // the admin API.
+            let actor = Actor {
+                id: "environment".into(),
+                name: "TOLLGATE_ADMIN_TOKEN".into(),
+                role: "operator".into(),
+            };
+            let view = |t: &AdminToken| serde_json::to_value(t).ok();
+            self.write_audit(
+                &actor,
+                "serve: TOLLGATE_ADMIN_TOKEN replaced the bootstrap admin token",
+                BOOTSTRAP,
+                view(before).as_ref(),
+                after.as_ref().and_then(view).as_ref(),
+            )
+            .await?;
+        }
+        Ok(match after.and_then(|t| t.revoked_at_ms) {
+            Some(revoked_at_ms) => AdminBootstrap::EnvTokenRevoked { revoked_at_ms },
+            None => AdminBootstrap::EnvToken,
+        })
     }
 
     /// The live (not revoked) admin token with this value, looked up by hash.

@@ -23,7 +23,7 @@ mod teams;
 #[cfg(feature = "test-support")]
 pub mod testdb;
 
-pub use admin::{AdminPrincipal, AdminToken, Role};
+pub use admin::{AdminBootstrap, AdminPrincipal, AdminToken, Role};
 pub use audit::{Actor, AuditEntry};
 pub use budget_sync::BudgetSync;
 pub use budgets::{BudgetSpec, BudgetStatus, StoreLeases};
@@ -38,5 +38,5 @@ pub use reports::{
     DailyDifference, Dimension, Reconciliation, Report, ReportQuery, ReportRow, SessionDifference,
     SessionTotals, Source, local_day, local_month, month_bounds, parse_instant, rfc3339,
 };
-pub use store::{Backend, Store};
+pub use store::{Backend, SchemaState, Store};
 pub use teams::{Team, TeamUpdate};

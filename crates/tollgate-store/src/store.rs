@@ -51,6 +51,18 @@ impl Backend {
     }
 }
 
+/// A database's schema against this build's migrations ([`Store::schema_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaState {
+    /// No tollgate migration has been applied (a new, empty database).
+    Empty { latest: i64 },
+    /// Migrated by an older release: `applied` is the newest migration run, `latest` this
+    /// build's newest.
+    Behind { applied: i64, latest: i64 },
+    /// Every migration this build knows is applied (or newer ones, from a newer release).
+    Current,
+}
+
 /// The control-plane database. Cheap to clone: clones share one pool.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -133,6 +145,41 @@ impl Store {
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Migrate(e.to_string()))
+    }
+
+    /// Where this database's schema stands against this build's migrations, without changing
+    /// anything: so a gateway that does not migrate on start can say what to run instead of
+    /// failing on the first missing table.
+    pub async fn schema_state(&self) -> Result<SchemaState> {
+        let (migrator, exists) = match self.backend {
+            Backend::Postgres => (
+                &POSTGRES_MIGRATIONS,
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'",
+            ),
+            Backend::Sqlite => (
+                &SQLITE_MIGRATIONS,
+                "SELECT COUNT(*) FROM sqlite_master \
+                 WHERE type = 'table' AND name = '_sqlx_migrations'",
+            ),
+        };
+        let latest = migrator.iter().map(|m| m.version).max().unwrap_or(0);
+        let tables: i64 = sqlx::query_scalar(exists).fetch_one(&self.pool).await?;
+        if tables == 0 {
+            return Ok(SchemaState::Empty { latest });
+        }
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(if applied == 0 {
+            SchemaState::Empty { latest }
+        } else if applied < latest {
+            SchemaState::Behind { applied, latest }
+        } else {
+            SchemaState::Current
+        })
     }
 
     /// One round trip on a pooled connection, for readiness checks.

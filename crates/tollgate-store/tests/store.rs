@@ -9,7 +9,7 @@ use sqlx::Row;
 use tollgate_core::time::now_ms;
 use tollgate_core::{AuthError, KeyCache, KeyHash};
 use tollgate_store::testdb::TestDb;
-use tollgate_store::{Backend, KeySync, Role, Store, StoreError};
+use tollgate_store::{AdminBootstrap, Backend, KeySync, Role, Store, StoreError};
 
 async fn migrated(db: &TestDb) -> Store {
     let store = Store::connect(&db.url).await.expect("connect");
@@ -285,13 +285,12 @@ async fn key_records_since_returns_nothing_when_nothing_changed(db: TestDb) {
 
 async fn bootstrap_admin_token_is_generated_once_and_resolves(db: TestDb) {
     let store = migrated(&db).await;
-    let token = store
-        .ensure_admin_token(None)
-        .await
-        .unwrap()
-        .expect("a fresh token");
+    let token = generated(&store).await;
     assert!(token.starts_with("tga-"), "{token}");
-    assert_eq!(store.ensure_admin_token(None).await.unwrap(), None);
+    assert_eq!(
+        store.ensure_admin_token(None).await.unwrap(),
+        AdminBootstrap::Existing
+    );
 
     let principal = store
         .admin_for_token(&token)
@@ -317,30 +316,22 @@ async fn bootstrap_admin_token_is_generated_once_and_resolves(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(store.admin_for_token(&token).await.unwrap(), None);
-    let fresh = store
-        .ensure_admin_token(None)
-        .await
-        .unwrap()
-        .expect("re-minted");
+    let fresh = generated(&store).await;
     assert_ne!(fresh, token);
     assert!(store.admin_for_token(&fresh).await.unwrap().is_some());
 }
 
 async fn env_admin_token_replaces_the_bootstrap_token(db: TestDb) {
     let store = migrated(&db).await;
-    let generated = store
-        .ensure_admin_token(None)
-        .await
-        .unwrap()
-        .expect("a fresh token");
+    let first = generated(&store).await;
     assert_eq!(
         store
             .ensure_admin_token(Some("my own admin secret"))
             .await
             .unwrap(),
-        None
+        AdminBootstrap::EnvToken
     );
-    assert_eq!(store.admin_for_token(&generated).await.unwrap(), None);
+    assert_eq!(store.admin_for_token(&first).await.unwrap(), None);
     let principal = store
         .admin_for_token("my own admin secret")
         .await
@@ -354,18 +345,70 @@ async fn env_admin_token_replaces_the_bootstrap_token(db: TestDb) {
     // A later env token replaces the earlier one, and an env token means nothing is generated.
     assert_eq!(
         store.ensure_admin_token(Some("rotated")).await.unwrap(),
-        None
+        AdminBootstrap::EnvToken
     );
     assert_eq!(
         store.admin_for_token("my own admin secret").await.unwrap(),
         None
     );
     assert!(store.admin_for_token("rotated").await.unwrap().is_some());
-    assert_eq!(store.ensure_admin_token(None).await.unwrap(), None);
+    assert_eq!(
+        store.ensure_admin_token(None).await.unwrap(),
+        AdminBootstrap::Existing
+    );
     assert!(matches!(
         store.ensure_admin_token(Some("  ")).await,
         Err(StoreError::Invalid(_))
     ));
+}
+
+/// A freshly generated bootstrap token; panics if none was generated.
+async fn generated(store: &Store) -> String {
+    match store.ensure_admin_token(None).await.unwrap() {
+        AdminBootstrap::Generated(token) => token,
+        other => panic!("expected a generated token, got {other:?}"),
+    }
+}
+
+async fn revoked_env_admin_token_stays_revoked_when_started_again_with_it(db: TestDb) {
+    let store = migrated(&db).await;
+    assert_eq!(
+        store.ensure_admin_token(Some("env secret")).await.unwrap(),
+        AdminBootstrap::EnvToken
+    );
+    let revoked = store
+        .revoke_admin_token("bootstrap")
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at_ms
+        .expect("revoked");
+
+    // The next start, with the same TOLLGATE_ADMIN_TOKEN: still revoked, said so, not audited.
+    for _ in 0..2 {
+        assert_eq!(
+            store.ensure_admin_token(Some("env secret")).await.unwrap(),
+            AdminBootstrap::EnvTokenRevoked {
+                revoked_at_ms: revoked
+            }
+        );
+        assert_eq!(store.admin_for_token("env secret").await.unwrap(), None);
+    }
+    assert!(store.list_audit(None, 10).await.unwrap().is_empty());
+
+    // A new token in the environment replaces the revoked one, and the audit log says so.
+    assert_eq!(
+        store.ensure_admin_token(Some("new secret")).await.unwrap(),
+        AdminBootstrap::EnvToken
+    );
+    assert!(store.admin_for_token("new secret").await.unwrap().is_some());
+    assert_eq!(store.admin_for_token("env secret").await.unwrap(), None);
+    let audit = store.list_audit(None, 10).await.unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].target, "bootstrap");
+    assert_eq!(audit[0].actor_id, "environment");
+    assert_eq!(audit[0].before.as_ref().unwrap()["revoked_at_ms"], revoked);
+    assert!(audit[0].after.as_ref().unwrap()["revoked_at_ms"].is_null());
 }
 
 async fn key_sync_run_polls_until_shutdown(db: TestDb) {
@@ -421,6 +464,7 @@ both_backends!(
     key_records_since_returns_nothing_when_nothing_changed,
     bootstrap_admin_token_is_generated_once_and_resolves,
     env_admin_token_replaces_the_bootstrap_token,
+    revoked_env_admin_token_stays_revoked_when_started_again_with_it,
     key_sync_run_polls_until_shutdown,
 );
 

@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
         (
             "otlp_on",
             TelemetryConfig {
-                enabled: true,
+                enabled: Some(true),
                 endpoint: Some(format!("http://127.0.0.1:{closed}")),
                 export_timeout_ms: 200,
                 ..TelemetryConfig::default()

@@ -102,15 +102,15 @@ struct Providers {
 
 impl Telemetry {
     /// Builds the SDK pipeline from the config. Must run inside a tokio runtime: the batch
-    /// processors and the periodic reader are tasks on it. With `enabled = false` no exporter
-    /// exists and no span is created; metrics are still kept for `/metrics` unless
-    /// `metrics_path` is empty.
+    /// processors and the periodic reader are tasks on it. When it does not export
+    /// ([`TelemetryConfig::exports`]) no exporter exists and no span is created; metrics are
+    /// still kept for `/metrics` unless `metrics_path` is empty.
     pub fn start(cfg: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         tokio::runtime::Handle::try_current().map_err(|_| TelemetryError::NoRuntime)?;
         // Everything that can fail comes first: a provider dropped half-built would block on
         // its own batch task while shutting down.
         let export_errors = Arc::new(ExportErrors::default());
-        let exporters = if cfg.enabled {
+        let exporters = if cfg.exports() {
             Some(export::Target::new(cfg)?.exporters(&export_errors)?)
         } else {
             None

@@ -9,6 +9,8 @@
     reason = "test support: failing loudly is the point"
 )]
 
+pub mod tools;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
@@ -18,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tollgate_core::{LedgerEvent, Money, ToolCount, Usage};
+use tools::repo_root;
 
 /// Every label a metric may carry (docs/metrics.md): never a session, key, user or request.
 /// Written out here, not taken from the code, so tests check the code against the catalogue.
@@ -37,23 +40,10 @@ pub const ALLOWED_LABELS: [&str; 13] = [
     "signal",
 ];
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The Python of the venv `tests/clients/setup.sh` installs (`$TOLLGATE_CLIENTS_DIR`, else
-/// `target/clients`); panics saying to run it when it is not there.
+/// `target/clients`), installing it on first use.
 pub fn venv_python() -> PathBuf {
-    let clients = std::env::var_os("TOLLGATE_CLIENTS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/clients"));
-    let python = clients.join("venv/bin/python");
-    assert!(
-        python.exists(),
-        "no Python venv at {}: run tests/clients/setup.sh (it installs opentelemetry-proto for the OTLP receiver)",
-        python.display()
-    );
-    python
+    tools::venv_bin("opentelemetry-proto and grpcio for the OTLP receiver").join("python")
 }
 
 /// `tests/otlp/receiver.py` over HTTP and gRPC; killed on drop.

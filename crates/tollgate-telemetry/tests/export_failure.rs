@@ -18,7 +18,7 @@ async fn unreachable_collector_is_counted_not_logged_and_never_slows_finish() {
     let port = closed_port();
     let cfg = TelemetryConfig {
         export_timeout_ms: 300,
-        enabled: true,
+        enabled: Some(true),
         endpoint: Some(format!("http://127.0.0.1:{port}")),
         export_interval_ms: 600_000,
         ..TelemetryConfig::default()

@@ -45,7 +45,7 @@ fn point(metric: &Value, want: &[(&str, &str)]) -> Value {
 
 fn config(endpoint: String) -> TelemetryConfig {
     TelemetryConfig {
-        enabled: true,
+        enabled: Some(true),
         endpoint: Some(endpoint),
         headers: tollgate_core::config::OtlpHeaders(
             [("x-collector-key".to_string(), "secret-1".to_string())].into(),

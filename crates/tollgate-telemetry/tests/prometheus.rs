@@ -42,20 +42,16 @@ fn event(request_id: &str, team_id: &str, cost_centre: Option<&str>) -> LedgerEv
     }
 }
 
-/// Runs `promtool check metrics` on the text; panics with the install hint if it is missing.
+/// Runs `promtool check metrics` on the text (promtool is fetched on first use).
 fn promtool_check(text: &str) {
-    let mut child = match Command::new("promtool")
+    let promtool = testing::tools::prometheus_tool("promtool");
+    let mut child = Command::new(&promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-    {
-        Ok(child) => child,
-        Err(e) => {
-            panic!("promtool not found ({e}): install it with `apt-get install -y prometheus`")
-        }
-    };
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", promtool.display()));
     child
         .stdin
         .take()

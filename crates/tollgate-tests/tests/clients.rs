@@ -93,6 +93,163 @@ async fn codex_exec(h: &Harness, key: &str, prompt: &str) -> (std::process::Outp
     (out, stdout)
 }
 
+/// One Codex set-up as the README documents it: its `config.toml` block, verbatim, and the
+/// ways its `# key:` lines give Codex the team key.
+struct DocumentedSetup {
+    config: String,
+    keys: Vec<KeyWay>,
+}
+
+#[derive(Debug)]
+enum KeyWay {
+    /// `export NAME=tg-…`
+    Env(String),
+    /// `… | codex login --with-api-key`
+    Login,
+}
+
+/// The `toml` blocks of the README's "Codex CLI" paragraph, so the test runs what users copy.
+fn readme_codex_setups() -> Vec<DocumentedSetup> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme
+        .find("**Codex CLI.**")
+        .expect("the README's Codex CLI paragraph");
+    let end = start + readme[start..].find("**OpenAI SDKs**").expect("its end");
+    let section = &readme[start..end];
+    let setups: Vec<DocumentedSetup> = section
+        .split("```toml\n")
+        .skip(1)
+        .map(|rest| {
+            let config = rest.split("```").next().unwrap().to_string();
+            let keys = config
+                .lines()
+                .filter_map(|l| l.strip_prefix("# key:"))
+                .map(|way| {
+                    if way.contains("codex login --with-api-key") {
+                        KeyWay::Login
+                    } else {
+                        let name = way
+                            .trim()
+                            .trim_start_matches("export ")
+                            .split('=')
+                            .next()
+                            .unwrap();
+                        KeyWay::Env(name.to_string())
+                    }
+                })
+                .collect();
+            DocumentedSetup { config, keys }
+        })
+        .collect();
+    assert!(
+        setups.len() >= 2 && setups.iter().all(|s| !s.keys.is_empty()),
+        "expected the README's Codex blocks, each with a '# key:' line"
+    );
+    setups
+}
+
+/// `codex exec` with `config` as `$CODEX_HOME/config.toml` and `env`; `login` first stores the
+/// key with `codex login --with-api-key` (reading it from stdin, as documented).
+async fn codex_exec_with(
+    config: &str,
+    env: &[(String, String)],
+    login: Option<&str>,
+    prompt: &str,
+) -> (std::process::Output, String) {
+    let codex = clients_dir("the openai SDK and the Codex CLI").join("npm/node_modules/.bin/codex");
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::write(home.path().join("config.toml"), config).expect("write config.toml");
+    let clean = |cmd: &mut Command| {
+        cmd.env("CODEX_HOME", home.path())
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("OPENAI_BASE_URL")
+            .env_remove("CODEX_API_KEY")
+            .env_remove("TOLLGATE_KEY");
+    };
+    if let Some(key) = login {
+        use std::io::Write;
+        let mut cmd = Command::new(&codex);
+        cmd.args(["login", "--with-api-key"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        clean(&mut cmd);
+        let mut child = cmd.spawn().expect("codex login starts");
+        writeln!(child.stdin.take().unwrap(), "{key}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "codex login --with-api-key failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(&codex);
+    cmd.args([
+        "exec",
+        "--skip-git-repo-check",
+        "--ephemeral",
+        "--json",
+        "--sandbox",
+        "read-only",
+        prompt,
+    ])
+    .current_dir(work.path())
+    .stdin(std::process::Stdio::null());
+    clean(&mut cmd);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run(cmd).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    drop(home);
+    (out, stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_codex_setup_in_the_readme_completes_a_turn_through_tollgate() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("platform").await;
+    let base = format!("{}/v1", h.base());
+    for setup in readme_codex_setups() {
+        let config = setup
+            .config
+            .replace("https://tollgate.example.com/v1", &base);
+        assert_ne!(config, setup.config, "no gateway URL in:\n{}", setup.config);
+        for way in &setup.keys {
+            let before = h.mock.requests().len();
+            let (env, login) = match way {
+                KeyWay::Env(name) => (vec![(name.clone(), key.clone())], None),
+                // As documented: the key comes from the shell, through stdin.
+                KeyWay::Login => (vec![], Some(key.as_str())),
+            };
+            let (out, stdout) = codex_exec_with(&config, &env, login, "Say hello").await;
+            let turns: Vec<_> = h.mock.requests()[before..]
+                .iter()
+                .filter(|r| r.path == "/v1/responses")
+                .cloned()
+                .collect();
+            assert!(
+                out.status.success() && stdout.contains("\"turn.completed\""),
+                "the README's Codex set-up failed with {way:?}:\n{}\n{stdout}\n{}",
+                setup.config,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                !turns.is_empty(),
+                "{way:?}: Codex never reached the upstream"
+            );
+            for r in &turns {
+                assert_eq!(
+                    r.header("authorization"),
+                    Some(format!("Bearer {UPSTREAM_KEY}").as_str()),
+                    "{way:?}"
+                );
+            }
+        }
+    }
+}
+
 /// Runs a Codex turn that must succeed: exit 0 and `turn.completed`. Returns Codex's output and
 /// the `/v1/responses` requests the upstream received.
 async fn codex_turn_ok(

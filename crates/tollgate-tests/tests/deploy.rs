@@ -5,9 +5,10 @@
 //! schemas bundled); the commands, flags and environment variables the kit gives tollgate are
 //! ones tollgate has; the compose file, the Collector config and the dashboard are consistent.
 //!
-//! Tools: promtool (`apt-get install -y prometheus`), and PyYAML + kubernetes-validate, which
-//! `tests/clients/setup.sh` installs (pinned) into its venv. A missing tool fails the test with
-//! the way to install it; nothing is skipped.
+//! Tools, set up on first use: promtool (from PATH, else Debian's `prometheus` package unpacked
+//! under target/ by `tests/clients/prometheus.sh`), and PyYAML + kubernetes-validate, which
+//! `tests/clients/setup.sh` installs (pinned) into its venv. A tool that cannot be installed
+//! fails the test with the way to install it; nothing is skipped.
 //!
 //! Not checked here: `docker compose config` (no Compose plugin on the CI image) and the
 //! Collector's own `validate` (no otelcol binary); see deploy/README.md.
@@ -26,7 +27,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use tollgate_tests::clients::{repo_root, venv_bin};
+use tollgate_tests::clients::{prometheus_tool, repo_root, venv_bin};
 
 fn deploy_dir() -> PathBuf {
     repo_root().join("deploy")
@@ -46,20 +47,14 @@ fn text(out: &Output) -> String {
 
 // ------------------------------------------------------------------------------------ tools
 
-/// Runs promtool in the repository root; fails saying how to install it when it is missing.
+/// Runs promtool in the repository root (fetched on first use when it is not on PATH).
 fn promtool(args: &[&str]) -> String {
-    let out = match Command::new("promtool")
+    let promtool = prometheus_tool("promtool");
+    let out = Command::new(&promtool)
         .args(args)
         .current_dir(repo_root())
         .output()
-    {
-        Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "promtool not found: apt-get install -y prometheus (Debian/Ubuntu; .ci/run does this), \
-             or put promtool from https://prometheus.io/download/ on PATH"
-        ),
-        Err(e) => panic!("cannot run promtool: {e}"),
-    };
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", promtool.display()));
     assert!(
         out.status.success(),
         "promtool {} failed:\n{}",
@@ -67,6 +62,35 @@ fn promtool(args: &[&str]) -> String {
         text(&out)
     );
     text(&out)
+}
+
+#[test]
+fn without_promtool_on_path_debians_prometheus_package_is_unpacked_under_target() {
+    // Forced past PATH, so this checks the fetch on machines that have promtool installed too
+    // (the first run downloads the package; later ones find it unpacked).
+    let out = Command::new("bash")
+        .arg(repo_root().join("tests/clients/prometheus.sh"))
+        .env("TOLLGATE_PROMETHEUS_FROM_PACKAGE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let bin = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(
+        bin.starts_with(repo_root().join("target/clients/prometheus")),
+        "{}",
+        bin.display()
+    );
+    for tool in ["promtool", "prometheus"] {
+        let version = Command::new(bin.join(tool))
+            .arg("--version")
+            .output()
+            .unwrap();
+        assert!(
+            version.status.success() && text(&version).contains("version 2."),
+            "{tool}: {}",
+            text(&version)
+        );
+    }
 }
 
 const YAML_TO_JSON: &str = r#"
@@ -891,6 +915,15 @@ fn kubernetes_objects_fit_together_and_the_config_is_valid() {
         admin.ends_with(&format!(":{}", ports["admin"])),
         "admin_listen vs port admin"
     );
+    // Prometheus discovers the pods by annotation and scrapes the admin port, where /metrics
+    // needs no token (on the main port it does).
+    let annotations = &pod["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    assert_eq!(
+        annotations["prometheus.io/port"],
+        ports["admin"].to_string(),
+        "the scrape annotation is not the admin port"
+    );
     let service_targets: BTreeSet<&str> = arr(&k8s("Service")["spec"]["ports"], "service ports")
         .iter()
         .map(|p| str_of(&p["targetPort"], "targetPort"))
@@ -1240,7 +1273,8 @@ fn the_compose_file_is_self_consistent() {
             "mock-upstream listens elsewhere than :8089: {mock}"
         ));
     }
-    // Prometheus scrapes both replicas' main port and loads the alert rules.
+    // Prometheus scrapes both replicas' admin listener (where /metrics needs no token: on the
+    // main port it does) and loads the alert rules.
     let prometheus = yaml("prometheus/prometheus.yml");
     assert_eq!(prometheus["rule_files"], serde_json::json!(["alerts.yml"]));
     let tollgate_job = arr(&prometheus["scrape_configs"], "scrape_configs")
@@ -1249,7 +1283,15 @@ fn the_compose_file_is_self_consistent() {
         .expect("a tollgate scrape job");
     assert_eq!(tollgate_job["metrics_path"], "/metrics");
     let targets = strings(&tollgate_job["static_configs"][0]["targets"], "targets");
-    assert_eq!(targets, ["tollgate-1:8080", "tollgate-2:8080"]);
+    assert_eq!(targets, ["tollgate-1:8081", "tollgate-2:8081"]);
+    let admin_listen = interpolate(str_of(
+        &compose["x-tollgate-env"]["TOLLGATE_ADMIN_LISTEN"],
+        "TOLLGATE_ADMIN_LISTEN",
+    ));
+    assert!(
+        admin_listen.ends_with(":8081"),
+        "the scrape targets are not the admin listener {admin_listen}"
+    );
     for target in &targets {
         let service = target.split(':').next().unwrap_or("");
         assert!(

@@ -4,9 +4,10 @@
 //! Every number is compared with the ledger row of the same call: telemetry must tell the same
 //! story as the bill.
 //!
-//! Tools: the Python venv of `tests/clients/setup.sh` (opentelemetry-proto, grpcio) and the
-//! `prometheus` server (`apt-get install -y prometheus`). A test that cannot find them fails and
-//! says how to install them — it never skips.
+//! Tools, set up on first use: the Python venv of `tests/clients/setup.sh` (opentelemetry-proto,
+//! grpcio) and the `prometheus` server (from PATH, else Debian's package unpacked under target/
+//! by `tests/clients/prometheus.sh`). A test that cannot get them fails and says how to install
+//! them — it never skips.
 
 // Integration tests: shared helpers fail loudly.
 #![allow(
@@ -18,7 +19,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -212,16 +212,132 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
         .collect()
 }
 
-/// `GET /metrics` on the gateway, as a scraper sees it.
+/// `GET /metrics` on the gateway, as a scraper with an admin token sees it.
 async fn scrape(h: &Harness) -> Vec<Sample> {
     let reply = h
         .http
-        .send(Method::GET, &format!("{}/metrics", h.base()), &[], "")
+        .send(Method::GET, &format!("{}/metrics", h.base()), &admin(), "")
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     let content_type = reply.headers["content-type"].to_str().unwrap();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     parse_prometheus(&body_text(&reply))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_need_a_token_on_the_main_listener_and_none_on_the_admin_listener() {
+    const METRICS_TOKEN: &str = "prometheus-scrape-secret";
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        c.secrets.metrics_token = Some(METRICS_TOKEN.into());
+    })
+    .await;
+    let key = h.team_key("platform").await;
+    let reply = post(
+        &h,
+        &key,
+        "/v1/responses",
+        &responses("gpt-5-mini", "hi", false),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let url = format!("{}/metrics", h.base());
+    let get = |headers: Vec<(&'static str, String)>| {
+        let url = url.clone();
+        let http = &h.http;
+        async move { http.send(Method::GET, &url, &headers, "").await }
+    };
+    // Without a token, or with the wrong one, anyone reachable saw every team's spend: now 401.
+    for (headers, why) in [
+        (vec![], "No token was provided"),
+        (vec![bearer("not-the-token")], "The token is not valid"),
+        (vec![bearer(&key)], "The token is not valid"),
+        (
+            vec![("authorization", METRICS_TOKEN.into())],
+            "No token was provided",
+        ),
+    ] {
+        let reply = get(headers.clone()).await;
+        reply.assert_error(401, "invalid_metrics_token");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.starts_with(why)
+                && message.contains("TOLLGATE_METRICS_TOKEN")
+                && message.contains("TOLLGATE_ADMIN_LISTEN"),
+            "{headers:?}: {message}"
+        );
+        assert!(!body_text(&reply).contains("platform"), "{headers:?}");
+    }
+    // A team admin sees one team; these metrics show all of them.
+    let team_admin = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/admin/v1/admin-tokens", h.base()),
+            &admin(),
+            json!({"name": "ta", "role": "team_admin", "team": "platform"}),
+        )
+        .await
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    get(vec![bearer(&team_admin)])
+        .await
+        .assert_error(401, "invalid_metrics_token");
+    // The metrics token, an admin and a finance token may scrape.
+    let finance = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/admin/v1/admin-tokens", h.base()),
+            &admin(),
+            json!({"name": "books", "role": "finance"}),
+        )
+        .await
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for token in [METRICS_TOKEN, ADMIN_TOKEN, finance.as_str()] {
+        let reply = get(vec![bearer(token)]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        assert!(
+            body_text(&reply).contains("team=\"platform\""),
+            "{}",
+            body_text(&reply)
+        );
+    }
+
+    // With an admin listener, the metrics are open there (a private port) and still need a
+    // token on the main one.
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        c.admin_listen = Some("127.0.0.1:0".into());
+    })
+    .await;
+    let admin_addr = h.gateway.admin_addr.unwrap();
+    let open = h
+        .http
+        .send(
+            Method::GET,
+            &format!("http://{admin_addr}/metrics"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(open.status, StatusCode::OK, "{open:?}");
+    assert!(
+        body_text(&open).contains("tollgate_"),
+        "{}",
+        body_text(&open)
+    );
+    h.http
+        .send(Method::GET, &format!("{}/metrics", h.base()), &[], "")
+        .await
+        .assert_error(401, "invalid_metrics_token");
 }
 
 /// The sum of every series of `name` whose labels include all of `want`.
@@ -444,7 +560,7 @@ async fn otlp_export_matches_the_ledger(protocol: &str) {
         r.http_port
     };
     let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
-        c.telemetry.enabled = true;
+        c.telemetry.enabled = Some(true);
         c.telemetry.protocol = protocol.into();
         c.telemetry.endpoint = Some(format!("http://127.0.0.1:{port}"));
         // Metrics leave on flush only: one export holds the totals.
@@ -912,15 +1028,13 @@ fn encode(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_spend_per_team_equal_to_the_ledger() {
-    match Command::new("prometheus").arg("--version").output() {
-        Ok(out) => assert!(out.status.success(), "prometheus --version failed: {out:?}"),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-            "prometheus not found: apt-get install -y prometheus (Debian/Ubuntu; the same package \
-             as promtool), or put prometheus from https://prometheus.io/download/ on PATH"
-        ),
-        Err(e) => panic!("cannot run prometheus: {e}"),
-    }
-    let h = Harness::start(Backend::Sqlite).await;
+    let prometheus_bin = tollgate_tests::clients::prometheus_tool("prometheus");
+    // Scraped on the main listener with the metrics token, as a Prometheus outside the
+    // gateway's private network would (the deploy kit scrapes the admin listener instead).
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        c.secrets.metrics_token = Some("prometheus-scrape-secret".into());
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -928,6 +1042,7 @@ async fn prometheus_scrapes_spend_per_team_equal_to_the_ledger() {
         format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: tollgate\n    metrics_path: /metrics\n    \
+             authorization:\n      credentials: prometheus-scrape-secret\n    \
              static_configs:\n      - targets: ['{}']\n",
             h.gateway.addr
         ),
@@ -935,7 +1050,7 @@ async fn prometheus_scrapes_spend_per_team_equal_to_the_ledger() {
     .unwrap();
     let web = format!("127.0.0.1:{}", free_port());
     let mut prometheus = process::Child::spawn(
-        "prometheus",
+        prometheus_bin.to_str().unwrap(),
         &[
             &format!("--config.file={}", config.display()),
             &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
@@ -1218,7 +1333,7 @@ async fn an_unreachable_collector_costs_no_call_and_no_log_storm() {
     let log = gateway_log();
     let closed = free_port();
     let on = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
-        c.telemetry.enabled = true;
+        c.telemetry.enabled = Some(true);
         c.telemetry.endpoint = Some(format!("http://127.0.0.1:{closed}"));
         c.telemetry.export_timeout_ms = 1_000;
         c.telemetry.export_interval_ms = 1_000;

@@ -12,14 +12,14 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tollgate_core::KeyCache;
 use tollgate_core::budget::{Budgets, BudgetsOptions};
 use tollgate_core::config::Config;
 use tollgate_core::ratelimit::RateLimits;
+use tollgate_core::{KeyCache, KeyHash};
 use tollgate_proxy::server::{self, ServerOptions};
 use tollgate_proxy::{Admission, BodyDeadline, Gateway, Settler, Upstream};
 use tollgate_store::ledger::{Ledger, LedgerOptions};
-use tollgate_store::{BudgetSync, KeySync, Store, StoreLeases};
+use tollgate_store::{AdminBootstrap, BudgetSync, KeySync, SchemaState, Store, StoreLeases};
 
 use tollgate_telemetry::Telemetry;
 
@@ -46,6 +46,21 @@ pub enum StartError {
     Prices(String),
     #[error("telemetry: {0}")]
     Telemetry(#[from] tollgate_telemetry::TelemetryError),
+    #[error(
+        "the database {db} has no tollgate schema yet: run `tollgate migrate` once with the same \
+         DATABASE_URL (or start this once with `tollgate serve --migrate`)"
+    )]
+    NoSchema { db: String },
+    #[error(
+        "the database {db} has the schema of an older release (migration {applied}; this one \
+         needs {latest}): run `tollgate migrate` with the same DATABASE_URL (or start this once \
+         with `tollgate serve --migrate`)"
+    )]
+    OldSchema {
+        db: String,
+        applied: i64,
+        latest: i64,
+    },
 }
 
 /// A running gateway: its addresses and the handle to stop it.
@@ -96,6 +111,27 @@ impl Running {
     }
 }
 
+/// Opens the configured database: migrated first when `store.migrate_on_start` says so (SQLite
+/// by default), otherwise checked to carry this release's schema, so an unmigrated Postgres
+/// database gets one sentence saying what to run rather than a missing-table error.
+pub async fn open_store(config: &Config) -> Result<Store, StartError> {
+    let store = Store::connect(&config.store.database_url).await?;
+    if config.migrate_on_start() {
+        store.migrate().await?;
+        return Ok(store);
+    }
+    let db = tollgate_core::config::redact_url(&config.store.database_url);
+    match store.schema_state().await? {
+        SchemaState::Current => Ok(store),
+        SchemaState::Empty { .. } => Err(StartError::NoSchema { db }),
+        SchemaState::Behind { applied, latest } => Err(StartError::OldSchema {
+            db,
+            applied,
+            latest,
+        }),
+    }
+}
+
 /// Starts a gateway from a validated config.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let prices = crate::config_load::load_prices(&config).map_err(|problems| {
@@ -103,15 +139,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         StartError::Prices(all.join("; "))
     })?;
     let calendar = config.budgets.calendar();
-    let store = Store::connect(&config.store.database_url)
-        .await?
-        .with_budget_calendar(calendar);
-    if config.migrate_on_start() {
-        store.migrate().await?;
-    }
-    let generated_admin_token = store
+    let store = open_store(&config).await?.with_budget_calendar(calendar);
+    let generated_admin_token = match store
         .ensure_admin_token(config.secrets.admin_token.as_deref())
-        .await?;
+        .await?
+    {
+        AdminBootstrap::Generated(token) => Some(token),
+        AdminBootstrap::EnvTokenRevoked { revoked_at_ms } => {
+            // Still start: the gateway serves teams without it, and other admin tokens work.
+            tracing::warn!(
+                revoked_at = %tollgate_store::rfc3339(&calendar, revoked_at_ms),
+                "TOLLGATE_ADMIN_TOKEN was revoked and stays revoked: it opens nothing. Set a new \
+                 token in TOLLGATE_ADMIN_TOKEN (it replaces the revoked one) or use another admin token"
+            );
+            None
+        }
+        AdminBootstrap::EnvToken | AdminBootstrap::Existing => None,
+    };
 
     let keys = Arc::new(KeyCache::new());
     let mut sync = KeySync::new(store.clone(), Arc::clone(&keys));
@@ -218,6 +262,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let metrics = (!config.telemetry.metrics_path.is_empty()).then(|| Metrics {
         path: config.telemetry.metrics_path.clone(),
         telemetry: telemetry.clone(),
+        token: config.secrets.metrics_token.as_deref().map(KeyHash::of),
     });
     let router = Arc::new(Router::new(
         Arc::clone(&gateway),

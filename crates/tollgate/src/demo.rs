@@ -60,6 +60,10 @@ Codex ($CODEX_HOME/config.toml), then: TOLLGATE_KEY={secret} codex exec "say hel
   base_url = "{base}"
   env_key = "TOLLGATE_KEY"
   wire_api = "responses"
+or keep Codex's built-in provider (it reads CODEX_API_KEY, not OPENAI_API_KEY, in codex exec):
+  model = "gpt-5.5"
+  openai_base_url = "{base}"
+then: CODEX_API_KEY={secret} codex exec "say hello"
 
 Admin API (admin token {token}):
   curl -s http://{addr}/admin/v1/teams -H "Authorization: Bearer {token}"

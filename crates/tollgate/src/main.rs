@@ -77,10 +77,24 @@ async fn run(cli: Cli) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tollgate: {e:#}");
+            eprintln!("tollgate: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and each cause it does not already spell out: several of our error types carry
+/// their source's text in their own message, and `{:#}` would repeat it once per layer.
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 async fn remote(server: Option<&str>, token: Option<&str>, command: Command) -> anyhow::Result<()> {
@@ -99,6 +113,15 @@ async fn remote(server: Option<&str>, token: Option<&str>, command: Command) -> 
 async fn serve(config: tollgate_core::config::Config) -> anyhow::Result<()> {
     let db = redact_url(&config.store.database_url);
     let upstream = config.upstream.url.clone();
+    // Where OTLP goes, in the start line: the endpoint alone switches export on, so say so.
+    let otlp = match config.telemetry.exports() {
+        true => format!(
+            "{} ({})",
+            config.telemetry.endpoint(),
+            config.telemetry.protocol
+        ),
+        false => "off".to_string(),
+    };
     let stop = tollgate::shutdown_signal();
     let running = app::start(config).await?;
     if let Some(token) = &running.generated_admin_token {
@@ -106,7 +129,7 @@ async fn serve(config: tollgate_core::config::Config) -> anyhow::Result<()> {
             "\nNo TOLLGATE_ADMIN_TOKEN was set, so tollgate generated an admin token. It is shown once:\n\n  {token}\n"
         );
     }
-    tracing::info!(listen = %running.addr, admin = ?running.admin_addr, %upstream, database = %db, "tollgate is serving");
+    tracing::info!(listen = %running.addr, admin = ?running.admin_addr, %upstream, database = %db, %otlp, "tollgate is serving");
     stop.await;
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown().await;

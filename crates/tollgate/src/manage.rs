@@ -20,13 +20,10 @@ use crate::validate::{
     FieldErrors, check_labels, check_models, valid_cost_centre, valid_key_name, valid_team_name,
 };
 
-/// Opens the configured database, migrating an embedded SQLite file so first use just works.
+/// Opens the configured database, migrating an embedded SQLite file so first use just works
+/// (and saying what to run when a Postgres database has no schema yet).
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(&config.store.database_url).await?;
-    if config.migrate_on_start() {
-        store.migrate().await?;
-    }
-    Ok(store)
+    Ok(crate::app::open_store(config).await?)
 }
 
 pub async fn team(config: &Config, command: TeamCommand) -> anyhow::Result<()> {

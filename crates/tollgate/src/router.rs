@@ -5,10 +5,10 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-use tollgate_core::{ApiError, KeyCache};
+use tollgate_core::{ApiError, KeyCache, KeyHash};
 use tollgate_proxy::route::is_api_path;
 use tollgate_proxy::{Gateway, ProxyBody, error_response, json_response};
-use tollgate_store::Store;
+use tollgate_store::{Role, Store};
 
 use crate::admin::Admin;
 
@@ -23,14 +23,65 @@ pub struct Router {
     metrics: Option<Metrics>,
 }
 
-/// `GET /metrics`: the same instruments OTLP exports, as Prometheus text. Unauthenticated, like
-/// every scrape endpoint: it carries team names and sums, never keys, sessions or prompts.
+/// `GET /metrics`: the same instruments OTLP exports, as Prometheus text. It carries every
+/// team's name and spend (never keys, sessions or prompts), so it is not for anyone who can
+/// reach the gateway: on the admin listener (`TOLLGATE_ADMIN_LISTEN`, a private port) it is
+/// open, on the main listener it takes `Authorization: Bearer` with the metrics token
+/// (`TOLLGATE_METRICS_TOKEN`) or an `admin` or `finance` admin token.
 pub struct Metrics {
     pub path: String,
     pub telemetry: tollgate_telemetry::Telemetry,
+    /// `TOLLGATE_METRICS_TOKEN`, as its hash: only hashes are compared, so how long a compare
+    /// takes says nothing about the token.
+    pub token: Option<KeyHash>,
 }
 
 impl Metrics {
+    /// Who may scrape on the main listener: the metrics token, or an admin token of a role
+    /// that may see every team's spend anyway.
+    async fn allowed(&self, request: &Request<Incoming>, store: &Store) -> Result<(), ApiError> {
+        let refuse = |why: &str| {
+            ApiError::new(
+                401,
+                "invalid_request_error",
+                "invalid_metrics_token",
+                format!(
+                    "{why}. {} on this listener takes 'Authorization: Bearer <token>' with the \
+                     metrics token (TOLLGATE_METRICS_TOKEN) or an admin or finance admin token; \
+                     or scrape it without a token on the admin listener (TOLLGATE_ADMIN_LISTEN).",
+                    self.path
+                ),
+            )
+        };
+        let token = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| refuse("No token was provided"))?;
+        if self.token.as_ref() == Some(&KeyHash::of(token)) {
+            return Ok(());
+        }
+        match store.admin_for_token(token).await {
+            Ok(Some(admin)) if matches!(admin.role, Role::Admin | Role::Finance) => Ok(()),
+            Ok(Some(_)) => Err(refuse(
+                "A team_admin token sees one team, and these metrics show every team",
+            )),
+            Ok(None) => Err(refuse("The token is not valid")),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check a /metrics token against the store");
+                Err(ApiError::new(
+                    503,
+                    "server_error",
+                    "store_unavailable",
+                    "The token cannot be checked while the database is unreachable.",
+                ))
+            }
+        }
+    }
+
     fn response(&self) -> Response<ProxyBody> {
         let mut response = Response::new(ProxyBody::full(self.telemetry.prometheus_text()));
         response.headers_mut().insert(
@@ -69,23 +120,32 @@ impl Router {
         if self.admin_on_main && is_admin_path(path) {
             return self.admin.handle(request).await;
         }
+        if let Some(metrics) = self.metrics_at(path) {
+            return match metrics.allowed(&request, &self.store).await {
+                Ok(()) => metrics.response(),
+                Err(refused) => error_response(&refused),
+            };
+        }
         self.common(request).await
     }
 
-    /// The separate admin listener, when configured.
+    /// The separate admin listener, when configured: a private port, so `/metrics` is open.
     pub async fn route_admin_listener(&self, request: Request<Incoming>) -> Response<ProxyBody> {
-        if is_admin_path(request.uri().path()) {
+        let path = request.uri().path();
+        if is_admin_path(path) {
             return self.admin.handle(request).await;
         }
+        if let Some(metrics) = self.metrics_at(path) {
+            return metrics.response();
+        }
         self.common(request).await
+    }
+
+    fn metrics_at(&self, path: &str) -> Option<&Metrics> {
+        self.metrics.as_ref().filter(|m| m.path == path)
     }
 
     async fn common(&self, request: Request<Incoming>) -> Response<ProxyBody> {
-        if let Some(metrics) = &self.metrics
-            && request.uri().path() == metrics.path
-        {
-            return metrics.response();
-        }
         match request.uri().path() {
             "/healthz" => json_response(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => self.readiness().await,

@@ -335,6 +335,14 @@ async fn demo_runs_gateway_and_mock_with_a_working_key() {
             && out.contains("curl"),
         "{out}"
     );
+    // Codex's built-in provider reads CODEX_API_KEY in `codex exec`, never OPENAI_API_KEY.
+    assert!(
+        out.contains(&format!("CODEX_API_KEY={key} codex exec"))
+            && !out
+                .lines()
+                .any(|l| l.contains("OPENAI_API_KEY=") && l.contains("codex")),
+        "{out}"
+    );
     let http = HttpClient::new();
     let reply = http
         .send(

@@ -19,9 +19,11 @@ pub const PROTOCOL_GRPC: &str = "grpc";
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
-    /// Export traces, metrics and logs over OTLP (`TOLLGATE_TELEMETRY_ENABLED`). Off: no
-    /// exporter runs and no span is created.
-    pub enabled: bool,
+    /// Export traces, metrics and logs over OTLP (`TOLLGATE_TELEMETRY_ENABLED`). Unset: on
+    /// when an endpoint is set (here or `OTEL_EXPORTER_OTLP_ENDPOINT`), as with any
+    /// OpenTelemetry SDK; off otherwise. `OTEL_SDK_DISABLED=true` turns it off whatever else
+    /// says. Off: no exporter runs and no span is created. See [`TelemetryConfig::exports`].
+    pub enabled: Option<bool>,
     /// Collector base URL; `/v1/traces`, `/v1/metrics` and `/v1/logs` are appended for
     /// http/protobuf (`OTEL_EXPORTER_OTLP_ENDPOINT`). Unset: `http://localhost:4318`, or
     /// `http://localhost:4317` for grpc.
@@ -91,7 +93,7 @@ pub const DEFAULT_REDACT: [&str; 3] = [
 impl Default for TelemetryConfig {
     fn default() -> TelemetryConfig {
         TelemetryConfig {
-            enabled: false,
+            enabled: None,
             endpoint: None,
             protocol: PROTOCOL_HTTP_PROTOBUF.into(),
             headers: OtlpHeaders::default(),
@@ -117,6 +119,11 @@ impl Default for TelemetryConfig {
 }
 
 impl TelemetryConfig {
+    /// Whether OTLP export runs: `enabled` when set, else whether an endpoint is.
+    pub fn exports(&self) -> bool {
+        self.enabled.unwrap_or(self.endpoint.is_some())
+    }
+
     /// Whether export uses gRPC rather than HTTP/protobuf.
     pub fn is_grpc(&self) -> bool {
         self.protocol == PROTOCOL_GRPC
@@ -138,12 +145,14 @@ impl TelemetryConfig {
             .and_then(Money::parse_usd)
     }
 
-    /// Applies `TOLLGATE_TELEMETRY_ENABLED` and the standard `OTEL_*` variables.
+    /// Applies `TOLLGATE_TELEMETRY_ENABLED` and the standard `OTEL_*` variables. As in the
+    /// OpenTelemetry SDKs, `OTEL_EXPORTER_OTLP_ENDPOINT` alone switches export on (unless
+    /// `enabled` says otherwise) and `OTEL_SDK_DISABLED=true` switches it off.
     pub fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
         let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         if let Some(v) = set("TOLLGATE_TELEMETRY_ENABLED") {
             match parse_bool(&v) {
-                Some(b) => self.enabled = b,
+                Some(b) => self.enabled = Some(b),
                 None => self.env_problems.push(problem(
                     "TOLLGATE_TELEMETRY_ENABLED",
                     format!("'{v}' is not true/false"),
@@ -173,6 +182,11 @@ impl TelemetryConfig {
         }
         if let Some(v) = set("OTEL_SERVICE_NAME") {
             self.service_name = v;
+        }
+        // The specification: only a case-insensitive "true" disables; any other value is
+        // false. It wins over everything, so one variable silences every SDK in a pod.
+        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            self.enabled = Some(false);
         }
         for (var, field) in [
             ("OTEL_METRIC_EXPORT_INTERVAL", &mut self.export_interval_ms),
@@ -352,7 +366,7 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_off() {
         let config = TelemetryConfig::default();
-        assert!(!config.enabled);
+        assert!(!config.exports());
         assert_eq!(config.endpoint(), "http://localhost:4318");
         assert!(config.validate().is_empty(), "{:?}", config.validate());
     }
@@ -370,7 +384,7 @@ mod tests {
             ),
             ("OTEL_METRIC_EXPORT_INTERVAL", "5000"),
         ]));
-        assert!(config.enabled && config.is_grpc());
+        assert!(config.exports() && config.is_grpc());
         assert_eq!(config.endpoint(), "http://localhost:4317");
         assert_eq!(config.headers.0["api-key"], "a=b");
         assert_eq!(config.headers.0["x-team"], "ops");
@@ -387,6 +401,58 @@ mod tests {
         config.apply_env(&env(&[("OTEL_SERVICE_NAME", "gw")]));
         assert_eq!(config.service_name, "gw");
         assert!(config.validate().is_empty(), "{:?}", config.validate());
+    }
+
+    #[test]
+    fn an_otlp_endpoint_switches_export_on_and_otel_sdk_disabled_off() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318");
+        let exports = |file: TelemetryConfig, vars: &[(&str, &str)]| {
+            let mut config = file;
+            config.apply_env(&env(vars));
+            assert!(config.validate().is_empty(), "{:?}", config.validate());
+            config.exports()
+        };
+        let default = TelemetryConfig::default;
+        assert!(!exports(default(), &[]));
+        assert!(exports(default(), &[endpoint]), "the endpoint alone");
+        assert!(exports(
+            TelemetryConfig {
+                endpoint: Some("http://collector:4318".into()),
+                ..default()
+            },
+            &[]
+        ));
+        assert!(exports(
+            default(),
+            &[("TOLLGATE_TELEMETRY_ENABLED", "true")]
+        ));
+        // An explicit `enabled`, in the file or the environment, is kept.
+        assert!(!exports(
+            default(),
+            &[endpoint, ("TOLLGATE_TELEMETRY_ENABLED", "false")]
+        ));
+        let off = TelemetryConfig {
+            enabled: Some(false),
+            ..default()
+        };
+        assert!(!exports(off, &[endpoint]));
+        // OTEL_SDK_DISABLED=true beats everything; other values are not "true".
+        for disabled in ["true", "TRUE", " True "] {
+            assert!(!exports(
+                default(),
+                &[
+                    endpoint,
+                    ("TOLLGATE_TELEMETRY_ENABLED", "true"),
+                    ("OTEL_SDK_DISABLED", disabled)
+                ]
+            ));
+        }
+        for not_disabled in ["false", "1", "yes", ""] {
+            assert!(exports(
+                default(),
+                &[endpoint, ("OTEL_SDK_DISABLED", not_disabled)]
+            ));
+        }
     }
 
     #[test]
