@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::future::Future;
 
 use http_body::{Body, Frame, SizeHint};
@@ -183,11 +183,34 @@ where
     B::Error: Into<BoxError>,
 {
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    #[allow(clippy::disallowed_methods)] // bounded by Limited
-    let collected = Limited::new(body, limit_usize).collect().await;
-    collected
-        .map(|c| c.to_bytes())
-        .map_err(|e| body_error(&*e, limit))
+    let body = Limited::new(body, limit_usize);
+    let declared = body.size_hint().exact();
+    let mut body = std::pin::pin!(body);
+    // One buffer, sized up front when the length is declared, that frames are appended to as
+    // they arrive (and then freed): collecting the frames first and joining them at the end
+    // would hold every large body twice.
+    let mut only: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&*e, limit))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match (&mut joined, only.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&data),
+            (None, None) => only = Some(data),
+            (None, Some(first)) => {
+                let capacity = declared
+                    .map_or(0, |n| n as usize)
+                    .max(first.len() + data.len());
+                let mut buf = BytesMut::with_capacity(capacity.min(limit_usize));
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                joined = Some(buf);
+            }
+        }
+    }
+    Ok(joined.map_or_else(|| only.unwrap_or_default(), BytesMut::freeze))
 }
 
 /// The client-facing error for a request body that failed while being read or forwarded:

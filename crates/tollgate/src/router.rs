@@ -5,6 +5,7 @@ use std::sync::Arc;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+use tollgate_core::keys::BearerError;
 use tollgate_core::{ApiError, KeyCache, KeyHash};
 use tollgate_proxy::route::is_api_path;
 use tollgate_proxy::{Gateway, ProxyBody, error_response, json_response};
@@ -53,14 +54,14 @@ impl Metrics {
                 ),
             )
         };
-        let token = request
+        let header = request
             .headers()
             .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| refuse("No token was provided"))?;
+            .and_then(|v| v.to_str().ok());
+        let token = tollgate_core::keys::bearer_token(header).map_err(|e| match e {
+            BearerError::Missing => refuse("No token was provided"),
+            BearerError::NotBearer => refuse("The Authorization header has no Bearer scheme"),
+        })?;
         if self.token.as_ref() == Some(&KeyHash::of(token)) {
             return Ok(());
         }
