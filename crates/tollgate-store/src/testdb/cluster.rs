@@ -60,10 +60,7 @@ impl Cluster {
                 "chown of the cluster directory to postgres failed"
             );
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = free_port_outside_the_ephemeral_range();
         let cluster = Cluster {
             dir,
             bin: postgres_bin(),
@@ -167,4 +164,17 @@ impl Drop for Cluster {
                 .output()
         };
     }
+}
+
+/// A port nothing listens on, below Linux's ephemeral range (32768–60999). A port from
+/// `bind(":0")` is itself ephemeral: between picking it and the cluster binding it (and again
+/// across a restart) any outgoing connection on the machine may be handed it, and the cluster
+/// then fails with "Address already in use".
+fn free_port_outside_the_ephemeral_range() -> u16 {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..1000)
+        .map(|_| rng.random_range(20_000..32_000))
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port between 20000 and 32000")
 }
