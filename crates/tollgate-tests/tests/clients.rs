@@ -418,14 +418,15 @@ async fn codex_cli_waits_out_a_rate_limit_and_the_turn_succeeds() {
     let h = Harness::start(Backend::Sqlite).await;
     let key = h.team_key("paced").await;
     let admin = [("authorization", format!("Bearer {ADMIN_TOKEN}"))];
-    // 30 a minute: one every 2 s once the burst is used up.
+    // 10 a minute: one every 6 s once the burst is used up, longer than Codex takes to start
+    // (2–3 s on a loaded machine), so its first request is the one that waits.
     let set = h
         .http
         .json(
             http::Method::PUT,
             &format!("{}/admin/v1/rate-limits", h.base()),
             &admin,
-            serde_json::json!({"team": "paced", "requests_per_minute": 30}),
+            serde_json::json!({"team": "paced", "requests_per_minute": 10}),
         )
         .await;
     assert_eq!(set.status, http::StatusCode::OK, "{set:?}");
