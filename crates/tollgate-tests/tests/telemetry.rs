@@ -254,7 +254,7 @@ async fn metrics_need_a_token_on_the_main_listener_and_none_on_the_admin_listene
         (vec![bearer(&key)], "The token is not valid"),
         (
             vec![("authorization", METRICS_TOKEN.into())],
-            "No token was provided",
+            "The Authorization header has no Bearer scheme",
         ),
     ] {
         let reply = get(headers.clone()).await;
