@@ -16,6 +16,8 @@ use crate::scenario::TargetKind;
 /// The upstream key tollgate is configured with (the mock accepts anything).
 const UPSTREAM_KEY: &str = "sk-bench-upstream";
 const ADMIN_TOKEN: &str = "tga-bench-admin-token";
+/// What the bench sends to read a gateway's `/metrics` on its main listener.
+pub const METRICS_TOKEN: &str = "bench-metrics-token";
 
 /// Where a target can be reached and what to measure there.
 pub struct Target {
@@ -258,5 +260,6 @@ fn gateway_env(
         ("TOLLGATE_UPSTREAM_KEY", UPSTREAM_KEY.into()),
         ("DATABASE_URL", database_url),
         ("TOLLGATE_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ("TOLLGATE_METRICS_TOKEN", METRICS_TOKEN.into()),
     ]
 }

@@ -266,8 +266,17 @@ async fn wait_for_drain(origin: &str) {
     };
     let deadline = Instant::now() + DRAIN_TIMEOUT;
     while Instant::now() < deadline {
+        let Ok(request) = http::Request::get(uri.clone())
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", crate::lab::METRICS_TOKEN),
+            )
+            .body(Empty::new())
+        else {
+            return;
+        };
         #[allow(clippy::disallowed_methods)] // bounded by Limited
-        let body = match client.get(uri.clone()).await {
+        let body = match client.request(request).await {
             Ok(response) => Limited::new(response.into_body(), METRICS_LIMIT)
                 .collect()
                 .await

@@ -519,8 +519,9 @@ async fn client_credentials_and_billing_headers_never_reach_the_provider() {
 #[tokio::test]
 async fn request_bodies_that_stall_or_trickle_get_a_408() {
     let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
-        c.limits.body_idle_timeout_ms = 300;
-        c.limits.body_read_timeout_ms = 1_500;
+        // Wide apart, so a loaded machine's scheduling never turns one limit into the other.
+        c.limits.body_idle_timeout_ms = 1_000;
+        c.limits.body_read_timeout_ms = 3_000;
         c.proxy.unmetered = vec!["/v1/files".into()];
     })
     .await;
@@ -543,7 +544,7 @@ async fn request_bodies_that_stall_or_trickle_get_a_408() {
         assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
         assert!(answer.contains("\"request_timeout\""), "{path}: {answer}");
     }
-    // Trickles: a byte every 100 ms never stalls, but the whole body takes too long.
+    // Trickles: a byte every 100 ms never stalls for 1 s, but the whole body takes too long.
     let mut conn = tokio::net::TcpStream::connect(h.gateway.addr)
         .await
         .unwrap();
