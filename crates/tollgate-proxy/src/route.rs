@@ -44,8 +44,19 @@ impl Endpoint {
             )
         })?;
         let rest = path.strip_prefix("/v1").unwrap_or(path);
-        let segments: Vec<&str> = rest.split('/').skip(1).collect();
-        let endpoint = match (method, segments.as_slice()) {
+        // No known endpoint has more than four segments: keep them on the stack (this runs
+        // on every call), and let a longer path match nothing, which makes it `Other`.
+        let mut parts = [""; 4];
+        let mut count = 0;
+        for segment in rest.split('/').skip(1) {
+            if count == parts.len() {
+                count = 0;
+                break;
+            }
+            parts[count] = segment;
+            count += 1;
+        }
+        let endpoint = match (method, &parts[..count]) {
             (&Method::POST, ["responses"]) => Endpoint::Responses,
             (&Method::POST, ["responses", "compact"]) => Endpoint::ResponsesCompact,
             (&Method::POST, ["responses", "input_tokens"]) => Endpoint::Stored,
@@ -186,6 +197,10 @@ mod tests {
         );
         assert_eq!(classify(Method::GET, "/v1/responses"), Endpoint::Other);
         assert_eq!(classify(Method::DELETE, "/v1/models/x"), Endpoint::Other);
+        assert_eq!(
+            classify(Method::GET, "/v1/responses/r/input_items/x/y"),
+            Endpoint::Other
+        );
         for paid in [
             "/v1/images/generations",
             "/v1/audio/speech",
