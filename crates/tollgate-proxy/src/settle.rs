@@ -86,7 +86,11 @@ impl Pending {
             return self.record(
                 status,
                 usage,
-                Charge::of(charged, false),
+                if charged {
+                    Charge::Reported
+                } else {
+                    Charge::Nothing
+                },
                 seen,
                 ttfb,
                 outcome,
@@ -268,16 +272,6 @@ enum Charge {
     Reported,
     /// Priced from a tokenizer estimate: the upstream never reported usage.
     Estimated,
-}
-
-impl Charge {
-    fn of(charged: bool, estimated: bool) -> Charge {
-        match (charged, estimated) {
-            (false, _) => Charge::Nothing,
-            (true, false) => Charge::Reported,
-            (true, true) => Charge::Estimated,
-        }
-    }
 }
 
 fn millis(d: Duration) -> i64 {
