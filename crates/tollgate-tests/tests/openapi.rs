@@ -1,6 +1,6 @@
 //! The admin API's OpenAPI document (`crates/tollgate/src/admin/openapi.json`, served at
 //! `/admin/v1/openapi.json`) is kept true three ways: its paths and methods equal the route
-//! table dispatch uses (`tollgate::admin::ROUTES`), exactly; real responses from every route,
+//! table dispatch uses (`tollgate::control::ROUTES`), exactly; real responses from every route,
 //! errors included, validate against its schemas (Python `jsonschema`, Draft 2020-12, as
 //! OpenAPI 3.1 specifies); and schemathesis fuzzes a running gateway from it with every check
 //! on. `tests/clients/setup.sh` installs schemathesis (pinned; jsonschema comes with it) into
@@ -20,7 +20,7 @@ use std::time::Duration;
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use tollgate::admin::{OPENAPI_JSON, ROUTES};
+use tollgate::control::{OPENAPI_JSON, ROUTES};
 use tollgate_tests::clients::venv_bin;
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, Reply, bearer};
 
@@ -70,7 +70,7 @@ fn the_document_lists_exactly_the_routes_dispatch_serves() {
         let public = op["security"] == json!([]);
         assert_eq!(
             public,
-            route.access == tollgate::admin::routes::Access::Public,
+            route.access == tollgate::control::routes::Access::Public,
             "{what}: security"
         );
         if !public {

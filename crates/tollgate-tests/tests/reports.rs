@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-use tollgate::admin::Reply;
+use tollgate::control::Reply;
 use tollgate_core::{LedgerEvent, Money, Usage};
 use tollgate_store::ledger::utc_day;
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness};
@@ -585,7 +585,7 @@ async fn a_team_admin_sees_only_its_own_team() {
     };
     let query = "from=2026-11-01&to=2027-01-01&group_by=team,user";
     let Ok(Reply::Json(status, report)) =
-        tollgate::admin::reports::spend(store, Some(query), Some(alpha.clone())).await
+        tollgate::control::reports::spend(store, Some(query), Some(alpha.clone())).await
     else {
         panic!("a JSON report");
     };
@@ -602,9 +602,9 @@ async fn a_team_admin_sees_only_its_own_team() {
 
     // Naming another team is refused, naming its own is fine.
     let other = format!("{query}&team={beta}");
-    let refused = tollgate::admin::reports::spend(store, Some(&other), Some(alpha.clone())).await;
+    let refused = tollgate::control::reports::spend(store, Some(&other), Some(alpha.clone())).await;
     assert_eq!(refused.err().map(|e| e.status), Some(403));
     let own = format!("{query}&team=alpha");
-    let allowed = tollgate::admin::reports::spend(store, Some(&own), Some(alpha)).await;
+    let allowed = tollgate::control::reports::spend(store, Some(&own), Some(alpha)).await;
     assert!(allowed.is_ok());
 }

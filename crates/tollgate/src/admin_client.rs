@@ -1,6 +1,6 @@
 //! A client for the admin API, for the CLI's `--server` mode (`tollgate team list --server
-//! https://tollgate.example.com --token tga-…`): JSON in and out, the API's own error message
-//! on failure, and lists followed page by page. HTTP/1.1 over plain TCP or TLS (the same
+//! https://tollgate.example.com --token tga-…`): JSON in and out, and the API's own error
+//! message on failure. HTTP/1.1 over plain TCP or TLS (the same
 //! rustls roots the gateway trusts upstream).
 
 use std::time::Duration;
@@ -15,6 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tollgate_proxy::body::read_limited;
+
+use crate::plane::ControlPlane;
 
 /// No admin call takes longer than this unless the server is in trouble; a report over a
 /// big ledger is the slow one.
@@ -33,8 +35,8 @@ pub enum ClientError {
     Unreachable { url: String, reason: String },
     #[error("{url} did not answer within {TIMEOUT:?}")]
     Timeout { url: String },
-    /// The API refused: its status, code and message (which names every bad field).
-    #[error("{status} {code}: {message}")]
+    /// The control plane refused: its message (which names every bad field), status and code.
+    #[error("{message} ({} {code})", status.as_u16())]
     Api {
         status: StatusCode,
         code: String,
@@ -42,6 +44,14 @@ pub enum ClientError {
     },
     #[error("{url} answered {status} with a body that is not the admin API's JSON")]
     NotJson { url: String, status: StatusCode },
+}
+
+/// The client for `--server`, which needs a token.
+pub fn connect(server: &str, token: Option<&str>) -> anyhow::Result<AdminClient> {
+    let token = token.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        anyhow::anyhow!("--server needs an admin token: --token tga-… or TOLLGATE_ADMIN_TOKEN")
+    })?;
+    Ok(AdminClient::new(server, token)?)
 }
 
 pub struct AdminClient {
@@ -75,60 +85,16 @@ impl AdminClient {
             client: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
+}
 
-    /// `GET path` → the JSON body.
-    pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
-        self.json(Method::GET, path, None).await
-    }
-
-    /// Sends `body` (if any) as JSON; returns the JSON answer of a 2xx, the API's error else.
-    pub async fn json(
+impl ControlPlane for AdminClient {
+    async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<Value, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let (status, bytes) = self.send(method, &url, body).await?;
-        let value: Value =
-            serde_json::from_slice(&bytes).map_err(|_| ClientError::NotJson { url, status })?;
-        Ok(value)
-    }
-
-    /// A 2xx answer's body as text (a CSV report).
-    pub async fn text(&self, path: &str) -> Result<String, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let (_, bytes) = self.send(Method::GET, &url, None).await?;
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
-    }
-
-    /// Every item of a list endpoint, following `next_after` until `has_more` is false.
-    pub async fn list_all(&self, path: &str) -> Result<Vec<Value>, ClientError> {
-        let mut items = Vec::new();
-        let mut after: Option<String> = None;
-        let join = if path.contains('?') { '&' } else { '?' };
-        loop {
-            let page_path = match &after {
-                Some(a) => format!("{path}{join}limit=1000&after={}", encode(a)),
-                None => format!("{path}{join}limit=1000"),
-            };
-            let page = self.get(&page_path).await?;
-            if let Some(data) = page["data"].as_array() {
-                items.extend(data.iter().cloned());
-            }
-            match (page["has_more"].as_bool(), page["next_after"].as_str()) {
-                (Some(true), Some(next)) => after = Some(next.to_string()),
-                _ => return Ok(items),
-            }
-        }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        url: &str,
-        body: Option<&Value>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
+    ) -> Result<Bytes, ClientError> {
+        let url = &format!("{}{path}", self.base);
         let bytes = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
         let request = Request::builder()
             .method(method)
@@ -165,7 +131,7 @@ impl AdminClient {
                 url: url.to_string(),
             })??;
         if status.is_success() {
-            return Ok((status, body));
+            return Ok(body);
         }
         let error: Value = serde_json::from_slice(&body).map_err(|_| ClientError::NotJson {
             url: url.to_string(),

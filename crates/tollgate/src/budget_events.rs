@@ -128,7 +128,7 @@ pub fn handler(
 
 fn ppm_percent(ppm: u32) -> String {
     // parts per million → percent: the same digits with the decimal point four places left
-    format!("{}%", crate::admin::budgets::ppm_decimal(ppm * 100))
+    format!("{}%", crate::control::budgets::ppm_decimal(ppm * 100))
 }
 
 fn client() -> Result<WebhookClient, String> {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// tollgate: an OpenAI-compatible gateway that attributes every token to a team and a cost centre.
 #[derive(Debug, Parser)]
@@ -52,11 +52,46 @@ pub enum Command {
     RateLimit(RateLimitCommand),
     /// Spend for a month by team, model, … as a table, CSV or JSON (read from the database
     /// named by DATABASE_URL, or over --server).
-    Report(crate::report_cli::ReportArgs),
+    Report(ReportArgs),
     /// A team's most expensive sessions, and one session's requests, tokens, cost and tool
     /// calls (from the database named by DATABASE_URL, or over --server).
     #[command(subcommand)]
     Session(SessionCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The month to report, YYYY-MM (in --tz). Default: this month, unless --from/--to say.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub month: Option<String>,
+    /// Start of the period: a YYYY-MM-DD date (in --tz) or an RFC 3339 time.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End of the period, exclusive, like --from.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Only this team (id or name).
+    #[arg(long)]
+    pub team: Option<String>,
+    /// Group by any of team, cost_centre, key, model, user, session, day, month, status (user
+    /// and session are read from the ledger itself, which is slower).
+    #[arg(long, default_value = "team,model")]
+    pub group_by: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// IANA time zone the period and any day/month groups are local to.
+    #[arg(long, default_value = "UTC")]
+    pub tz: String,
+    /// Add a TOTAL line to the CSV (a spreadsheet's SUM over the column would count it twice).
+    #[arg(long)]
+    pub total_row: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,16 +1,19 @@
-//! The `tollgate` binary's library: wiring (`app`), routing, the admin API, the CLI and the demo.
+//! The `tollgate` binary's library: wiring (`app`), routing, the control plane (`control`) with
+//! its two shells (the admin API over HTTP, `admin_http`, and the CLI's `commands` over a
+//! `plane`), and the demo.
 //! Integration tests start gateways through [`app::start`] exactly as `tollgate serve` does.
 
-pub mod admin;
 pub mod admin_client;
+pub mod admin_http;
 pub mod app;
 pub mod budget_events;
 pub mod cli;
+pub mod commands;
 pub mod config_load;
+pub mod control;
 pub mod demo;
-pub mod manage;
-pub mod remote;
-pub mod report_cli;
+pub mod plane;
+pub mod print;
 pub mod router;
 pub mod validate;
 

@@ -7,7 +7,8 @@ use clap::Parser;
 
 use tollgate::cli::{Cli, Command, MockArgs};
 use tollgate::config_load::{self, EXIT_CONFIG};
-use tollgate::{app, demo, manage};
+use tollgate::plane::{ControlPlane, Local};
+use tollgate::{app, commands, demo};
 use tollgate_core::config::redact_url;
 
 fn main() -> ExitCode {
@@ -56,23 +57,22 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Migrate => migrate(&config).await,
         Command::MockUpstream(args) => mock_upstream(args).await,
         // With --server, management goes through the admin API (any machine, any role's
-        // token, audited); without, straight to the database in DATABASE_URL.
-        Command::Team(_)
-        | Command::Key(_)
-        | Command::Budget(_)
-        | Command::RateLimit(_)
-        | Command::Report(_)
-        | Command::Session(_)
-            if cli.server.is_some() =>
-        {
-            remote(cli.server.as_deref(), cli.token.as_deref(), cli.command).await
-        }
-        Command::Team(command) => manage::team(&config, command).await,
-        Command::Key(command) => manage::key(&config, command).await,
-        Command::Budget(command) => manage::budget(&config, command).await,
-        Command::RateLimit(command) => manage::rate_limit(&config, command).await,
-        Command::Report(args) => tollgate::report_cli::run(&config, args).await,
-        Command::Session(command) => manage::session(&config, command).await,
+        // token); without, straight to the database in DATABASE_URL as the local operator.
+        // Either way the same control plane carries it out and audits it.
+        command => match &cli.server {
+            Some(server) => match tollgate::admin_client::connect(server, cli.token.as_deref()) {
+                Ok(api) => manage(&api, command).await,
+                Err(e) => Err(e),
+            },
+            None => match Local::open(&config).await {
+                Ok(local) => {
+                    let result = manage(&local, command).await;
+                    local.close().await;
+                    result
+                }
+                Err(e) => Err(e),
+            },
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -97,16 +97,17 @@ fn describe(error: &anyhow::Error) -> String {
     text
 }
 
-async fn remote(server: Option<&str>, token: Option<&str>, command: Command) -> anyhow::Result<()> {
-    let api = tollgate::remote::connect(server.unwrap_or_default(), token)?;
+async fn manage(plane: &impl ControlPlane, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Team(c) => tollgate::remote::team(&api, c).await,
-        Command::Key(c) => tollgate::remote::key(&api, c).await,
-        Command::Budget(c) => tollgate::remote::budget(&api, c).await,
-        Command::RateLimit(c) => tollgate::remote::rate_limit(&api, c).await,
-        Command::Report(args) => tollgate::remote::report(&api, args).await,
-        Command::Session(c) => tollgate::remote::session(&api, c).await,
-        _ => anyhow::bail!("--server applies to team, key, budget, rate-limit, report and session"),
+        Command::Team(c) => commands::team(plane, c).await,
+        Command::Key(c) => commands::key(plane, c).await,
+        Command::Budget(c) => commands::budget(plane, c).await,
+        Command::RateLimit(c) => commands::rate_limit(plane, c).await,
+        Command::Report(args) => commands::report(plane, args).await,
+        Command::Session(c) => commands::session(plane, c).await,
+        Command::Serve(_) | Command::Demo(_) | Command::Migrate | Command::MockUpstream(_) => {
+            anyhow::bail!("--server applies to team, key, budget, rate-limit, report and session")
+        }
     }
 }
 

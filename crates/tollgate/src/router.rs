@@ -11,11 +11,12 @@ use tollgate_proxy::route::is_api_path;
 use tollgate_proxy::{Gateway, ProxyBody, error_response, json_response};
 use tollgate_store::{Role, Store};
 
-use crate::admin::Admin;
+use crate::admin_http::AdminHttp;
+use crate::control::{Control, Live};
 
 pub struct Router {
     gateway: Arc<Gateway>,
-    admin: Admin,
+    admin: AdminHttp,
     store: Store,
     keys: Arc<KeyCache>,
     /// False when `/admin/v1` has a listener of its own and must not be served on the main one.
@@ -102,9 +103,13 @@ impl Router {
         metrics: Option<Metrics>,
     ) -> Router {
         let budgets = Arc::clone(&gateway.admission.budgets);
+        let live = Live {
+            keys: Arc::clone(&keys),
+            budgets,
+        };
         Router {
             gateway,
-            admin: Admin::new(store.clone(), Arc::clone(&keys), budgets),
+            admin: AdminHttp::new(Control::new(store.clone(), Some(live))),
             store,
             keys,
             admin_on_main,

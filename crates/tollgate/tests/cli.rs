@@ -216,10 +216,58 @@ async fn keys_managed_from_the_cli_reach_a_running_gateway(backend: Backend) {
     refused.assert_error(400, "model_not_allowed");
     let missing = tollgate(&["key", "revoke", "nosuchkey123"], &db);
     assert!(
-        !missing.status.success() && stderr(&missing).contains("no key"),
+        !missing.status.success()
+            && stderr(&missing).contains("No key 'nosuchkey123'")
+            && stderr(&missing).contains("404 not_found"),
         "{}",
         stderr(&missing)
     );
+
+    // The local operator's changes are in the audit log like any admin token's, and the
+    // refused revocation is not.
+    let log = h
+        .http
+        .send(
+            Method::GET,
+            &format!("{}/admin/v1/audit", h.base()),
+            &[bearer(ADMIN_TOKEN)],
+            String::new(),
+        )
+        .await
+        .json();
+    let by_operator: Vec<(String, String)> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor_id"] == "operator")
+        .map(|e| {
+            assert_eq!(e["actor_role"], "admin", "{e}");
+            assert!(
+                e["actor_name"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("local operator"),
+                "{e}"
+            );
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let team_id = team[0]["id"].as_str().unwrap().to_string();
+    let actions: Vec<&str> = by_operator.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "POST /admin/v1/teams",
+            "POST /admin/v1/teams/{team}/keys",
+            "DELETE /admin/v1/keys/{id}",
+            "POST /admin/v1/teams/{team}/keys",
+        ],
+        "{log}"
+    );
+    assert_eq!(by_operator[0].1, team_id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -160,7 +160,7 @@ async fn month_report_csv_sums_the_months_ledger_rows() {
     // The default is a table for people; bad input is named.
     let table = tollgate(&["report", "--month", "2026-11", "--team", "nope"], &db.url);
     assert!(!table.status.success());
-    assert!(String::from_utf8_lossy(&table.stderr).contains("no team 'nope'"));
+    assert!(String::from_utf8_lossy(&table.stderr).contains("No team 'nope'"));
     let table = tollgate(&["report", "--month", "2026-11"], &db.url);
     assert!(table.status.success());
     let text = String::from_utf8(table.stdout).unwrap();

@@ -3,17 +3,17 @@
 //! once, so the caller's very next request sees it; other processes follow within
 //! `store.key_refresh_ms`.
 
-use hyper::body::Incoming;
 use serde::Deserialize;
 
 use tollgate_core::{ApiError, KeyRecord};
 use tollgate_store::{ApiKey, IssuedKey};
 
 use super::page::{Listed, Query, numbered};
-use super::routes::check_team;
-use super::{
-    Admin, Answer, Call, created, json, not_found, ok, read_json, read_json_or_default, store_error,
+use super::reply::{
+    Answer, created, json, not_found, ok, read_json, read_json_or_default, store_error,
 };
+use super::routes::check_team;
+use super::{Call, Control};
 use crate::validate::{FieldErrors, check_models, valid_key_name};
 
 /// Longest grace period a rotation may give the old key: 30 days.
@@ -40,21 +40,21 @@ struct Rotate {
     grace_seconds: Option<u64>,
 }
 
-impl Admin {
+impl Control {
     /// A key by id that the caller may act on: 404, then 403.
-    async fn own_key(&self, call: &Call, id: &str) -> Result<ApiKey, ApiError> {
+    async fn own_key(&self, call: &Call<'_>, id: &str) -> Result<ApiKey, ApiError> {
         let key = self
             .store
             .key(id)
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found("key", id))?;
-        check_team(&call.principal, &key.team_id)?;
+        check_team(call.principal, &key.team_id)?;
         Ok(key)
     }
 
-    pub(super) async fn list_team_keys(&self, call: &Call) -> Answer {
-        let query = Query::parse(call.query.as_deref(), &["limit", "after"])?;
+    pub(super) async fn list_team_keys(&self, call: &Call<'_>) -> Answer {
+        let query = Query::parse(call.query, &["limit", "after"])?;
         let team = self.own_team(call, call.param(0)).await?;
         let keys = self
             .store
@@ -64,8 +64,8 @@ impl Admin {
         key_page(keys, &query)
     }
 
-    pub(super) async fn list_keys(&self, call: &Call) -> Answer {
-        let query = Query::parse(call.query.as_deref(), &["team", "limit", "after"])?;
+    pub(super) async fn list_keys(&self, call: &Call<'_>) -> Answer {
+        let query = Query::parse(call.query, &["team", "limit", "after"])?;
         let team = self.team_filter(call, &query).await?;
         let keys = self
             .store
@@ -75,13 +75,13 @@ impl Admin {
         key_page(keys, &query)
     }
 
-    pub(super) async fn get_key(&self, call: &Call) -> Answer {
+    pub(super) async fn get_key(&self, call: &Call<'_>) -> Answer {
         ok(json(self.own_key(call, call.param(0)).await?))
     }
 
-    pub(super) async fn issue_key(&self, call: &Call, body: Incoming) -> Answer {
+    pub(super) async fn issue_key(&self, call: &Call<'_>) -> Answer {
         let team = self.own_team(call, call.param(0)).await?;
-        let body: CreateKey = read_json(body).await?;
+        let body: CreateKey = read_json(call.body)?;
         let mut errors = FieldErrors::default();
         let name = body.name.unwrap_or_else(|| "default".into());
         errors.check("name", Some(name.as_str()), valid_key_name);
@@ -103,7 +103,7 @@ impl Admin {
         created(with_secret(issued))
     }
 
-    pub(super) async fn revoke_key(&self, call: &Call) -> Answer {
+    pub(super) async fn revoke_key(&self, call: &Call<'_>) -> Answer {
         let before = self.own_key(call, call.param(0)).await?;
         let key = self
             .store
@@ -111,8 +111,10 @@ impl Admin {
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found("key", &before.id))?;
-        if let Some(cached) = self.keys.get(&key.id) {
-            self.keys.upsert(KeyRecord {
+        if let Some(live) = &self.live
+            && let Some(cached) = live.keys.get(&key.id)
+        {
+            live.keys.upsert(KeyRecord {
                 revoked_at_ms: key.revoked_at_ms,
                 ..(*cached).clone()
             });
@@ -125,9 +127,9 @@ impl Admin {
 
     /// Issues a new key like the old one (team, name, allow-list, expiry) and lets the old one
     /// work for the grace period only: clients switch over without an outage.
-    pub(super) async fn rotate_key(&self, call: &Call, body: Incoming) -> Answer {
+    pub(super) async fn rotate_key(&self, call: &Call<'_>) -> Answer {
         let before = self.own_key(call, call.param(0)).await?;
-        let body: Rotate = read_json_or_default(body).await?;
+        let body: Rotate = read_json_or_default(call.body)?;
         let grace = body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
         if grace > MAX_GRACE_SECONDS {
             let mut errors = FieldErrors::default();
@@ -155,16 +157,22 @@ impl Admin {
         created(reply)
     }
 
-    /// Puts a key's current record into this process's cache.
+    /// Puts a key's current record into this process's cache, when it serves traffic.
     async fn recache_key(&self, id: &str) -> Result<(), ApiError> {
+        let Some(live) = &self.live else {
+            return Ok(());
+        };
         if let Some(record) = self.store.key_record(id).await.map_err(store_error)? {
-            self.keys.upsert(record);
+            live.keys.upsert(record);
         }
         Ok(())
     }
 
     /// Re-caches every key of a team (after the team was disabled or enabled).
     pub(super) async fn recache_team_keys(&self, team_id: &str) -> Result<(), ApiError> {
+        if self.live.is_none() {
+            return Ok(());
+        }
         for key in self
             .store
             .list_keys(Some(team_id))

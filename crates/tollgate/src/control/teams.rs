@@ -4,15 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use hyper::body::Incoming;
 use serde::Deserialize;
 
 use tollgate_core::ApiError;
 use tollgate_store::{Role, Team, TeamUpdate};
 
 use super::page::{Listed, Query};
+use super::reply::{Answer, created, json, not_found, ok, read_json, store_error};
 use super::routes::{check_team, forbidden};
-use super::{Admin, Answer, Call, created, json, not_found, ok, read_json, store_error};
+use super::{Call, Control};
 use crate::validate::{
     FieldErrors, check_labels, check_models, valid_cost_centre, valid_team_name,
 };
@@ -37,7 +37,7 @@ struct UpdateTeam {
     disabled: Option<bool>,
 }
 
-impl Admin {
+impl Control {
     /// A team by id or name, or 404.
     pub(super) async fn team(&self, id_or_name: &str) -> Result<Team, ApiError> {
         self.store
@@ -48,9 +48,13 @@ impl Admin {
     }
 
     /// A team by id or name that the caller may act on: 404, then 403.
-    pub(super) async fn own_team(&self, call: &Call, id_or_name: &str) -> Result<Team, ApiError> {
+    pub(super) async fn own_team(
+        &self,
+        call: &Call<'_>,
+        id_or_name: &str,
+    ) -> Result<Team, ApiError> {
         let team = self.team(id_or_name).await?;
-        check_team(&call.principal, &team.id)?;
+        check_team(call.principal, &team.id)?;
         Ok(team)
     }
 
@@ -58,7 +62,7 @@ impl Admin {
     /// it or not; another team is 403).
     pub(super) async fn team_filter(
         &self,
-        call: &Call,
+        call: &Call<'_>,
         query: &Query,
     ) -> Result<Option<String>, ApiError> {
         match query.get("team") {
@@ -67,8 +71,8 @@ impl Admin {
         }
     }
 
-    pub(super) async fn list_teams(&self, call: &Call) -> Answer {
-        let query = Query::parse(call.query.as_deref(), &["limit", "after"])?;
+    pub(super) async fn list_teams(&self, call: &Call<'_>) -> Answer {
+        let query = Query::parse(call.query, &["limit", "after"])?;
         let mut errors = FieldErrors::default();
         let page = query.page(&mut errors);
         errors.into_result()?;
@@ -80,12 +84,12 @@ impl Admin {
         ok(Listed::slice(teams, &page, |t| t.name.clone()).to_json())
     }
 
-    pub(super) async fn get_team(&self, call: &Call) -> Answer {
+    pub(super) async fn get_team(&self, call: &Call<'_>) -> Answer {
         ok(json(self.own_team(call, call.param(0)).await?))
     }
 
-    pub(super) async fn create_team(&self, call: &Call, body: Incoming) -> Answer {
-        let body: CreateTeam = read_json(body).await?;
+    pub(super) async fn create_team(&self, call: &Call<'_>) -> Answer {
+        let body: CreateTeam = read_json(call.body)?;
         let mut errors = FieldErrors::default();
         let name = errors.check("name", body.name.as_deref(), valid_team_name);
         if let Some(cc) = body.cost_centre.as_deref() {
@@ -107,9 +111,9 @@ impl Admin {
         created(after)
     }
 
-    pub(super) async fn update_team(&self, call: &Call, body: Incoming) -> Answer {
+    pub(super) async fn update_team(&self, call: &Call<'_>) -> Answer {
         let before = self.own_team(call, call.param(0)).await?;
-        let body: UpdateTeam = read_json(body).await?;
+        let body: UpdateTeam = read_json(call.body)?;
         if call.principal.role != Role::Admin {
             let admin_only: Vec<&str> = [
                 ("cost_centre", body.cost_centre.is_some()),

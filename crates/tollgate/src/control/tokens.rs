@@ -2,13 +2,13 @@
 //! once; only its hash is stored), list them, revoke one. Revoking the token making the call is
 //! allowed: it works for this call and fails from the next.
 
-use hyper::body::Incoming;
 use serde::Deserialize;
 
 use tollgate_store::{AdminToken, Role};
 
 use super::page::{Listed, Query, numbered};
-use super::{Admin, Answer, Call, created, json, not_found, ok, read_json, store_error};
+use super::reply::{Answer, created, json, not_found, ok, read_json, store_error};
+use super::{Call, Control};
 use crate::validate::{FieldErrors, valid_key_name};
 
 #[derive(Deserialize)]
@@ -21,9 +21,9 @@ struct CreateAdminToken {
     team: Option<String>,
 }
 
-impl Admin {
-    pub(super) async fn list_admin_tokens(&self, call: &Call) -> Answer {
-        let query = Query::parse(call.query.as_deref(), &["limit", "after"])?;
+impl Control {
+    pub(super) async fn list_admin_tokens(&self, call: &Call<'_>) -> Answer {
+        let query = Query::parse(call.query, &["limit", "after"])?;
         let mut errors = FieldErrors::default();
         let page = query.page(&mut errors);
         errors.into_result()?;
@@ -32,8 +32,8 @@ impl Admin {
         ok(listed.map(|t| token_view(&t)).to_json())
     }
 
-    pub(super) async fn create_admin_token(&self, call: &Call, body: Incoming) -> Answer {
-        let body: CreateAdminToken = read_json(body).await?;
+    pub(super) async fn create_admin_token(&self, call: &Call<'_>) -> Answer {
+        let body: CreateAdminToken = read_json(call.body)?;
         let mut errors = FieldErrors::default();
         errors.check("name", body.name.as_deref(), valid_key_name);
         let role = match body.role.as_deref() {
@@ -79,7 +79,7 @@ impl Admin {
         created(reply)
     }
 
-    pub(super) async fn revoke_admin_token(&self, call: &Call) -> Answer {
+    pub(super) async fn revoke_admin_token(&self, call: &Call<'_>) -> Answer {
         let id = call.param(0);
         let before = self
             .store

@@ -185,27 +185,18 @@ impl<T> Listed<T> {
 }
 
 /// Decodes `%XX` escapes. A `+` stays a plus, as in the reports' query strings: it is how an
-/// RFC 3339 offset is typed into curl. `None` for a malformed escape or text that is not UTF-8
-/// once decoded.
+/// RFC 3339 offset is typed into curl. `None` for a malformed escape (which the crate would
+/// pass through as text) or text that is not UTF-8 once decoded.
 pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    let well_formed = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    let decoded = percent_encoding::percent_decode(bytes).decode_utf8().ok()?;
+    well_formed.then(|| decoded.into_owned())
 }
 
 #[cfg(test)]

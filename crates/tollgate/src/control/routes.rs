@@ -2,9 +2,13 @@
 //! the operation that answers it. Dispatch looks routes up here and nowhere else, and the
 //! OpenAPI test compares this table with `openapi.json`, so the two cannot drift apart.
 
+use std::sync::LazyLock;
+
 use http::Method;
 use tollgate_core::ApiError;
 use tollgate_store::{AdminPrincipal, Role};
+
+use super::page::percent_decode;
 
 /// Which roles may call a route. Team-scoped routes are further fenced by the handler: a
 /// `team_admin` acts only on its own team's resources, and sees only them in lists.
@@ -114,13 +118,13 @@ pub const ROUTES: &[Route] = &[
     route(
         "GET",
         "/admin/v1/teams/{team}/sessions",
-        Team,
+        TeamOrFinance,
         Op::TopSessions,
     ),
     route(
         "GET",
         "/admin/v1/teams/{team}/sessions/{id}",
-        Team,
+        TeamOrFinance,
         Op::GetTeamSession,
     ),
     route("GET", "/admin/v1/keys", Team, Op::ListKeys),
@@ -139,8 +143,19 @@ pub const ROUTES: &[Route] = &[
     route("DELETE", "/admin/v1/budgets/{id}", Team, Op::DeleteBudget),
     route("GET", "/admin/v1/rate-limits", Team, Op::ListRateLimits),
     route("PUT", "/admin/v1/rate-limits", Team, Op::SetRateLimit),
-    route("GET", "/admin/v1/sessions/{id}", Team, Op::GetSession),
-    route("GET", "/admin/v1/requests/{id}", Team, Op::GetRequest),
+    // Finance traces a disputed charge to its calls: rows and sessions carry no prompts.
+    route(
+        "GET",
+        "/admin/v1/sessions/{id}",
+        TeamOrFinance,
+        Op::GetSession,
+    ),
+    route(
+        "GET",
+        "/admin/v1/requests/{id}",
+        TeamOrFinance,
+        Op::GetRequest,
+    ),
     route(
         "GET",
         "/admin/v1/reports/spend",
@@ -169,23 +184,37 @@ pub const ROUTES: &[Route] = &[
     ),
 ];
 
-/// The route for `method` and `path`, with its path parameters (percent-decoded) in order.
-/// A path served under other methods is 405 with `Allow`; an unknown path is 404.
-pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Vec<String>), ApiError> {
-    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let mut allowed: Vec<&'static str> = Vec::new();
-    for route in ROUTES {
-        let Some(params) = matches(route.pattern, &segments) else {
-            continue;
-        };
-        if route.method == method.as_str() {
-            return Ok((route, params));
+/// Every pattern of [`ROUTES`], to the routes served under it (one per method).
+static TABLE: LazyLock<matchit::Router<Vec<&'static Route>>> = LazyLock::new(|| {
+    let mut table = matchit::Router::new();
+    let mut patterns: Vec<&'static str> = ROUTES.iter().map(|r| r.pattern).collect();
+    patterns.dedup();
+    for pattern in patterns {
+        let routes = ROUTES.iter().filter(|r| r.pattern == pattern).collect();
+        // A conflicting pattern would be left out; the unit test below finds every route.
+        if let Err(error) = table.insert(pattern, routes) {
+            tracing::error!(%error, pattern, "admin route left out");
         }
-        allowed.push(route.method);
     }
-    if allowed.is_empty() {
-        return Err(ApiError::unknown_url(method.as_str(), path));
+    table
+});
+
+/// The route for `method` and `path`, with its path parameters (percent-decoded) in order.
+/// A path served under other methods is 405 with `Allow`; an unknown path (or a parameter that
+/// is not valid percent-encoded UTF-8) is 404.
+pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Vec<String>), ApiError> {
+    let unknown = || ApiError::unknown_url(method.as_str(), path);
+    let matched = TABLE.at(path).map_err(|_| unknown())?;
+    let params = matched
+        .params
+        .iter()
+        .map(|(_, value)| percent_decode(value))
+        .collect::<Option<Vec<String>>>()
+        .ok_or_else(unknown)?;
+    if let Some(route) = matched.value.iter().find(|r| r.method == method.as_str()) {
+        return Ok((route, params));
     }
+    let allowed: Vec<&str> = matched.value.iter().map(|r| r.method).collect();
     let mut error = ApiError::new(
         405,
         "invalid_request_error",
@@ -197,22 +226,6 @@ pub fn find(method: &Method, path: &str) -> Result<(&'static Route, Vec<String>)
     );
     error.headers.push(("allow", allowed.join(", ")));
     Err(error)
-}
-
-fn matches(pattern: &str, segments: &[&str]) -> Option<Vec<String>> {
-    let parts: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
-    if parts.len() != segments.len() {
-        return None;
-    }
-    let mut params = Vec::new();
-    for (part, segment) in parts.iter().zip(segments) {
-        if part.starts_with('{') {
-            params.push(super::page::percent_decode(segment)?);
-        } else if part != segment {
-            return None;
-        }
-    }
-    Some(params)
 }
 
 /// 403: the token is valid but its role (or team) does not reach this.

@@ -9,13 +9,14 @@ use tollgate_core::budget::Calendar;
 use tollgate_store::{LedgerRow, SessionSummary, parse_instant};
 
 use super::page::{Listed, Query, numbered};
+use super::reply::{Answer, json, not_found, ok, store_error};
 use super::routes::check_team;
-use super::{Admin, Answer, Call, json, not_found, ok, store_error};
+use super::{Call, Control};
 use crate::validate::FieldErrors;
 
-impl Admin {
-    pub(super) async fn top_sessions(&self, call: &Call) -> Answer {
-        let query = Query::parse(call.query.as_deref(), &["from", "to", "limit", "after"])?;
+impl Control {
+    pub(super) async fn top_sessions(&self, call: &Call<'_>) -> Answer {
+        let query = Query::parse(call.query, &["from", "to", "limit", "after"])?;
         let mut errors = FieldErrors::default();
         let page = query.page(&mut errors);
         let mut instant = |field: &'static str, unbounded: i64| match query.get(field) {
@@ -48,14 +49,14 @@ impl Admin {
     /// `GET /admin/v1/sessions/{id}[?team=]`. A session id is the client's choice, so the same
     /// id can be a session in several teams: the team comes from `?team=`, else a team_admin's
     /// own team, else the only team that has the id (several: 409, naming them).
-    pub(super) async fn get_session(&self, call: &Call) -> Answer {
-        let query = Query::parse(call.query.as_deref(), &["team"])?;
+    pub(super) async fn get_session(&self, call: &Call<'_>) -> Answer {
+        let query = Query::parse(call.query, &["team"])?;
         let team_id = self.team_filter(call, &query).await?;
         self.show_session(team_id.as_deref(), call.param(0)).await
     }
 
     /// `GET /admin/v1/teams/{team}/sessions/{id}`.
-    pub(super) async fn get_team_session(&self, call: &Call) -> Answer {
+    pub(super) async fn get_team_session(&self, call: &Call<'_>) -> Answer {
         let team = self.own_team(call, call.param(0)).await?;
         self.show_session(Some(&team.id), call.param(1)).await
     }
@@ -72,7 +73,7 @@ impl Admin {
         ok(session_view(&session, true))
     }
 
-    pub(super) async fn get_request(&self, call: &Call) -> Answer {
+    pub(super) async fn get_request(&self, call: &Call<'_>) -> Answer {
         let id = call.param(0);
         let row = self
             .store
@@ -80,7 +81,7 @@ impl Admin {
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found("request", id))?;
-        check_team(&call.principal, &row.team_id)?;
+        check_team(call.principal, &row.team_id)?;
         ok(request_view(&row))
     }
 }

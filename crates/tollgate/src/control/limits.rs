@@ -2,7 +2,6 @@
 //! are in [`super::budgets`]). A team_admin manages its own team's budgets and limits; finance
 //! reads every budget.
 
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use tollgate_core::ApiError;
@@ -12,27 +11,31 @@ use tollgate_store::Team;
 
 use super::budgets;
 use super::page::{Listed, Query};
+use super::reply::{Answer, created, not_found, ok, read_json, store_error};
 use super::routes::check_team;
-use super::{Admin, Answer, Call, created, not_found, ok, read_json, store_error};
+use super::{Call, Control};
 use crate::validate::FieldErrors;
 
-impl Admin {
+impl Control {
     /// A budget the caller may see or change: 404, then 403.
-    async fn own_budget(&self, call: &Call, id: &str) -> Result<BudgetDef, ApiError> {
+    async fn own_budget(&self, call: &Call<'_>, id: &str) -> Result<BudgetDef, ApiError> {
         let budget = self
             .store
             .budget(id)
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found("budget", id))?;
-        check_team(&call.principal, &budget.team_id)?;
+        check_team(call.principal, &budget.team_id)?;
         Ok(budget)
     }
 
     /// Applies budget changes to this process at once (others follow within a sync interval).
     async fn reload_budgets(&self) -> Result<(), ApiError> {
+        let Some(live) = &self.live else {
+            return Ok(());
+        };
         let all = self.store.list_budgets(None).await.map_err(store_error)?;
-        self.budgets.set_budgets(all);
+        live.budgets.set_budgets(all);
         Ok(())
     }
 
@@ -46,7 +49,7 @@ impl Admin {
     /// (which must belong to that team).
     async fn scope(
         &self,
-        call: &Call,
+        call: &Call<'_>,
         team: Option<&str>,
         key: Option<&str>,
     ) -> Result<(Team, Option<String>), ApiError> {
@@ -75,8 +78,8 @@ impl Admin {
         }
     }
 
-    pub(super) async fn list_budgets(&self, call: &Call) -> Answer {
-        let query = Query::parse(call.query.as_deref(), &["team", "limit", "after"])?;
+    pub(super) async fn list_budgets(&self, call: &Call<'_>) -> Answer {
+        let query = Query::parse(call.query, &["team", "limit", "after"])?;
         let mut errors = FieldErrors::default();
         let page = query.page(&mut errors);
         errors.into_result()?;
@@ -100,13 +103,13 @@ impl Admin {
         ok(shown.to_json())
     }
 
-    pub(super) async fn get_budget(&self, call: &Call) -> Answer {
+    pub(super) async fn get_budget(&self, call: &Call<'_>) -> Answer {
         let budget = self.own_budget(call, call.param(0)).await?;
         ok(self.budget_view(&budget).await?)
     }
 
-    pub(super) async fn create_budget(&self, call: &Call, body: Incoming) -> Answer {
-        let body: budgets::CreateBudget = read_json(body).await?;
+    pub(super) async fn create_budget(&self, call: &Call<'_>) -> Answer {
+        let body: budgets::CreateBudget = read_json(call.body)?;
         let (team, key) = self
             .scope(call, body.team.as_deref(), body.key.as_deref())
             .await?;
@@ -122,9 +125,9 @@ impl Admin {
         created(self.budget_view(&budget).await?)
     }
 
-    pub(super) async fn update_budget(&self, call: &Call, body: Incoming) -> Answer {
+    pub(super) async fn update_budget(&self, call: &Call<'_>) -> Answer {
         let current = self.own_budget(call, call.param(0)).await?;
-        let body: budgets::UpdateBudget = read_json(body).await?;
+        let body: budgets::UpdateBudget = read_json(call.body)?;
         let spec = budgets::update_spec(&current, &body)?;
         let updated = self
             .store
@@ -143,7 +146,7 @@ impl Admin {
         ok(self.budget_view(&updated).await?)
     }
 
-    pub(super) async fn delete_budget(&self, call: &Call) -> Answer {
+    pub(super) async fn delete_budget(&self, call: &Call<'_>) -> Answer {
         let current = self.own_budget(call, call.param(0)).await?;
         if !self
             .store
@@ -164,8 +167,8 @@ impl Admin {
         ok(json!({"object": "budget", "id": current.id, "deleted": true}))
     }
 
-    pub(super) async fn list_rate_limits(&self, call: &Call) -> Answer {
-        let query = Query::parse(call.query.as_deref(), &["team", "limit", "after"])?;
+    pub(super) async fn list_rate_limits(&self, call: &Call<'_>) -> Answer {
+        let query = Query::parse(call.query, &["team", "limit", "after"])?;
         let mut errors = FieldErrors::default();
         let page = query.page(&mut errors);
         errors.into_result()?;
@@ -179,8 +182,8 @@ impl Admin {
         ok(listed.map(|l| budgets::rate_limit_view(&l)).to_json())
     }
 
-    pub(super) async fn set_rate_limit(&self, call: &Call, body: Incoming) -> Answer {
-        let body: budgets::SetRateLimit = read_json(body).await?;
+    pub(super) async fn set_rate_limit(&self, call: &Call<'_>) -> Answer {
+        let body: budgets::SetRateLimit = read_json(call.body)?;
         let (team, key) = self
             .scope(call, body.team.as_deref(), body.key.as_deref())
             .await?;

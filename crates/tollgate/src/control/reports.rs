@@ -12,7 +12,8 @@ use tollgate_store::{
     rfc3339,
 };
 
-use super::{Reply, store_error};
+use super::page::percent_decode;
+use super::reply::{Reply, store_error};
 use crate::validate::FieldErrors;
 
 const SPEND_PARAMS: [&str; 6] = ["from", "to", "group_by", "format", "tz", "team"];
@@ -66,7 +67,7 @@ pub async fn spend(
                 .team(asked)
                 .await
                 .map_err(store_error)?
-                .ok_or_else(|| super::not_found("team", asked))?;
+                .ok_or_else(|| super::reply::not_found("team", asked))?;
             if allowed_team.as_ref().is_some_and(|t| *t != team.id) {
                 return Err(ApiError::new(
                     403,
@@ -95,6 +96,7 @@ pub async fn spend(
                 tollgate_store::local_day(&calendar, to_ms)
             ),
             body: report_csv(&report),
+            headers: Vec::new(),
         },
     })
 }
@@ -395,25 +397,6 @@ impl Params {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
-}
-
-/// `%2B` → `+`. A literal `+` stays a plus, not a space: it is how an RFC 3339 offset is
-/// typed into curl, and no value here contains spaces.
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

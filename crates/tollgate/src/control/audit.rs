@@ -7,17 +7,18 @@ use serde_json::Value;
 use tollgate_store::{Actor, AuditEntry};
 
 use super::page::{Listed, Query, numbered};
-use super::{Admin, Answer, Call, json, ok, store_error};
+use super::reply::{Answer, json, ok, store_error};
+use super::{Call, Control};
 use crate::validate::FieldErrors;
 
-impl Admin {
+impl Control {
     /// Records one change. The change is already committed when this runs (the store writes
     /// each resource in its own transaction), so a failure to record it is logged loudly
     /// rather than turned into an error that would make the caller retry a change that
     /// happened.
     pub(super) async fn audit(
         &self,
-        call: &Call,
+        call: &Call<'_>,
         target: &str,
         before: Option<&Value>,
         after: Option<&Value>,
@@ -37,8 +38,8 @@ impl Admin {
         }
     }
 
-    pub(super) async fn list_audit(&self, call: &Call) -> Answer {
-        let query = Query::parse(call.query.as_deref(), &["limit", "after"])?;
+    pub(super) async fn list_audit(&self, call: &Call<'_>) -> Answer {
+        let query = Query::parse(call.query, &["limit", "after"])?;
         let mut errors = FieldErrors::default();
         let page = query.page(&mut errors);
         errors.into_result()?;

@@ -1,0 +1,84 @@
+//! What an operation answers, and the small helpers every operation uses to build an answer or
+//! an error.
+
+use http::StatusCode;
+use tollgate_core::ApiError;
+use tollgate_store::StoreError;
+
+/// What an operation answers: JSON (almost all of them), a CSV file (reports), or a JSON
+/// document served byte for byte as written (the OpenAPI document, so its order and layout
+/// survive).
+#[derive(Debug)]
+pub enum Reply {
+    Json(StatusCode, serde_json::Value),
+    Csv {
+        filename: String,
+        body: String,
+        /// Extra response headers that say what the file covers (period, time zone, currency).
+        headers: Vec<(&'static str, String)>,
+    },
+    Document(&'static str),
+}
+
+pub type Answer = Result<Reply, ApiError>;
+
+pub fn openapi() -> Reply {
+    Reply::Document(super::OPENAPI_JSON)
+}
+
+pub fn ok(body: serde_json::Value) -> Answer {
+    Ok(Reply::Json(StatusCode::OK, body))
+}
+
+pub fn created(body: serde_json::Value) -> Answer {
+    Ok(Reply::Json(StatusCode::CREATED, body))
+}
+
+/// The request body as `T`; a body that is not JSON, or not `T`, is a 400 naming the problem.
+pub fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(ApiError::invalid_json)
+}
+
+/// Like [`read_json`], but an empty body means every field's default.
+pub fn read_json_or_default<T: serde::de::DeserializeOwned + Default>(
+    body: &[u8],
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    read_json(body)
+}
+
+pub fn json(value: impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+pub fn not_found(what: &str, id: &str) -> ApiError {
+    ApiError::new(
+        404,
+        "invalid_request_error",
+        "not_found",
+        format!("No {what} '{id}'."),
+    )
+}
+
+pub fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict(what) => ApiError::new(409, "invalid_request_error", "conflict", what),
+        StoreError::NotFound(what) => {
+            ApiError::new(404, "invalid_request_error", "not_found", what)
+        }
+        StoreError::Invalid(what) => {
+            ApiError::new(422, "invalid_request_error", "invalid_fields", what)
+        }
+        other => {
+            tracing::error!(error = %other, "control-plane store error");
+            ApiError::new(
+                503,
+                "server_error",
+                "store_unavailable",
+                "The control-plane database is unavailable; try again.",
+            )
+        }
+    }
+}

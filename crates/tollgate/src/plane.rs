@@ -1,0 +1,132 @@
+//! Where the CLI's commands are carried out, behind one trait: [`Local`] runs them on the
+//! database named by `DATABASE_URL` as the local operator; [`crate::admin_client::AdminClient`]
+//! sends them to a gateway's admin API (`--server`) as the admin token's holder. Both reach
+//! the same operations in [`crate::control`], so a command behaves the same either way, and
+//! its output is printed from the same JSON.
+
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use tollgate_core::ApiError;
+use tollgate_core::config::Config;
+use tollgate_store::Store;
+
+use crate::admin_client::{ClientError, encode};
+use crate::control::{Actor, Control, Reply, operator};
+
+/// A control plane the CLI can send an operation to. The CLI awaits these on its one task, so
+/// the futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
+pub trait ControlPlane {
+    /// `method path` (the admin API's path, with its query) with an optional JSON body: the
+    /// body of the answer, or the API's error.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Bytes, ClientError>;
+
+    /// Like [`ControlPlane::send`], for operations that answer JSON.
+    async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let bytes = self.send(method, path, body).await?;
+        serde_json::from_slice(&bytes).map_err(|_| ClientError::NotJson {
+            url: path.to_string(),
+            status: StatusCode::OK,
+        })
+    }
+
+    async fn get(&self, path: &str) -> Result<Value, ClientError> {
+        self.json(Method::GET, path, None).await
+    }
+
+    /// A text answer (a CSV report).
+    async fn text(&self, path: &str) -> Result<String, ClientError> {
+        let bytes = self.send(Method::GET, path, None).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Every item of a list, following `next_after` until `has_more` is false.
+    async fn list_all(&self, path: &str) -> Result<Vec<Value>, ClientError> {
+        let mut items = Vec::new();
+        let mut after: Option<String> = None;
+        let join = if path.contains('?') { '&' } else { '?' };
+        loop {
+            let page_path = match &after {
+                Some(a) => format!("{path}{join}limit=1000&after={}", encode(a)),
+                None => format!("{path}{join}limit=1000"),
+            };
+            let page = self.get(&page_path).await?;
+            if let Some(data) = page["data"].as_array() {
+                items.extend(data.iter().cloned());
+            }
+            match (page["has_more"].as_bool(), page["next_after"].as_str()) {
+                (Some(true), Some(next)) => after = Some(next.to_string()),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+/// The database in `DATABASE_URL`, as the local operator. An embedded SQLite file is migrated
+/// on first use; a Postgres database without the schema gets the command that makes it.
+pub struct Local {
+    control: Control,
+    store: Store,
+    actor: Actor,
+}
+
+impl Local {
+    pub async fn open(config: &Config) -> anyhow::Result<Local> {
+        let store = crate::app::open_store(config)
+            .await?
+            .with_budget_calendar(config.budgets.calendar());
+        Ok(Local {
+            control: Control::new(store.clone(), None),
+            store,
+            actor: operator(),
+        })
+    }
+
+    pub async fn close(self) {
+        self.store.close().await;
+    }
+}
+
+impl ControlPlane for Local {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Bytes, ClientError> {
+        let (path, query) = match path.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (path, None),
+        };
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let reply = match Control::route(&method, path) {
+            Ok(routed) => self.control.run(&self.actor, routed, query, &body).await,
+            Err(error) => Err(error),
+        };
+        match reply.map_err(refused)? {
+            Reply::Json(_, value) => Ok(Bytes::from(value.to_string())),
+            Reply::Csv { body, .. } => Ok(Bytes::from(body)),
+            Reply::Document(text) => Ok(Bytes::from_static(text.as_bytes())),
+        }
+    }
+}
+
+fn refused(error: ApiError) -> ClientError {
+    ClientError::Api {
+        status: StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        code: error.code.to_string(),
+        message: error.message,
+    }
+}
