@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use chrono::DateTime;
+
 pub struct Machine {
     pub cores: usize,
     pub cpu_model: String,
@@ -68,38 +70,30 @@ fn today() -> String {
     date_of(SystemTime::now())
 }
 
-/// A time's UTC date, `YYYY-MM-DD`.
+/// A time's UTC date, `YYYY-MM-DD` (1970-01-01 for a time before the epoch).
 pub fn date_of(time: SystemTime) -> String {
-    let days = time
+    let secs = time
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() / 86_400)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
         .unwrap_or(0);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-        assert_eq!(civil_from_days(20_000), (2024, 10, 4));
+    fn dates_are_utc_days() {
+        let day = |days: u64| date_of(UNIX_EPOCH + Duration::from_secs(days * 86_400 + 86_399));
+        assert_eq!(day(0), "1970-01-01");
+        assert_eq!(day(19_782), "2024-02-29");
+        assert_eq!(day(20_000), "2024-10-04");
+        assert_eq!(date_of(UNIX_EPOCH - Duration::from_secs(1)), "1970-01-01");
     }
 }

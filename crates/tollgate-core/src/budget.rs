@@ -82,3 +82,41 @@ impl BudgetDef {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_read_back_as_written() {
+        for period in [Period::Day, Period::Week, Period::Month, Period::Total] {
+            assert_eq!(Period::parse(period.as_str()), Some(period));
+        }
+        assert_eq!(Period::parse("fortnight"), None);
+        assert_eq!(Period::parse("Day"), None);
+    }
+
+    #[test]
+    fn the_soft_threshold_is_a_share_of_the_limit_rounded_down() {
+        let mut def = BudgetDef {
+            id: "b_1".into(),
+            team_id: "t_1".into(),
+            key_id: None,
+            period: Period::Month,
+            limit: Money(10_000_000_000),
+            soft_ppm: 800_000,
+            session_cap: None,
+            reset_at_ms: 0,
+        };
+        assert_eq!(def.scope(), "team");
+        assert_eq!(def.soft_limit(), Money(8_000_000_000));
+        def.limit = Money(3);
+        def.soft_ppm = 500_000;
+        assert_eq!(def.soft_limit(), Money(1));
+        def.limit = Money(i64::MAX);
+        def.soft_ppm = 1_000_000;
+        assert_eq!(def.soft_limit(), Money(i64::MAX));
+        def.key_id = Some("k_1".into());
+        assert_eq!(def.scope(), "key");
+    }
+}

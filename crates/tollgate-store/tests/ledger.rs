@@ -423,10 +423,11 @@ async fn postgres_rows_land_in_their_month_partition_and_far_ones_still_insert()
     let store = migrated(&db).await;
     let at = |iso: &str| -> i64 {
         // Midday on the given date, UTC.
-        let (y, rest) = iso.split_once('-').unwrap();
-        let (m, d) = rest.split_once('-').unwrap();
-        let days = days_from_civil(y.parse().unwrap(), m.parse().unwrap(), d.parse().unwrap());
-        days * DAY_MS + DAY_MS / 2
+        let day = chrono::NaiveDate::parse_from_str(iso, "%Y-%m-%d").unwrap();
+        day.and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_millis()
     };
     let batch = vec![
         event("req_jan", at("2026-01-31")),
@@ -487,16 +488,6 @@ async fn postgres_rows_land_in_their_month_partition_and_far_ones_still_insert()
         count, 6,
         "default, 2026-01, 2026-02, 2031-06, this month and next"
     );
-}
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[tokio::test]

@@ -477,12 +477,12 @@ impl Budgets {
                 let mut local = tracked.lock();
                 match self.options.fail_policy {
                     FailPolicy::Open => {
-                        warn_unavailable(&local.def.id, &error, "admitting (fail_open)");
+                        warn_unavailable(&local.def.id, &error, "admitting (fail_open)", now);
                         local.inflight += amount;
                         Ok(local.window.start_ms)
                     }
                     FailPolicy::Closed => {
-                        warn_unavailable(&local.def.id, &error, "refusing (fail_closed)");
+                        warn_unavailable(&local.def.id, &error, "refusing (fail_closed)", now);
                         Err(Refusal::Unavailable {
                             budget_id: local.def.id.clone(),
                         })
@@ -664,10 +664,9 @@ fn apply(local: &mut Local, reply: &ClaimReply, request: &ClaimRequest, options:
 }
 
 /// Logs a database failure at most once a minute (it would otherwise repeat per request).
-fn warn_unavailable(budget_id: &str, error: &str, action: &str) {
+fn warn_unavailable(budget_id: &str, error: &str, action: &str, now: i64) {
     use std::sync::atomic::{AtomicI64, Ordering};
     static LAST: AtomicI64 = AtomicI64::new(0);
-    let now = crate::time::now_ms();
     let last = LAST.load(Ordering::Relaxed);
     if now - last >= 60_000
         && LAST
@@ -681,3 +680,6 @@ fn warn_unavailable(budget_id: &str, error: &str, action: &str) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -116,3 +116,126 @@ fn usage_limit(message: String, promo: String, resets_at_ms: Option<i64>) -> Api
     error.headers.push(("x-codex-promo-message", promo));
     error
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::Period;
+
+    const USD: i64 = 1_000_000_000;
+
+    fn budget(key_id: Option<&str>, period: Period) -> BudgetDef {
+        BudgetDef {
+            id: "b_1".into(),
+            team_id: "t_1".into(),
+            key_id: key_id.map(Into::into),
+            period,
+            limit: Money(10 * USD),
+            soft_ppm: 800_000,
+            session_cap: None,
+            reset_at_ms: 0,
+        }
+    }
+
+    fn promo(error: &ApiError) -> &str {
+        error
+            .headers
+            .iter()
+            .find(|(name, _)| *name == "x-codex-promo-message")
+            .map(|(_, value)| value.as_str())
+            .unwrap()
+    }
+
+    #[test]
+    fn an_exhausted_budget_stops_codex_and_says_when_it_resets_in_the_zone() {
+        let zone = Calendar::new("Europe/Berlin").unwrap();
+        // 2026-11-18 12:00 UTC: the Berlin month resets at 2026-12-01 00:00 local.
+        let window = zone.window(Period::Month, 0, 1_795_003_200_000);
+        let refusal = Refusal::Budget {
+            budget: budget(None, Period::Month),
+            window,
+            spent: Money(9_500_000_000),
+            estimate: Money(750_000_000),
+            zone,
+        };
+        let error = refusal.to_api_error("platform");
+        assert_eq!(refusal.reason(), "budget");
+        assert_eq!((error.status, error.code), (429, "usage_limit_reached"));
+        assert_eq!(error.resets_at, Some(1_796_079_600));
+        assert_eq!(
+            error.message,
+            "The month budget of team 'platform' (b_1) is used up: $9.50 spent of $10.00, and this \
+             request could cost up to $0.75. It resets at 2026-12-01 00:00 Europe/Berlin."
+        );
+        assert_eq!(
+            promo(&error),
+            "tollgate: team 'platform' reached its month budget ($9.50 of $10.00). It resets at \
+             2026-12-01 00:00 Europe/Berlin."
+        );
+    }
+
+    #[test]
+    fn a_total_budget_of_a_key_says_it_does_not_reset() {
+        let zone = Calendar::default();
+        let refusal = Refusal::Budget {
+            budget: budget(Some("k_ci"), Period::Total),
+            window: zone.window(Period::Total, 0, 1_795_003_200_000),
+            spent: Money(10 * USD),
+            estimate: Money(1),
+            zone,
+        };
+        let error = refusal.to_api_error("platform");
+        assert_eq!(error.resets_at, None);
+        assert!(
+            error
+                .message
+                .starts_with("The total budget of key k_ci (b_1)"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error
+                .message
+                .ends_with("It does not reset; ask your team admin to raise it."),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn a_session_cap_names_the_session_and_asks_for_a_new_one() {
+        let refusal = Refusal::SessionCap {
+            team_id: "t_1".into(),
+            session_id: "sess-42".into(),
+            cap: Money(5 * USD),
+            spent: Money(4 * USD),
+            estimate: Money(2 * USD),
+        };
+        let error = refusal.to_api_error("platform");
+        assert_eq!(refusal.reason(), "session_cap");
+        assert_eq!((error.status, error.code), (429, "usage_limit_reached"));
+        assert_eq!(error.resets_at, None);
+        assert_eq!(
+            error.message,
+            "This Codex session (sess-42) has cost $4.00 and this request could cost up to $2.00, \
+             past team 'platform''s cap of $5.00 per session. Start a new session."
+        );
+        assert_eq!(
+            promo(&error),
+            "tollgate: this session reached team 'platform''s cap of $5.00 per session. Start a \
+             new session."
+        );
+    }
+
+    #[test]
+    fn an_unreachable_budget_database_asks_for_a_retry_in_five_seconds() {
+        let refusal = Refusal::Unavailable {
+            budget_id: "b_1".into(),
+        };
+        let error = refusal.to_api_error("platform");
+        assert_eq!(refusal.reason(), "budget");
+        assert_eq!((error.status, error.code), (429, "rate_limit_exceeded"));
+        assert!(error.headers.contains(&("retry-after", "5".to_string())));
+        assert!(error.message.contains("budget b_1"), "{}", error.message);
+    }
+}

@@ -327,27 +327,12 @@ fn parse_pairs(text: &str) -> impl Iterator<Item = (String, String)> + '_ {
     })
 }
 
+/// Invalid escapes pass through as written and invalid UTF-8 becomes U+FFFD, so a header value
+/// is never dropped for its spelling.
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -508,5 +493,16 @@ mod tests {
             ..TelemetryConfig::default()
         };
         assert_eq!(config.session_cost_alert(), Some(Money(2_500_000_000)));
+    }
+
+    #[test]
+    fn otlp_header_values_decode_utf8_and_keep_broken_escapes() {
+        let mut config = TelemetryConfig::default();
+        config.apply_env(&env(&[(
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-team=caf%C3%A9,x-raw=50%25%zz%4",
+        )]));
+        assert_eq!(config.headers.0["x-team"], "café");
+        assert_eq!(config.headers.0["x-raw"], "50%%zz%4");
     }
 }

@@ -12,8 +12,6 @@ const MAX_DECIMALS: usize = 9;
 /// Largest numerator or denominator of a ratio. Keeps the request arithmetic far inside `i128`.
 pub const MAX_RATIO_PART: u64 = 1_000_000;
 
-const MS_PER_DAY: i64 = 86_400_000;
-
 /// Parses a rate written as a decimal string of USD per 1M tokens ("2.50", "0.005", "30") into
 /// integer nano-USD per 1M tokens ("0.005" → 5_000_000). No float is involved.
 pub fn parse_rate(text: &str) -> Result<u64, String> {
@@ -123,39 +121,21 @@ pub fn parse_day(text: &str) -> Result<i64, String> {
     }
     let num = |range: std::ops::Range<usize>| {
         text.get(range)
-            .and_then(|s| s.parse::<i64>().ok())
+            .and_then(|s| s.parse::<u32>().ok())
             .ok_or_else(bad)
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     if !(1970..=9999).contains(&year) {
         return Err(format!("'{text}': the year must be from 1970 to 9999"));
     }
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) {
-        return Err(format!("'{text}' is not a day of the calendar"));
-    }
-    Ok(days_from_civil(year, month, day) * MS_PER_DAY)
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`):
-/// years are counted from March so the leap day falls at the end of the year.
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y.rem_euclid(400);
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    let date = i32::try_from(year)
+        .ok()
+        .and_then(|year| chrono::NaiveDate::from_ymd_opt(year, month, day))
+        .ok_or_else(|| format!("'{text}' is not a day of the calendar"))?;
+    Ok(date
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_millis())
 }
 
 /// `gpt-5-2025-08-07` → `Some("gpt-5")`: the family of a dated snapshot name, if it is one.

@@ -38,7 +38,9 @@ pub(crate) fn endpoint_label(code: i64) -> &'static str {
 }
 
 /// `exec_command=3,apply_patch=1`, in the event's order; `None` when no tool was called. `%`, `,`
-/// and `=` in a tool name are percent-escaped so any name round-trips.
+/// and `=` in a tool name are percent-escaped so any name round-trips. Written by hand rather
+/// than with `percent-encoding`, whose encoder always escapes non-ASCII bytes: that would change
+/// the stored text of every non-ASCII tool name and make it unreadable in SQL.
 pub(crate) fn encode_tools(tools: &[ToolCount]) -> Option<String> {
     if tools.is_empty() {
         return None;
