@@ -31,7 +31,7 @@ pub use calendar::utc_day;
 pub use handle::{Ledger, LedgerOptions, LedgerStats};
 pub use insert::BatchOutcome;
 pub use read::{LedgerRow, SessionSummary, Totals};
-pub(crate) use read::{daily_sums, ledger_sums, session_from, totals_at};
+pub(crate) use read::{TOTALS_COLUMNS, daily_sums, ledger_sums, session_from, totals_at};
 pub use writer::LedgerWriter;
 
 use calendar::Month;

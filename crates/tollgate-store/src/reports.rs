@@ -1,10 +1,12 @@
 //! Spend reports: the ledger summed over a time range, grouped by any of team, cost centre, key,
-//! model, user, session, day and month, and the reconciliation of the rollups against the ledger.
+//! model, user, session, HTTP status, day and month, and the reconciliation of the rollups against
+//! the ledger. Every group counts its failed, estimated, unpriced and unmetered calls beside its
+//! spend, so what a report cannot vouch for is in plain sight.
 //!
-//! A report is served from `ledger_daily` when that gives the same answer — no user or session
-//! grouping (the rollup does not keep them) and a range of whole UTC days, bucketed in UTC — and
-//! from the ledger otherwise. Either way SQL does the summing in BIGINT and Rust only merges and
-//! orders the groups; no float ever touches money.
+//! A report is served from `ledger_daily` when that gives the same answer — no user, session or
+//! status grouping (the rollup does not keep them) and a range of whole UTC days, bucketed in
+//! UTC — and from the ledger otherwise. Either way SQL does the summing in BIGINT and Rust only
+//! merges and orders the groups; no float ever touches money.
 
 mod periods;
 mod reconcile;
@@ -22,7 +24,7 @@ pub use periods::{local_day, local_month, month_bounds, parse_instant, rfc3339};
 pub use reconcile::{DailyDifference, Reconciliation, SessionDifference, SessionTotals};
 
 use crate::error::Result;
-use crate::ledger::{Totals, daily_sums, ledger_sums, totals_at};
+use crate::ledger::{TOTALS_COLUMNS, Totals, daily_sums, ledger_sums, totals_at};
 use crate::store::Store;
 
 const MS_PER_DAY: i64 = 86_400_000;
@@ -36,19 +38,23 @@ pub enum Dimension {
     Key,
     Model,
     User,
+    /// A client's session id, within its team: two teams' sessions of one id are two groups.
     Session,
+    /// The HTTP status sent to the client (`"200"`, `"429"`, `"499"`, …).
+    Status,
     Day,
     Month,
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 8] = [
+    pub const ALL: [Dimension; 9] = [
         Dimension::Team,
         Dimension::CostCentre,
         Dimension::Key,
         Dimension::Model,
         Dimension::User,
         Dimension::Session,
+        Dimension::Status,
         Dimension::Day,
         Dimension::Month,
     ];
@@ -65,6 +71,7 @@ impl Dimension {
             Dimension::Model => "model",
             Dimension::User => "user",
             Dimension::Session => "session",
+            Dimension::Status => "status",
             Dimension::Day => "day",
             Dimension::Month => "month",
         }
@@ -105,6 +112,8 @@ impl Source {
 
 /// One group's sums. Only the grouped fields are set; a grouped field with no value (no user,
 /// no cost centre, no session) is `None` too — the query's `group_by` tells the two apart.
+/// Grouping by session sets each session's team too, since a session id alone does not name a
+/// session; calls without a session are one group, with no team unless teams are grouped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReportRow {
     pub team_id: Option<String>,
@@ -116,6 +125,8 @@ pub struct ReportRow {
     pub model: Option<String>,
     pub user: Option<String>,
     pub session_id: Option<String>,
+    /// The HTTP status sent to the client, as text (`"429"`).
+    pub status: Option<String>,
     /// `YYYY-MM-DD` in the query's zone.
     pub day: Option<String>,
     /// `YYYY-MM` in the query's zone.
@@ -133,6 +144,7 @@ impl ReportRow {
             Dimension::Model => self.model.as_deref(),
             Dimension::User => self.user.as_deref(),
             Dimension::Session => self.session_id.as_deref(),
+            Dimension::Status => self.status.as_deref(),
             Dimension::Day => self.day.as_deref(),
             Dimension::Month => self.month.as_deref(),
         }
@@ -146,6 +158,7 @@ impl ReportRow {
             Dimension::Model => &mut self.model,
             Dimension::User => &mut self.user,
             Dimension::Session => &mut self.session_id,
+            Dimension::Status => &mut self.status,
             Dimension::Day => &mut self.day,
             Dimension::Month => &mut self.month,
         };
@@ -171,6 +184,9 @@ pub(crate) fn add(a: &mut Totals, b: &Totals) {
     a.reasoning_tokens = a.reasoning_tokens.saturating_add(b.reasoning_tokens);
     a.cost = a.cost.saturating_add(b.cost);
     a.estimated_requests = a.estimated_requests.saturating_add(b.estimated_requests);
+    a.failed_requests = a.failed_requests.saturating_add(b.failed_requests);
+    a.unpriced_requests = a.unpriced_requests.saturating_add(b.unpriced_requests);
+    a.unmetered_requests = a.unmetered_requests.saturating_add(b.unmetered_requests);
 }
 
 /// One grouped column of the inner query: plain text, or a `ledger_names` id the outer query
@@ -183,6 +199,8 @@ enum Column {
 /// How a dimension's value is read back from its first column.
 enum Read {
     Text,
+    /// An integer, shown as its decimal text.
+    Number,
     /// Two names, served then requested: the first that is set.
     ServedElseRequested,
     /// A bucket number, an index into these labels. Grouping by a small integer is 2-3x
@@ -194,7 +212,7 @@ enum Read {
 struct Plan {
     sql: String,
     columns: Vec<(usize, Read)>,
-    /// Index of the first of the seven sums, after the grouped columns.
+    /// Index of the first of the `TOTALS_COLUMNS` sums, after the grouped columns.
     sums_at: usize,
 }
 
@@ -209,13 +227,25 @@ impl ReportQuery {
         seen
     }
 
+    /// The dimensions rows are keyed by: those asked for and, after a session, its team when the
+    /// team was not asked for (a session id is unique only within its team).
+    fn key_dimensions(&self) -> Vec<Dimension> {
+        let mut dims = self.dimensions();
+        if !dims.contains(&Dimension::Team)
+            && let Some(at) = dims.iter().position(|d| *d == Dimension::Session)
+        {
+            dims.insert(at + 1, Dimension::Team);
+        }
+        dims
+    }
+
     /// Where the report will be summed from: `ledger_daily` answers exactly when it holds every
     /// key asked for and the range and the buckets are whole UTC days.
     pub fn source(&self) -> Source {
         let dims = self.dimensions();
         let ledger_only = dims
             .iter()
-            .any(|d| matches!(d, Dimension::User | Dimension::Session));
+            .any(|d| matches!(d, Dimension::User | Dimension::Session | Dimension::Status));
         let buckets = dims
             .iter()
             .any(|d| matches!(d, Dimension::Day | Dimension::Month));
@@ -231,7 +261,7 @@ impl ReportQuery {
     fn plan(&self, source: Source) -> Result<Plan> {
         let mut inner = Vec::new();
         let mut columns = Vec::new();
-        for dimension in self.dimensions() {
+        for dimension in self.key_dimensions() {
             let (sql, read) = match source {
                 Source::Rollups => (
                     vec![Column::Text(rollup_column(dimension).to_owned())],
@@ -270,7 +300,7 @@ impl ReportQuery {
                 }
             }
         }
-        let names = ["n", "i", "ci", "o", "r", "c", "e"];
+        let names: [&str; TOTALS_COLUMNS] = ["n", "i", "ci", "o", "r", "c", "e", "f", "u", "m"];
         for (name, expr) in names.iter().zip(&sums) {
             select.push(format!("{expr} AS s_{name}"));
             outer.push(format!("g.s_{name}"));
@@ -322,6 +352,7 @@ impl ReportQuery {
             ),
             Dimension::User => name("t.user_ref"),
             Dimension::Session => text("t.session_id"),
+            Dimension::Status => (vec![Column::Text("t.status".to_owned())], Read::Number),
             Dimension::Day => bucket(Period::Day)?,
             Dimension::Month => bucket(Period::Month)?,
         })
@@ -337,11 +368,10 @@ fn rollup_column(dimension: Dimension) -> &'static str {
         Dimension::Day => "t.day",
         Dimension::Month => "SUBSTR(t.day, 1, 7)",
         // Never planned: `source()` sends these to the ledger.
-        Dimension::User | Dimension::Session => "NULL",
+        Dimension::User | Dimension::Session | Dimension::Status => "NULL",
     }
 }
 
-/// The seven sums starting at column `at`, in `Totals` order.
 /// `''` is how the rollup spells "none"; reports say `None` on either path.
 fn text(row: &AnyRow, index: usize) -> Result<Option<String>> {
     let value: Option<String> = row.try_get(index)?;
@@ -376,13 +406,23 @@ impl Store {
         }
         let fetched = sql.fetch_all(&self.pool).await?;
 
-        // Key: the group values in `group_by` order, so the map's order is the report's.
+        let key_dims = query.key_dimensions();
+        // The team `key_dimensions` put after the session: calls without a session are one
+        // group, whatever their team.
+        let session_at = key_dims
+            .iter()
+            .position(|d| *d == Dimension::Session)
+            .filter(|_| !group_by.contains(&Dimension::Team));
+        // Key: the group values in `key_dims` order, so the map's order is the report's.
         let mut groups: BTreeMap<Vec<Option<String>>, Totals> = BTreeMap::new();
         for row in &fetched {
             let mut key = Vec::with_capacity(plan.columns.len());
             for (index, read) in &plan.columns {
                 let value = match read {
                     Read::Text => text(row, *index)?,
+                    Read::Number => row
+                        .try_get::<Option<i64>, _>(*index)?
+                        .map(|n| n.to_string()),
                     Read::ServedElseRequested => text(row, *index)?.or(text(row, index + 1)?),
                     Read::Bucket(labels) => {
                         let bucket: i64 = row.try_get(*index)?;
@@ -394,6 +434,12 @@ impl Store {
                 };
                 key.push(value);
             }
+            if let Some(at) = session_at
+                && key.get(at) == Some(&None)
+                && let Some(team) = key.get_mut(at + 1)
+            {
+                *team = None;
+            }
             let totals = totals_at(row, plan.sums_at)?;
             // Without grouping, SQL answers one row of zeros for an empty range.
             if totals.requests == 0 {
@@ -402,7 +448,7 @@ impl Store {
             add(groups.entry(key).or_default(), &totals);
         }
 
-        let team_names = if group_by.contains(&Dimension::Team) {
+        let team_names = if key_dims.contains(&Dimension::Team) {
             self.team_names().await?
         } else {
             HashMap::new()
@@ -412,7 +458,7 @@ impl Store {
                 totals,
                 ..ReportRow::default()
             };
-            for (dimension, value) in group_by.iter().zip(key) {
+            for (dimension, value) in key_dims.iter().zip(key) {
                 row.set(*dimension, value);
             }
             row.team_name = row

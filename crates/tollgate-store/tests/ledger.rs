@@ -65,6 +65,9 @@ async fn assert_rollups_match(store: &Store, events: &[LedgerEvent]) {
         in_sessions,
         Totals {
             estimated_requests: 0,
+            failed_requests: 0,
+            unpriced_requests: 0,
+            unmetered_requests: 0,
             ..ledger
         },
         "sessions vs ledger"

@@ -86,7 +86,8 @@ impl LedgerRow {
     }
 }
 
-/// Requests, tokens by kind and cost summed over a range of the ledger or of a rollup.
+/// Requests, tokens by kind and cost summed over a range of the ledger or of a rollup, and how
+/// many of those requests finance should look at twice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     pub requests: i64,
@@ -96,7 +97,15 @@ pub struct Totals {
     pub reasoning_tokens: i64,
     #[serde(rename = "cost_nanos")]
     pub cost: Money,
+    /// Charged from an estimate of the usage: the upstream never reported it.
     pub estimated_requests: i64,
+    /// Failed: the client got a status of 400 or more, or the call did not complete
+    /// (`outcome` other than `complete`), whatever was charged for it.
+    pub failed_requests: i64,
+    /// Charged at the unpriced fallback: the price table had no price for the model.
+    pub unpriced_requests: i64,
+    /// Forwarded to an endpoint tollgate cannot price: their cost is unknown, not zero.
+    pub unmetered_requests: i64,
 }
 
 /// One session's rollup: who, when, how much, and which tools it called how often.
@@ -123,22 +132,31 @@ fn sum(column: &str) -> String {
     format!("CAST(COALESCE(SUM({column}), 0) AS BIGINT)")
 }
 
-/// The sums of a `ledger` query's [`Totals`] after its `COUNT(*)`: tokens, cost and estimated
-/// calls, each column behind `prefix` (`""`, or a table alias and dot).
-pub(crate) fn ledger_sums(prefix: &str) -> [String; 6] {
+/// How many sums a [`Totals`] is read from.
+pub(crate) const TOTALS_COLUMNS: usize = 10;
+
+/// The sums of a `ledger` query's [`Totals`] after its `COUNT(*)`: tokens, cost, then estimated,
+/// failed, unpriced and unmetered calls, each column behind `prefix` (`""`, or a table alias and
+/// dot).
+pub(crate) fn ledger_sums(prefix: &str) -> [String; TOTALS_COLUMNS - 1] {
+    let failed =
+        format!("CASE WHEN {prefix}status >= 400 OR {prefix}outcome <> 0 THEN 1 ELSE 0 END");
     [
-        "input_tokens",
-        "cached_input_tokens",
-        "output_tokens",
-        "reasoning_tokens",
-        "cost_nanos",
-        "estimated",
+        format!("{prefix}input_tokens"),
+        format!("{prefix}cached_input_tokens"),
+        format!("{prefix}output_tokens"),
+        format!("{prefix}reasoning_tokens"),
+        format!("{prefix}cost_nanos"),
+        format!("{prefix}estimated"),
+        failed,
+        format!("{prefix}unpriced"),
+        format!("{prefix}unmetered"),
     ]
-    .map(|column| sum(&format!("{prefix}{column}")))
+    .map(|expr| sum(&expr))
 }
 
 /// The sums of a `ledger_daily` query's [`Totals`], in order, each column behind `prefix`.
-pub(crate) fn daily_sums(prefix: &str) -> [String; 7] {
+pub(crate) fn daily_sums(prefix: &str) -> [String; TOTALS_COLUMNS] {
     [
         "requests",
         "input_tokens",
@@ -147,6 +165,9 @@ pub(crate) fn daily_sums(prefix: &str) -> [String; 7] {
         "reasoning_tokens",
         "cost_nanos",
         "estimated_requests",
+        "failed_requests",
+        "unpriced_requests",
+        "unmetered_requests",
     ]
     .map(|column| sum(&format!("{prefix}{column}")))
 }
@@ -246,7 +267,7 @@ pub(crate) fn session_from(row: &AnyRow, tools: BTreeMap<String, i64>) -> Result
     })
 }
 
-/// The [`Totals`] in a row's columns `at..at + 7`, in [`daily_sums`] order.
+/// The [`Totals`] in a row's columns `at..at + TOTALS_COLUMNS`, in [`daily_sums`] order.
 pub(crate) fn totals_at(row: &AnyRow, at: usize) -> Result<Totals> {
     Ok(Totals {
         requests: row.try_get(at)?,
@@ -256,6 +277,9 @@ pub(crate) fn totals_at(row: &AnyRow, at: usize) -> Result<Totals> {
         reasoning_tokens: row.try_get(at + 4)?,
         cost: Money(row.try_get(at + 5)?),
         estimated_requests: row.try_get(at + 6)?,
+        failed_requests: row.try_get(at + 7)?,
+        unpriced_requests: row.try_get(at + 8)?,
+        unmetered_requests: row.try_get(at + 9)?,
     })
 }
 

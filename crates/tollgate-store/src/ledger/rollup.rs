@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use sqlx::any::AnyArguments;
 use sqlx::{Any, AnyConnection, AssertSqlSafe};
+use tollgate_core::{CallOutcome, LedgerEvent};
 
 use super::calendar::utc_day;
 use super::codec::clean_text;
@@ -24,7 +25,7 @@ type Query<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
 /// PostgreSQL's bind-parameter limit, for the combined statement.
 const POSTGRES_MAX_PARAMS: usize = 65_535;
 
-/// Token and cost sums shared by the rollups.
+/// Token and cost sums shared by the rollups (`sessions` keeps no per-kind call counts).
 #[derive(Default)]
 struct Sums {
     requests: i64,
@@ -34,6 +35,9 @@ struct Sums {
     reasoning: i64,
     cost_nanos: i64,
     estimated: i64,
+    failed: i64,
+    unpriced: i64,
+    unmetered: i64,
 }
 
 impl Sums {
@@ -45,7 +49,16 @@ impl Sums {
         self.reasoning += i64::from(row.reasoning);
         self.cost_nanos = self.cost_nanos.saturating_add(row.event.cost.nanos());
         self.estimated += i64::from(row.event.estimated);
+        self.failed += i64::from(failed(row.event));
+        self.unpriced += i64::from(row.event.unpriced);
+        self.unmetered += i64::from(row.event.unmetered);
     }
+}
+
+/// Whether a call failed as reports count it: an error status sent to the client, or a call
+/// that did not complete. `ledger_sums` applies the same rule to stored rows.
+fn failed(event: &LedgerEvent) -> bool {
+    event.status >= 400 || event.outcome != CallOutcome::Complete
 }
 
 /// (day, team, key, model, cost centre)
@@ -78,7 +91,7 @@ enum Table {
 impl Table {
     fn columns(self) -> usize {
         match self {
-            Table::Daily => 12,
+            Table::Daily => 15,
             Table::Sessions => 10,
             Table::Tools => 4,
         }
@@ -207,7 +220,10 @@ impl<'a> Rollups<'a> {
                         .bind(sums.output)
                         .bind(sums.reasoning)
                         .bind(sums.cost_nanos)
-                        .bind(sums.estimated);
+                        .bind(sums.estimated)
+                        .bind(sums.failed)
+                        .bind(sums.unpriced)
+                        .bind(sums.unmetered);
                 }
             }
             Table::Sessions => {
@@ -246,7 +262,8 @@ fn upsert_sql(table: Table, backend: Backend, first: usize, rows: usize) -> Stri
         Table::Daily => format!(
             "INSERT INTO ledger_daily (day, team_id, key_id, model, cost_centre, requests, \
              input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos, \
-             estimated_requests) VALUES {values} \
+             estimated_requests, failed_requests, unpriced_requests, unmetered_requests) \
+             VALUES {values} \
              ON CONFLICT (day, team_id, key_id, model, cost_centre) DO UPDATE SET \
              requests = ledger_daily.requests + excluded.requests, \
              input_tokens = ledger_daily.input_tokens + excluded.input_tokens, \
@@ -254,7 +271,10 @@ fn upsert_sql(table: Table, backend: Backend, first: usize, rows: usize) -> Stri
              output_tokens = ledger_daily.output_tokens + excluded.output_tokens, \
              reasoning_tokens = ledger_daily.reasoning_tokens + excluded.reasoning_tokens, \
              cost_nanos = ledger_daily.cost_nanos + excluded.cost_nanos, \
-             estimated_requests = ledger_daily.estimated_requests + excluded.estimated_requests"
+             estimated_requests = ledger_daily.estimated_requests + excluded.estimated_requests, \
+             failed_requests = ledger_daily.failed_requests + excluded.failed_requests, \
+             unpriced_requests = ledger_daily.unpriced_requests + excluded.unpriced_requests, \
+             unmetered_requests = ledger_daily.unmetered_requests + excluded.unmetered_requests"
         ),
         // First/last seen widen, never narrow.
         Table::Sessions => format!(

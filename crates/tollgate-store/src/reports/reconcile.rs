@@ -141,14 +141,14 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<BTreeMap<DailyKey, Totals>> {
-        let [i, ci, o, r, c, e] = ledger_sums("");
+        let [i, ci, o, r, c, e, f, u, m] = ledger_sums("");
         let sql = format!(
             "SELECT g.day_index, g.team_id, g.key_id, ms.name, mr.name, cc.name, \
-             g.n, g.i, g.ci, g.o, g.r, g.c, g.e FROM (\
+             g.n, g.i, g.ci, g.o, g.r, g.c, g.e, g.f, g.u, g.m FROM (\
              SELECT (started_at_ms - $1) / {MS_PER_DAY} AS day_index, team_id, key_id, \
              model_served_ref, model_requested_ref, cost_centre_ref, COUNT(*) AS n, \
-             {i} AS i, {ci} AS ci, {o} AS o, {r} AS r, {c} AS c, {e} AS e \
-             FROM ledger WHERE started_at_ms >= $1 AND started_at_ms < $2 \
+             {i} AS i, {ci} AS ci, {o} AS o, {r} AS r, {c} AS c, {e} AS e, {f} AS f, {u} AS u, \
+             {m} AS m FROM ledger WHERE started_at_ms >= $1 AND started_at_ms < $2 \
              GROUP BY 1, 2, 3, 4, 5, 6) g \
              LEFT JOIN ledger_names ms ON ms.id = g.model_served_ref \
              LEFT JOIN ledger_names mr ON mr.id = g.model_requested_ref \
@@ -185,7 +185,8 @@ impl Store {
     ) -> Result<BTreeMap<DailyKey, Totals>> {
         let rows = sqlx::query(
             "SELECT day, team_id, key_id, model, cost_centre, requests, input_tokens, \
-             cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos, estimated_requests \
+             cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos, estimated_requests, \
+             failed_requests, unpriced_requests, unmetered_requests \
              FROM ledger_daily WHERE day >= $1 AND day < $2",
         )
         .bind(utc_day(from_ms))
@@ -211,8 +212,8 @@ impl Store {
         from_ms: i64,
         to_ms: i64,
     ) -> Result<BTreeMap<SessionKey, SessionTotals>> {
-        // The sessions rollup counts no estimated calls.
-        let [i, ci, o, r, c, _] = ledger_sums("l.");
+        // The sessions rollup counts no estimated, failed, unpriced or unmetered calls.
+        let [i, ci, o, r, c, ..] = ledger_sums("l.");
         let sql = format!(
             "{SESSION_IDS}SELECT l.team_id, l.session_id, MIN(l.started_at_ms), \
              MAX(l.finished_at_ms), COUNT(*), {i}, {ci}, {o}, {r}, {c} FROM ledger l \

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tollgate_core::{LedgerEvent, Money, ToolCount, Usage};
+use tollgate_core::{CallOutcome, LedgerEvent, Money, ToolCount, Usage};
 use tollgate_store::Totals;
 
 /// 2026-01-01 12:00:00 UTC.
@@ -67,7 +67,8 @@ pub const SESSIONS: [&str; 2] = [
 ];
 
 /// 60 calls over 3 teams, 2 UTC days, 2 models and 2 sessions, with tool calls on some, odd
-/// nano-dollar costs, a few estimated, and a few with no served model.
+/// nano-dollar costs, a few estimated, unpriced, failed or unmetered, and a few with no served
+/// model.
 pub fn fixture() -> Vec<LedgerEvent> {
     (0..60)
         .map(|i| {
@@ -90,6 +91,12 @@ pub fn fixture() -> Vec<LedgerEvent> {
             e.cost = Money(1_234_567 + i as i64 * 1_001);
             e.estimated = i % 7 == 0;
             e.unpriced = i % 11 == 0;
+            // A few refused, cut off or unmetered calls, which reports count apart.
+            e.status = if i % 13 == 4 { 429 } else { 200 };
+            if i % 17 == 6 {
+                e.outcome = CallOutcome::UpstreamCut;
+            }
+            e.unmetered = i % 19 == 8;
             e.ttfb_ms = (i % 5 != 0).then_some(100 + i as i64);
             e.tool_calls = if i % 4 == 0 {
                 vec![
@@ -116,6 +123,9 @@ pub fn expected_totals<'a>(events: impl IntoIterator<Item = &'a LedgerEvent>) ->
         t.reasoning_tokens += e.usage.reasoning as i64;
         t.cost = Money(t.cost.nanos() + e.cost.nanos());
         t.estimated_requests += i64::from(e.estimated);
+        t.failed_requests += i64::from(e.status >= 400 || e.outcome != CallOutcome::Complete);
+        t.unpriced_requests += i64::from(e.unpriced);
+        t.unmetered_requests += i64::from(e.unmetered);
     }
     t
 }
