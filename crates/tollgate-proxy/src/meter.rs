@@ -1,27 +1,39 @@
-//! Phase 4, meter: the response body wrapper. Frames pass through untouched and unbuffered
+//! Phase 5, meter: the response body wrapper. Frames pass through untouched and unbuffered
 //! while the meter reads them — SSE `data:` lines as they go by, or a JSON body's frames kept by
-//! reference until its end — and it settles exactly once: at the end, on an upstream error, or
-//! when dropped because the client went away.
+//! reference until its end — and it hands its reading to the next phase exactly once: at the
+//! end, on an upstream error, or when dropped because the client went away.
 
 pub mod lines;
 pub mod observe;
 pub mod strip;
-pub mod usage_option;
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::Frame;
+use tollgate_core::CallOutcome;
 
-use crate::body::{BoxError, UpstreamStream};
+use crate::body::BoxError;
+use crate::forward::UpstreamStream;
 use crate::route::Endpoint;
-use crate::settle::Pending;
 use lines::LineSplitter;
 use observe::{Observed, ResponsesStream};
 use strip::UsageChunkFilter;
-use tollgate_core::CallOutcome as Outcome;
+
+/// What the meter read from a response by the time it ended.
+pub struct Reading {
+    pub status: u16,
+    pub seen: Observed,
+    pub ttfb: Option<Duration>,
+    pub outcome: CallOutcome,
+}
+
+/// The phase after the meter: takes the reading, exactly once.
+pub trait Settle {
+    fn settle(self, reading: Reading);
+}
 
 /// A non-streamed body larger than this is not parsed for usage (it is estimated instead).
 const MAX_JSON: usize = 32 * 1024 * 1024;
@@ -41,18 +53,19 @@ enum Reader {
 }
 
 /// The upstream's body as the client receives it, metered on the way.
-pub struct Metered {
+pub struct Metered<S: Settle> {
     inner: UpstreamStream,
     status: u16,
     reader: Reader,
     strip: Option<UsageChunkFilter>,
     ready: VecDeque<Bytes>,
     seen: Observed,
+    started: Instant,
     ttfb: Option<Duration>,
-    pending: Option<Pending>,
+    pending: Option<S>,
 }
 
-impl std::fmt::Debug for Metered {
+impl<S: Settle> std::fmt::Debug for Metered<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metered")
             .field("status", &self.status)
@@ -61,18 +74,21 @@ impl std::fmt::Debug for Metered {
     }
 }
 
-impl Metered {
+impl<S: Settle> Metered<S> {
     /// `sse`: the response is an event stream. `strip`: tollgate added `include_usage` to a
-    /// chat stream the client did not ask usage for.
+    /// chat stream the client did not ask usage for. `started`: when the call began, for the
+    /// time to first byte.
     pub fn new(
         inner: UpstreamStream,
         status: u16,
+        endpoint: Endpoint,
         sse: bool,
         strip: bool,
-        pending: Pending,
-    ) -> Metered {
+        started: Instant,
+        pending: S,
+    ) -> Metered<S> {
         let success = (200..300).contains(&status);
-        let reader = match (pending.endpoint, sse) {
+        let reader = match (endpoint, sse) {
             (_, _) if !success => Reader::Opaque,
             (Endpoint::Responses | Endpoint::ResponsesCompact, true) => {
                 Reader::ResponsesSse(LineSplitter::default(), ResponsesStream::default())
@@ -95,6 +111,7 @@ impl Metered {
             strip,
             ready: VecDeque::new(),
             seen: Observed::default(),
+            started,
             ttfb: None,
             pending: Some(pending),
         }
@@ -120,19 +137,19 @@ impl Metered {
                         filter.finish(&mut out);
                         self.ready.extend(out);
                     }
-                    self.settle(Outcome::Complete);
+                    self.settle(CallOutcome::Complete);
                     if self.ready.is_empty() {
                         return Poll::Ready(None);
                     }
                 }
                 Poll::Ready(Some(Err(error))) => {
                     self.finish_reading();
-                    self.settle(Outcome::UpstreamCut);
+                    self.settle(CallOutcome::UpstreamCut);
                     return Poll::Ready(Some(Err(error)));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     if self.ttfb.is_none() {
-                        self.ttfb = self.pending.as_ref().map(|p| p.started.elapsed());
+                        self.ttfb = Some(self.started.elapsed());
                     }
                     let Some(data) = frame.data_ref() else {
                         return Poll::Ready(Some(Ok(frame)));
@@ -210,29 +227,29 @@ impl Metered {
         }
     }
 
-    fn settle(&mut self, outcome: Outcome) {
+    fn settle(&mut self, outcome: CallOutcome) {
         if let Some(pending) = self.pending.take() {
-            pending.settle(
-                self.status,
-                std::mem::take(&mut self.seen),
-                self.ttfb,
+            pending.settle(Reading {
+                status: self.status,
+                seen: std::mem::take(&mut self.seen),
+                ttfb: self.ttfb,
                 outcome,
-            );
+            });
         }
     }
 }
 
-impl Drop for Metered {
+impl<S: Settle> Drop for Metered<S> {
     fn drop(&mut self) {
         if self.pending.is_some() {
             // hyper drops a body of known length once it has written that many bytes, without
             // polling it to its end: every byte was handed over, so the response is complete.
             let outcome =
                 if self.inner.is_end_stream() && self.ready.is_empty() && self.strip.is_none() {
-                    Outcome::Complete
+                    CallOutcome::Complete
                 } else {
                     // The client went away mid-body: charge what was delivered.
-                    Outcome::ClientGone
+                    CallOutcome::ClientGone
                 };
             self.finish_reading();
             self.settle(outcome);

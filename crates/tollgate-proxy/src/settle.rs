@@ -1,4 +1,4 @@
-//! Phase 5, settle: turn what the meter observed into one priced ledger event, exactly once —
+//! Phase 6, settle: turn what the meter observed into one priced ledger event, exactly once —
 //! at the end of the stream, on an upstream error, or when the client goes away.
 //!
 //! Failed calls (the upstream answered an error status, or never answered) are recorded at
@@ -19,6 +19,7 @@ use crate::admission::Admitted;
 use crate::attribution::Attribution;
 use crate::estimate;
 use crate::meter::observe::Observed;
+use crate::meter::{Reading, Settle};
 use crate::route::Endpoint;
 
 /// Prices and the ledger: what settling needs, shared by all requests.
@@ -74,31 +75,26 @@ pub struct Pending {
     pub unmetered: bool,
 }
 
-impl Pending {
-    /// Settles a call that got a response with `status`.
-    pub fn settle(self, status: u16, seen: Observed, ttfb: Option<Duration>, outcome: CallOutcome) {
-        let success = (200..300).contains(&status);
-        let charged = success && self.endpoint.is_priced();
-        let needs_estimate = charged && seen.usage.is_none();
-        tracing::debug!(request_id = %self.request_id, status, ?outcome, estimated = needs_estimate, "settling");
-        if !needs_estimate {
-            let usage = seen.usage.unwrap_or_default();
-            return self.record(
-                status,
-                usage,
-                if charged {
-                    Charge::Reported
-                } else {
-                    Charge::Nothing
-                },
-                seen,
-                ttfb,
-                outcome,
-            );
+impl Settle for Pending {
+    /// Settles a call that got a response.
+    fn settle(self, reading: Reading) {
+        let charged = (200..300).contains(&reading.status) && self.endpoint.is_priced();
+        let needs_estimate = charged && reading.seen.usage.is_none();
+        tracing::debug!(request_id = %self.request_id, status = reading.status, outcome = ?reading.outcome, estimated = needs_estimate, "settling");
+        if needs_estimate {
+            return self.estimate_then_record(reading);
         }
-        self.estimate_then_record(status, seen, ttfb, outcome);
+        let usage = reading.seen.usage.unwrap_or_default();
+        let charge = if charged {
+            Charge::Reported
+        } else {
+            Charge::Nothing
+        };
+        self.record(usage, charge, reading);
     }
+}
 
+impl Pending {
     /// Settles a call that got no response: the upstream was unreachable or too slow, or the
     /// client left before the response headers. When the upstream may have had the whole
     /// request it bills at least its input, so a priced call is charged an estimate of that
@@ -114,33 +110,25 @@ impl Pending {
         if let Some(kind) = kind {
             self.span.set_upstream_error(kind);
         }
-        let none = Observed::default();
-        if reached_upstream && self.endpoint.is_priced() {
-            return self.estimate_then_record(status, none, None, outcome);
-        }
-        self.record(
+        let reading = Reading {
             status,
-            Usage::default(),
-            Charge::Nothing,
-            none,
-            None,
+            seen: Observed::default(),
+            ttfb: None,
             outcome,
-        );
+        };
+        if reached_upstream && self.endpoint.is_priced() {
+            return self.estimate_then_record(reading);
+        }
+        self.record(Usage::default(), Charge::Nothing, reading);
     }
 
     /// Estimates usage with the tokenizer (milliseconds of CPU: on a blocking thread, which
     /// shutdown waits for) and records the call charged at that estimate.
-    fn estimate_then_record(
-        self,
-        status: u16,
-        seen: Observed,
-        ttfb: Option<Duration>,
-        outcome: CallOutcome,
-    ) {
+    fn estimate_then_record(self, reading: Reading) {
         let tracker = self.settler.estimates.clone();
         let estimate = move || {
-            let usage = self.estimate(&seen);
-            self.record(status, usage, Charge::Estimated, seen, ttfb, outcome);
+            let usage = self.estimate(&reading.seen);
+            self.record(usage, Charge::Estimated, reading);
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             tracker.spawn_blocking(estimate);
@@ -170,15 +158,13 @@ impl Pending {
         }
     }
 
-    fn record(
-        mut self,
-        status: u16,
-        usage: Usage,
-        charge: Charge,
-        seen: Observed,
-        ttfb: Option<Duration>,
-        outcome: CallOutcome,
-    ) {
+    fn record(mut self, usage: Usage, charge: Charge, reading: Reading) {
+        let Reading {
+            status,
+            seen,
+            ttfb,
+            outcome,
+        } = reading;
         let prices = &self.settler.prices;
         let tier = seen.service_tier.as_deref();
         let charged = charge != Charge::Nothing;

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use tollgate_core::ApiError;
 
-use crate::inspect::Peek;
+use super::Peek;
 
 /// The body to forward and whether tollgate added the usage request (and so must strip it).
 pub fn ensure_usage_reported(body: Bytes, peek: &Peek) -> Result<(Bytes, bool), ApiError> {

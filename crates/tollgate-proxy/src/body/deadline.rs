@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::body::BoxError;
+use super::BoxError;
 
 /// The two limits, from `[limits]`.
 #[derive(Debug, Clone, Copy)]
