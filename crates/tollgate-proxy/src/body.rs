@@ -3,8 +3,11 @@
 
 pub mod deadline;
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::{Bytes, BytesMut};
-use http_body::Body;
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
 
 use tollgate_core::ApiError;
@@ -12,6 +15,57 @@ use tollgate_core::ApiError;
 pub use deadline::{BodyDeadline, BodyTimedOut, DeadlineBody};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A body tollgate built whole, or one it relays frame by frame as it arrives: an enum rather
+/// than a boxed trait object, so passing a frame through costs one match and no allocation.
+/// Both legs use it: [`crate::upstream::UpstreamBody`] and the client's response body.
+#[derive(Debug)]
+pub enum Relay<B> {
+    Full(Option<Bytes>),
+    Streamed(B),
+}
+
+impl<B> Relay<B> {
+    pub fn full(bytes: impl Into<Bytes>) -> Relay<B> {
+        let bytes = bytes.into();
+        Relay::Full((!bytes.is_empty()).then_some(bytes))
+    }
+
+    pub fn empty() -> Relay<B> {
+        Relay::Full(None)
+    }
+}
+
+impl<B: Body<Data = Bytes, Error = BoxError> + Unpin> Body for Relay<B> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Relay::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Relay::Streamed(body) => Pin::new(body).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Relay::Full(bytes) => bytes.is_none(),
+            Relay::Streamed(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Relay::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Relay::Streamed(body) => body.size_hint(),
+        }
+    }
+}
 
 /// Reads a whole request body, refusing past `limit` bytes with a 413 before reading further.
 pub async fn read_limited<B>(body: B, limit: u64) -> Result<Bytes, ApiError>

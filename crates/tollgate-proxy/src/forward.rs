@@ -41,7 +41,7 @@ pub async fn forward(
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-            UpstreamBody::Full((!body.is_empty()).then_some(body))
+            UpstreamBody::full(body)
         }
         OutgoingBody::Streamed { body, limit: max } => {
             limit = max;

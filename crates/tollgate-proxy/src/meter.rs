@@ -8,11 +8,12 @@ pub mod observe;
 pub mod strip;
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body::Frame;
+use http_body::{Body, Frame, SizeHint};
 use tollgate_core::CallOutcome;
 
 use crate::body::BoxError;
@@ -117,10 +118,7 @@ impl<S: Settle> Metered<S> {
         }
     }
 
-    pub fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         loop {
             if let Some(bytes) = self.ready.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
@@ -166,15 +164,6 @@ impl<S: Settle> Metered<S> {
                     self.ready.extend(out);
                 }
             }
-        }
-    }
-
-    /// The upstream's size, unless tollgate edits the stream.
-    pub fn size_hint(&self) -> http_body::SizeHint {
-        if self.strip.is_some() {
-            http_body::SizeHint::default()
-        } else {
-            self.inner.size_hint()
         }
     }
 
@@ -235,6 +224,27 @@ impl<S: Settle> Metered<S> {
                 ttfb: self.ttfb,
                 outcome,
             });
+        }
+    }
+}
+
+impl<S: Settle + Unpin> Body for Metered<S> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.get_mut().next_frame(cx)
+    }
+
+    /// The upstream's size, unless tollgate edits the stream.
+    fn size_hint(&self) -> SizeHint {
+        if self.strip.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
         }
     }
 }

@@ -1,14 +1,10 @@
 //! The upstream leg: a pooled hyper-util client over rustls (HTTP/2 where the upstream offers
 //! it), the real upstream key swapped in for the team key, and the response timeout.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
-use http_body::{Body, Frame, SizeHint};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -21,7 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use tollgate_core::config::UpstreamConfig;
 use tollgate_core::{ApiError, CallOutcome};
 
-use crate::body::{BodyTimedOut, BoxError, DeadlineBody, body_error};
+use crate::body::{BodyTimedOut, DeadlineBody, Relay, body_error};
 use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT};
 
 /// Why the upstream client could not be built (bad CA file, bad key characters, bad URL).
@@ -166,42 +162,7 @@ impl Upstream {
 
 /// What the gateway sends upstream: a body it read (to inspect, decode or rewrite) or the
 /// client's body streamed through under the size limit and the body deadlines.
-#[derive(Debug)]
-pub enum UpstreamBody {
-    Full(Option<Bytes>),
-    Streamed(Limited<DeadlineBody<Incoming>>),
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            UpstreamBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            UpstreamBody::Streamed(body) => Pin::new(body).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Full(bytes) => bytes.is_none(),
-            UpstreamBody::Streamed(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpstreamBody::Full(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-            UpstreamBody::Streamed(body) => body.size_hint(),
-        }
-    }
-}
+pub type UpstreamBody = Relay<Limited<DeadlineBody<Incoming>>>;
 
 /// A call the upstream gave no response to: the client's error, how the call ended, and
 /// whether the upstream may have had the whole request (and so bills it).
