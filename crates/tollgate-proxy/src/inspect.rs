@@ -1,4 +1,4 @@
-//! Phase 3, inspect: read a body tollgate must understand — decode `Content-Encoding`, check
+//! Phase 2, inspect: read a body tollgate must understand — decode `Content-Encoding`, check
 //! it is a JSON object and peek at the few fields the gateway acts on, parsing it exactly
 //! once — and leave any other body to stream through under the size limit and deadlines.
 

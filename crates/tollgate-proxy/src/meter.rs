@@ -126,7 +126,7 @@ impl<S: Settle> Metered<S> {
             if self.pending.is_none() && self.strip.is_none() {
                 return Poll::Ready(None);
             }
-            match self.inner.poll_frame(cx) {
+            match Pin::new(&mut self.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
                     self.finish_reading();
