@@ -59,6 +59,7 @@ fn clean(value: &str) -> Option<String> {
 }
 
 /// When a call began, and tollgate's id for it (the ledger row's key, sent back to the client).
+#[derive(Debug, Clone)]
 pub struct Started {
     pub request_id: String,
     pub at: Instant,

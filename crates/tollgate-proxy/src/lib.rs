@@ -48,7 +48,6 @@ use attribution::Started;
 pub use body::BodyDeadline;
 use inspect::Inspected;
 pub use response::{ProxyBody, error_response, json_response};
-use route::Endpoint;
 use settle::Pending;
 pub use settle::Settler;
 pub use upstream::{Upstream, UpstreamSetupError};
@@ -128,18 +127,13 @@ impl Gateway {
         // From here the call may reach the upstream: whatever happens next, including the
         // client leaving before the response headers, it is settled exactly once.
         let mut pending = SettleIfDropped(Some(Pending {
-            request_id: started.request_id.clone(),
-            started_at_ms: started.at_ms,
-            started: started.at,
-            key: who.key,
-            endpoint,
+            started: started.clone(),
+            who,
             model_requested: what.peek.model.take(),
-            attribution: who.attribution,
             request_body: what.read_body().cloned(),
             settler: Arc::clone(&self.settler),
             admitted,
             span,
-            unmetered: endpoint == Endpoint::Other,
         }));
         let Inspected { parts, body, .. } = what;
         let forwarded = forward::forward(&self.upstream, parts, body).await;

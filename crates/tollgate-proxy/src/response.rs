@@ -38,7 +38,11 @@ pub fn metered(
         // The client will get fewer bytes than the upstream sent.
         parts.headers.remove(header::CONTENT_LENGTH);
     }
-    let (status, endpoint, started) = (parts.status.as_u16(), pending.endpoint, pending.started);
+    let (status, endpoint, started) = (
+        parts.status.as_u16(),
+        pending.who.endpoint,
+        pending.started.at,
+    );
     let metered = Metered::new(body, status, endpoint, sse, strip, started, pending);
     Response::from_parts(parts, ProxyBody::Streamed(Box::new(metered)))
 }
