@@ -43,17 +43,6 @@ pub struct Admitted {
     pub rate: Option<RateCharge>,
 }
 
-impl Admitted {
-    /// The `x-ratelimit-*` headers for the response: tollgate's limits, not the upstream
-    /// organisation's, are the ones this client has.
-    pub fn take_rate_headers(&mut self) -> Vec<(&'static str, String)> {
-        self.rate
-            .as_mut()
-            .map(|r| std::mem::take(&mut r.headers))
-            .unwrap_or_default()
-    }
-}
-
 /// A refused call: the client's error, and the reason metrics and logs name.
 #[derive(Debug)]
 pub struct Refused {

@@ -110,7 +110,7 @@ impl Gateway {
         let (limit, deadline) = (self.max_body_bytes, self.body_deadline);
         let mut what = inspect::read(request, endpoint, limit, deadline).await?;
         let prices = &self.settler.prices;
-        let mut admitted = match self
+        let admitted = match self
             .admission
             .admit(&who, &what, prices, started.at_ms)
             .await
@@ -122,7 +122,6 @@ impl Gateway {
             }
         };
         let strip_usage = what.ask_for_usage(endpoint)?;
-        let rate_headers = admitted.take_rate_headers();
         span.inject(&mut what.parts.headers);
         // From here the call may reach the upstream: whatever happens next, including the
         // client leaving before the response headers, it is settled exactly once.
@@ -141,12 +140,7 @@ impl Gateway {
             return Err(ApiError::internal("a call was settled twice"));
         };
         match forwarded {
-            Ok(answer) => Ok(response::metered(
-                answer,
-                rate_headers,
-                strip_usage,
-                pending,
-            )),
+            Ok(answer) => Ok(response::metered(answer, strip_usage, pending)),
             Err(unanswered) => {
                 let (status, outcome) = (unanswered.error.status, unanswered.outcome);
                 pending.settle_unanswered(status, outcome, unanswered.reached_upstream);

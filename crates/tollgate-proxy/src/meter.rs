@@ -31,7 +31,8 @@ pub struct Reading {
     pub outcome: CallOutcome,
 }
 
-/// The phase after the meter: takes the reading, exactly once.
+/// The phase after the meter (settle): takes the reading, exactly once. A trait so the meter
+/// need not know what settling involves.
 pub trait Settle {
     fn settle(self, reading: Reading);
 }

@@ -19,9 +19,8 @@ pub type ProxyBody = Relay<Box<Metered<Pending>>>;
 /// metered on the way to `pending`. `strip`: tollgate asked for usage the client did not.
 pub fn metered(
     response: Response<UpstreamStream>,
-    rate_headers: Vec<(&'static str, String)>,
     strip: bool,
-    pending: Pending,
+    mut pending: Pending,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     let sse = parts
@@ -29,7 +28,9 @@ pub fn metered(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    for (name, value) in rate_headers {
+    // tollgate's limits, not the upstream organisation's, are the ones this client has.
+    let rate_headers = pending.admitted.rate.as_mut().map(|r| r.headers.drain(..));
+    for (name, value) in rate_headers.into_iter().flatten() {
         if let Ok(value) = HeaderValue::from_str(&value) {
             parts.headers.insert(name, value);
         }
