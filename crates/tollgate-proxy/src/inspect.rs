@@ -64,16 +64,13 @@ pub async fn read(
         .headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
-    let Decoded {
-        body,
-        peek,
-        decoded,
-    } = inspect(raw, encoding, limit)?;
+    let read = inspect(raw, encoding, limit)?;
     // The meter must read the response: ask for it uncompressed.
     parts.headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
+    let (peek, body, decoded) = (read.peek, read.body, read.decoded);
     let body = OutgoingBody::Read { body, decoded };
     Ok(Inspected { parts, peek, body })
 }

@@ -119,55 +119,6 @@ impl<S: Settle> Metered<S> {
         }
     }
 
-    fn next_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        loop {
-            if let Some(bytes) = self.ready.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if self.pending.is_none() && self.strip.is_none() {
-                return Poll::Ready(None);
-            }
-            match Pin::new(&mut self.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => {
-                    self.finish_reading();
-                    if let Some(mut filter) = self.strip.take() {
-                        let mut out = Vec::new();
-                        filter.finish(&mut out);
-                        self.ready.extend(out);
-                    }
-                    self.settle(CallOutcome::Complete);
-                    if self.ready.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    self.finish_reading();
-                    self.settle(CallOutcome::UpstreamCut);
-                    return Poll::Ready(Some(Err(error)));
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    if self.ttfb.is_none() {
-                        self.ttfb = Some(self.started.elapsed());
-                    }
-                    let Some(data) = frame.data_ref() else {
-                        return Poll::Ready(Some(Ok(frame)));
-                    };
-                    self.observe(data);
-                    let Some(filter) = self.strip.as_mut() else {
-                        return Poll::Ready(Some(Ok(frame)));
-                    };
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    let mut out = Vec::new();
-                    filter.feed(data, &mut out);
-                    self.ready.extend(out);
-                }
-            }
-        }
-    }
-
     fn observe(&mut self, data: &Bytes) {
         let seen = &mut self.seen;
         match &mut self.reader {
@@ -237,7 +188,53 @@ impl<S: Settle + Unpin> Body for Metered<S> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.get_mut().next_frame(cx)
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.pending.is_none() && this.strip.is_none() {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    this.finish_reading();
+                    if let Some(mut filter) = this.strip.take() {
+                        let mut out = Vec::new();
+                        filter.finish(&mut out);
+                        this.ready.extend(out);
+                    }
+                    this.settle(CallOutcome::Complete);
+                    if this.ready.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    this.finish_reading();
+                    this.settle(CallOutcome::UpstreamCut);
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if this.ttfb.is_none() {
+                        this.ttfb = Some(this.started.elapsed());
+                    }
+                    let Some(data) = frame.data_ref() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    this.observe(data);
+                    let Some(filter) = this.strip.as_mut() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let mut out = Vec::new();
+                    filter.feed(data, &mut out);
+                    this.ready.extend(out);
+                }
+            }
+        }
     }
 
     /// The upstream's size, unless tollgate edits the stream.
