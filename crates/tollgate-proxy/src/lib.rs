@@ -1,19 +1,22 @@
 //! tollgate's hot path: every proxied OpenAI call goes through [`Gateway::handle`].
 //!
 //! ```text
-//! client ─► server (hyper: HTTP/1.1 + h2, optional TLS)                      (server.rs)
+//! client ─► server (hyper: HTTP/1.1 + h2, optional TLS)                  (server.rs)
 //!        ─► route    /v1/* only, canonical paths only; WebSocket upgrade → 426 so Codex falls
-//!                    back to HTTP                                            (route.rs)
-//!        ─► auth     Bearer team key → SHA-256 → in-memory KeyCache            (auth.rs)
-//!        ─► inspect  read + decode the JSON body once, peek model/stream       (inspect.rs)
-//!        ─► admit    every refusal: unpriced endpoint not allowed, stopped session, model
-//!                    allow-list and price, rate limits, budget reservation (admission.rs)
-//!        ─► forward  swap in the upstream key, stream the response back        (forward.rs)
-//!        ─► meter    read usage and tool calls from frames as they pass        (meter.rs)
-//!        ─► settle   usage → price → one ledger event, exactly once           (settle.rs)
+//!                    back to HTTP                                         (route.rs)
+//!        ─► auth     Bearer team key → SHA-256 → in-memory KeyCache        (auth.rs)
+//!        ─► admit    the refusals that need no body: endpoint not allowed, session
+//!                    stopped for looping                              (admission.rs)
+//!        ─► inspect  read + decode the JSON body once, peek model/stream (inspect.rs)
+//!        ─► admit    model allow-list and price, background calls, rate limits, budget
+//!                    reservation                                      (admission.rs)
+//!        ─► forward  swap in the upstream key, stream the response back (forward.rs)
+//!        ─► meter    read usage and tool calls from frames as they pass   (meter.rs)
+//!        ─► settle   usage → price → one ledger event, exactly once      (settle.rs)
 //! ```
 //! Each phase hands a small value to the next (`Endpoint` → `Authed` → `Inspected` →
-//! `Admitted` → the upstream's response → a `Reading`) and never imports a later one.
+//! `Admitted` → the upstream's response → a `Reading`) and never imports a later one; every
+//! refusal is decided in admission.
 //! Nothing here touches the database: the key cache is filled and kept fresh by the store, and
 //! settled calls go to a non-blocking ledger sink.
 
