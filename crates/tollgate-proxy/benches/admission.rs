@@ -1,4 +1,4 @@
-//! What budget and rate-limit admission add per call on the hot path: `Admission::admit` plus
+//! What budget and rate-limit admission add per call on the hot path: `Admission::reserve` plus
 //! settling the reservation and the rate charge, for the recorded ~38 KB Codex request, with no
 //! limit configured, with a team rate limit, and with a team budget and rate limit.
 //!
@@ -139,7 +139,7 @@ fn admit(c: &mut Criterion) {
                         now_ms: tollgate_core::time::now_ms(),
                     };
                     let admitted = admission
-                        .admit(call, &prices)
+                        .reserve(call, &prices)
                         .await
                         .unwrap_or_else(|e| panic!("refused: {e:?}"));
                     if let Some(r) = admitted.reservation {

@@ -1,8 +1,11 @@
-//! Phase 4, admit (money and rate): rate limits first (cheap, in memory), then budgets — an
-//! upper-bound estimate of the call's cost is reserved against every budget that applies.
+//! Phase 3, admit: every refusal of an authenticated call is decided here, in the order a
+//! client meets them — an endpoint the operator did not allow, a session stopped for looping,
+//! a model not allowed or not priced, a request tollgate could not meter, rate limits, budgets
+//! — and recorded as a rejection (a metric and a span, never a ledger row).
 //!
-//! The estimate: input tokens bounded by the body's byte length (a token is at least one byte
-//! of the JSON it came from) × the input rate, plus the request's `max_output_tokens` /
+//! Budgets reserve an upper-bound estimate of the call's cost against every budget that
+//! applies: input tokens bounded by the body's byte length (a token is at least one byte of
+//! the JSON it came from) × the input rate, plus the request's `max_output_tokens` /
 //! `max_completion_tokens` / `max_tokens` — or the configured cap for the model when it sets
 //! none, as Codex does — × the output rate, at the requested service tier. Only when that bound
 //! does not fit in the budget's headroom is the body tokenized for a tighter bound (milliseconds
@@ -11,16 +14,20 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::Request;
 
 use tollgate_core::budget::{Budgets, Refusal as BudgetRefusal, Reservation};
-use tollgate_core::config::BudgetsConfig;
-use tollgate_core::pricing::PriceTable;
+use tollgate_core::config::{BudgetsConfig, ProxyConfig};
+use tollgate_core::pricing::{PriceTable, UnpricedPolicy};
 use tollgate_core::ratelimit::{RateCharge, RateLimits};
-use tollgate_core::{ApiError, KeyRecord, Money, Usage};
+use tollgate_core::{ApiError, CallOutcome, KeyRecord, LedgerEvent, Money, Usage};
+use tollgate_telemetry::{RequestSpan, Telemetry};
 
+use crate::attribution::Started;
+use crate::auth::Authed;
 use crate::estimate;
-use crate::inspect::Peek;
-use crate::route::Endpoint;
+use crate::inspect::{Inspected, Peek};
+use crate::route::{self, Endpoint};
 
 /// Budgets and rate limits, shared by all requests.
 pub struct Admission {
@@ -36,15 +43,15 @@ pub struct Admitted {
     pub rate: Option<RateCharge>,
 }
 
-/// A call refused by admission, with the reason metrics and logs name.
+/// A refused call: the client's error, and the reason metrics and logs name.
 #[derive(Debug)]
 pub struct Refused {
     pub error: Box<ApiError>,
-    /// `rate_limit`, `budget` or `session_cap`.
+    /// `endpoint_not_allowed`, `session_loop`, `model_not_allowed`, `rate_limit`, `budget`, …
     pub reason: &'static str,
 }
 
-/// What admission needs to know about the request.
+/// What admission needs to know about the request to reserve its cost.
 pub struct Call<'a> {
     pub key: &'a KeyRecord,
     pub endpoint: Endpoint,
@@ -55,7 +62,68 @@ pub struct Call<'a> {
 }
 
 impl Admission {
-    pub async fn admit(&self, call: Call<'_>, prices: &PriceTable) -> Result<Admitted, Refused> {
+    /// The refusals that need no body, decided before it is read. `sessions` knows which
+    /// sessions are stopped for looping.
+    pub fn gate<B>(
+        &self,
+        who: &Authed,
+        request: &Request<B>,
+        proxy: &ProxyConfig,
+        sessions: Option<&Telemetry>,
+    ) -> Result<(), Refused> {
+        // Default deny: an endpoint tollgate cannot price is forwarded only where the operator
+        // allowed it, and then flagged on its ledger row.
+        let path = request.uri().path();
+        if who.endpoint == Endpoint::Other && !proxy.allows_unmetered(path) {
+            let error = route::not_allowed(request.method(), path);
+            return Err(Refused::new(error, "endpoint_not_allowed"));
+        }
+        if let Some(session) = who.attribution.session_id.as_deref()
+            && let Some(message) =
+                sessions.and_then(|t| t.session_refused(&who.key.team.id, session))
+        {
+            let error = ApiError::session_stopped(message);
+            return Err(Refused::new(error, "session_loop"));
+        }
+        Ok(())
+    }
+
+    /// The rest, once the body is read: the model, the request's shape, rate limits, budgets.
+    pub async fn admit(
+        &self,
+        who: &Authed,
+        what: &Inspected,
+        prices: &PriceTable,
+        now_ms: i64,
+    ) -> Result<Admitted, Refused> {
+        let key = &who.key;
+        let session_id = who.attribution.session_id.as_deref();
+        let Some(body) = what.read_body() else {
+            return match who.endpoint {
+                Endpoint::Other => self.unmetered(key, session_id).await,
+                _ => self.requests_only(key),
+            };
+        };
+        let peek = &what.peek;
+        if let Some(model) = peek.model.as_deref() {
+            model_allowed(key, model)?;
+            model_priced(prices, model, now_ms)?;
+        }
+        refuse_background(peek)?;
+        let endpoint = who.endpoint;
+        let call = Call {
+            key,
+            endpoint,
+            peek,
+            body,
+            session_id,
+            now_ms,
+        };
+        self.reserve(call, prices).await
+    }
+
+    /// Rate limits, then the call's upper-bound cost reserved against its budgets.
+    pub async fn reserve(&self, call: Call<'_>, prices: &PriceTable) -> Result<Admitted, Refused> {
         let team = &call.key.team;
         let input_bound = call.body.len() as u64;
         let rate = self
@@ -151,21 +219,117 @@ impl Admission {
     }
 }
 
+/// The key and its team may use the model. Refusals are 400s: Codex stops on them instead of
+/// retrying.
+fn model_allowed(key: &KeyRecord, model: &str) -> Result<(), Refused> {
+    let Err(list) = key.model_allowed(model) else {
+        return Ok(());
+    };
+    let message = format!(
+        "Model '{model}' is not allowed for this {list} (team '{}'). Ask your team admin to add it to the {list}'s allowed models.",
+        key.team.name
+    );
+    let error = ApiError::new(400, "invalid_request_error", "model_not_allowed", message);
+    Err(Refused::new(error.with_param("model"), "model_not_allowed"))
+}
+
+/// The model can be priced, unless the operator lets unpriced calls through.
+fn model_priced(prices: &PriceTable, model: &str, now_ms: i64) -> Result<(), Refused> {
+    if prices.resolve(model, now_ms).is_some() || prices.unpriced_policy() != UnpricedPolicy::Reject
+    {
+        return Ok(());
+    }
+    let message = format!(
+        "tollgate has no price for model '{model}', so it cannot meter this call. Ask your platform team to add it to the price table."
+    );
+    let error = ApiError::new(400, "invalid_request_error", "model_not_priced", message);
+    Err(Refused::new(error.with_param("model"), "model_not_priced"))
+}
+
+/// A background Responses call bills while it runs, after its POST has returned with no usage;
+/// tollgate has nowhere to meter that, so it refuses the call rather than let it run unmetered.
+fn refuse_background(peek: &Peek) -> Result<(), Refused> {
+    if peek.background != Some(true) {
+        return Ok(());
+    }
+    let error = ApiError::new(
+        400,
+        "invalid_request_error",
+        "background_not_supported",
+        "tollgate cannot meter background responses (they bill after the call returns), so it does not forward them. Send the request without \"background\": true (stream it instead for long tasks).",
+    );
+    Err(Refused::new(
+        error.with_param("background"),
+        "background_not_supported",
+    ))
+}
+
 fn budget_refused(refusal: BudgetRefusal, team: &str, rate: Option<&RateCharge>) -> Refused {
     tracing::info!(team, reason = refusal.reason(), "refused by budget");
     let mut error = refusal.to_api_error(team);
     if let Some(rate) = rate {
         error.headers.extend(rate.headers.iter().cloned());
     }
-    Refused {
-        error: Box::new(error),
-        reason: refusal.reason(),
-    }
+    Refused::new(error, refusal.reason())
 }
 
 fn rate_limited(error: ApiError) -> Refused {
-    Refused {
-        error: Box::new(error),
-        reason: "rate_limit",
+    Refused::new(error, "rate_limit")
+}
+
+impl Refused {
+    fn new(error: ApiError, reason: &'static str) -> Refused {
+        Refused {
+            error: Box::new(error),
+            reason,
+        }
+    }
+
+    /// Records the refusal of a call that asked for `model`: a rejection metric and (with
+    /// export on) a span, never a ledger row: nothing was spent. Hands back the client's error.
+    pub fn record(
+        self,
+        telemetry: Option<&Telemetry>,
+        started: &Started,
+        who: &Authed,
+        model: Option<&str>,
+        span: RequestSpan,
+    ) -> ApiError {
+        let Some(telemetry) = telemetry else {
+            return *self.error;
+        };
+        let team = &who.key.team;
+        let cost_centre = team.cost_centre.as_deref().unwrap_or("");
+        telemetry.rejection(&team.name, cost_centre, self.reason);
+        let now = tollgate_core::time::now_ms();
+        let event = LedgerEvent {
+            request_id: started.request_id.clone(),
+            started_at_ms: started.at_ms,
+            finished_at_ms: now,
+            team_id: team.id.clone(),
+            key_id: who.key.id.clone(),
+            cost_centre: team.cost_centre.clone(),
+            user: who.attribution.user.clone(),
+            session_id: who.attribution.session_id.clone(),
+            turn_id: who.attribution.turn_id.clone(),
+            endpoint: who.endpoint.label().to_string(),
+            model_requested: model.map(str::to_string),
+            model_served: None,
+            status: self.error.status,
+            usage: Usage::default(),
+            cost: Money::ZERO,
+            price_id: None,
+            estimated: false,
+            unpriced: false,
+            service_tier: None,
+            ttfb_ms: None,
+            latency_ms: now - started.at_ms,
+            tool_calls: Vec::new(),
+            outcome: CallOutcome::Complete,
+            unmetered: false,
+        };
+        let rejected = tollgate_telemetry::Outcome::Rejected;
+        telemetry.finish(span, &event, &team.name, rejected, None);
+        *self.error
     }
 }

@@ -1,6 +1,8 @@
 //! Who a call is for, beyond the key: the user or originator, the Codex session and turn, and
 //! tollgate's own request id. Read from headers the clients already send.
 
+use std::time::Instant;
+
 use http::HeaderMap;
 use rand::Rng;
 use serde::Deserialize;
@@ -54,6 +56,26 @@ fn clean(value: &str) -> Option<String> {
         end -= 1;
     }
     Some(value[..end].to_string())
+}
+
+/// When a call began, and tollgate's id for it (the ledger row's key, sent back to the client).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub request_id: String,
+    pub at: Instant,
+    pub at_ms: i64,
+}
+
+impl Started {
+    pub fn now() -> Started {
+        let at = Instant::now();
+        let at_ms = tollgate_core::time::now_ms();
+        Started {
+            request_id: new_request_id(at_ms),
+            at,
+            at_ms,
+        }
+    }
 }
 
 /// A new request id: `req_` + 12 hex digits of milliseconds (so ids sort by time and index

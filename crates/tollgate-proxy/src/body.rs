@@ -1,151 +1,42 @@
-//! Body types for both legs of a proxied call, as enums rather than boxed trait objects so
-//! passing a frame through costs one match and no allocation.
+//! The client's request body: read whole under the size limit, or held to the body deadlines
+//! while it streams through; and the client-facing error when it fails either way.
+
+pub mod deadline;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use std::future::Future;
-
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
-use tokio::time::{Instant, Sleep};
-
-use crate::deadline::{BodyTimedOut, DeadlineBody};
-use crate::meter::Metered;
 
 use tollgate_core::ApiError;
 
-/// What the gateway sends back to its client: a buffer it built itself (errors, admin JSON) or
-/// the upstream's body, frame by frame as it arrives.
-#[derive(Debug)]
-pub enum ProxyBody {
-    Full(Option<Bytes>),
-    Upstream(Box<Metered>),
-}
-
-impl ProxyBody {
-    pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
-        let bytes = bytes.into();
-        ProxyBody::Full((!bytes.is_empty()).then_some(bytes))
-    }
-
-    pub fn empty() -> ProxyBody {
-        ProxyBody::Full(None)
-    }
-}
-
-impl Body for ProxyBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Upstream(body) => body.poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Full(bytes) => bytes.is_none(),
-            ProxyBody::Upstream(_) => false,
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Full(bytes) => {
-                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
-            }
-            ProxyBody::Upstream(body) => body.size_hint(),
-        }
-    }
-}
-
-/// The upstream's response body, passed through untouched, ended with an error when the
-/// upstream goes silent for longer than the idle timeout (a stalled stream must not hold a
-/// client and a connection forever; Codex itself gives up after 300 s and retries).
-#[derive(Debug)]
-pub struct UpstreamStream {
-    body: Incoming,
-    idle_timeout: Duration,
-    last_frame: Instant,
-    /// Armed lazily: a frame only records its time, so the timer is touched once per timeout
-    /// period rather than once per frame.
-    timer: Option<Pin<Box<Sleep>>>,
-}
-
-/// The upstream sent nothing for the idle timeout.
-#[derive(Debug, thiserror::Error)]
-#[error("the upstream sent nothing for {0:?}; the stream was closed")]
-pub struct StreamIdle(pub Duration);
-
-impl UpstreamStream {
-    pub fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-
-    /// Whether the upstream's body has been read to its end (its whole content-length).
-    pub fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    pub fn new(body: Incoming, idle_timeout: Duration) -> UpstreamStream {
-        UpstreamStream {
-            body,
-            idle_timeout,
-            last_frame: Instant::now(),
-            timer: None,
-        }
-    }
-
-    pub fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.body).poll_frame(cx) {
-            Poll::Ready(frame) => {
-                self.last_frame = Instant::now();
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
-            Poll::Pending => {
-                let (last_frame, idle_timeout) = (self.last_frame, self.idle_timeout);
-                let timer = self.timer.get_or_insert_with(|| {
-                    Box::pin(tokio::time::sleep_until(last_frame + idle_timeout))
-                });
-                // The timer may have been armed for an earlier frame: when it fires, check the
-                // real deadline and re-arm if frames came since. So it is reset at most once per
-                // timeout period, not once per frame.
-                while timer.as_mut().poll(cx).is_ready() {
-                    let deadline = last_frame + idle_timeout;
-                    if Instant::now() >= deadline {
-                        return Poll::Ready(Some(Err(Box::new(StreamIdle(idle_timeout)))));
-                    }
-                    timer.as_mut().reset(deadline);
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
+pub use deadline::{BodyDeadline, BodyTimedOut, DeadlineBody};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// What the gateway sends upstream: a body it read (to inspect, decode or rewrite) or the
-/// client's body streamed through under the size limit and the body deadlines.
+/// A body tollgate built whole, or one it relays frame by frame as it arrives: an enum rather
+/// than a boxed trait object, so passing a frame through costs one match and no allocation.
+/// Both legs use it: [`crate::upstream::UpstreamBody`] and the client's response body.
 #[derive(Debug)]
-pub enum UpstreamBody {
+pub enum Relay<B> {
     Full(Option<Bytes>),
-    Streamed(Limited<DeadlineBody<Incoming>>),
+    Streamed(B),
 }
 
-impl Body for UpstreamBody {
+impl<B> Relay<B> {
+    pub fn full(bytes: impl Into<Bytes>) -> Relay<B> {
+        let bytes = bytes.into();
+        Relay::Full((!bytes.is_empty()).then_some(bytes))
+    }
+
+    pub fn empty() -> Relay<B> {
+        Relay::Full(None)
+    }
+}
+
+impl<B: Body<Data = Bytes, Error = BoxError> + Unpin> Body for Relay<B> {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -154,24 +45,24 @@ impl Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            UpstreamBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            UpstreamBody::Streamed(body) => Pin::new(body).poll_frame(cx),
+            Relay::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Relay::Streamed(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpstreamBody::Full(bytes) => bytes.is_none(),
-            UpstreamBody::Streamed(body) => body.is_end_stream(),
+            Relay::Full(bytes) => bytes.is_none(),
+            Relay::Streamed(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpstreamBody::Full(bytes) => {
+            Relay::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
-            UpstreamBody::Streamed(body) => body.size_hint(),
+            Relay::Streamed(body) => body.size_hint(),
         }
     }
 }

@@ -1,31 +1,23 @@
-//! Phase 3, forward: build the upstream request from the client's, send it, and hand back the
+//! Phase 4, forward: build the upstream request from the client's, send it, and hand back the
 //! upstream's response with its body untouched (frames pass through as they arrive; a client
 //! that goes away drops the body, which closes the upstream stream).
 
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 
-use crate::body::{UpstreamBody, UpstreamStream};
-use crate::deadline::DeadlineBody;
+use crate::body::DeadlineBody;
 use crate::headers::{strip_client_credentials, strip_hop_by_hop};
-use crate::upstream::{Unanswered, Upstream};
+use crate::inspect::OutgoingBody;
+use crate::upstream::{Unanswered, Upstream, UpstreamBody};
 
-/// The body to send upstream, as the inspect phase left it.
-pub enum OutgoingBody {
-    /// Read and possibly decoded: sent with an exact length.
-    Read { body: Bytes, decoded: bool },
-    /// Not read (free and allowed-unmetered endpoints): streamed under the size limit and the
-    /// body deadlines.
-    Streamed {
-        body: DeadlineBody<Incoming>,
-        limit: u64,
-    },
-}
+/// The upstream's response body, passed through untouched, ended with an error when the
+/// upstream goes silent for longer than the stream idle timeout.
+pub type UpstreamStream = DeadlineBody<Incoming>;
 
+/// Sends the request upstream; the response comes back with its body not yet read.
 pub async fn forward(
     upstream: &Upstream,
     mut parts: Parts,
@@ -46,7 +38,7 @@ pub async fn forward(
             parts
                 .headers
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-            UpstreamBody::Full((!body.is_empty()).then_some(body))
+            UpstreamBody::full(body)
         }
         OutgoingBody::Streamed { body, limit: max } => {
             limit = max;
@@ -66,6 +58,6 @@ pub async fn forward(
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(
         parts,
-        UpstreamStream::new(body, upstream.stream_idle_timeout()),
+        DeadlineBody::upstream(body, upstream.stream_idle_timeout()),
     ))
 }

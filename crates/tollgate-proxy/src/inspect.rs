@@ -1,12 +1,113 @@
-//! Reading a request body tollgate must understand: decode `Content-Encoding`, check it is a
-//! JSON object and peek at the few fields the gateway acts on, parsing it exactly once.
+//! Phase 2, inspect: read a body tollgate must understand — decode `Content-Encoding`, check
+//! it is a JSON object and peek at the few fields the gateway acts on, parsing it exactly
+//! once — and leave any other body to stream through under the size limit and deadlines.
+
+pub mod usage_option;
 
 use std::io::Read;
 
 use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{HeaderMap, Request};
+use hyper::body::Incoming;
 use serde::Deserialize;
 
 use tollgate_core::ApiError;
+
+use crate::body::{BodyDeadline, DeadlineBody, read_limited};
+use crate::route::Endpoint;
+
+/// A request as inspect hands it on: its head, what its body says, and the body to forward.
+pub struct Inspected {
+    pub parts: Parts,
+    /// The body's fields; all empty when the body was not read.
+    pub peek: Peek,
+    pub body: OutgoingBody,
+}
+
+/// The body to send upstream, as the inspect phase left it.
+pub enum OutgoingBody {
+    /// Read and possibly decoded: sent with an exact length.
+    Read { body: Bytes, decoded: bool },
+    /// Not read (free and allowed-unmetered endpoints): streamed under the size limit and the
+    /// body deadlines.
+    Streamed {
+        body: DeadlineBody<Incoming>,
+        limit: u64,
+    },
+}
+
+/// Reads and peeks the body of an endpoint tollgate meters. Any other body is streamed
+/// through later, refused now only when its declared length is already over `limit`.
+pub async fn read(
+    request: Request<Incoming>,
+    endpoint: Endpoint,
+    limit: u64,
+    deadline: BodyDeadline,
+) -> Result<Inspected, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let body = DeadlineBody::new(body, deadline);
+    if !endpoint.reads_body() {
+        if declared_length(&parts.headers).is_some_and(|len| len > limit) {
+            return Err(ApiError::body_too_large(limit));
+        }
+        let body = OutgoingBody::Streamed { body, limit };
+        return Ok(Inspected {
+            parts,
+            peek: Peek::default(),
+            body,
+        });
+    }
+    let raw = read_limited(body, limit).await?;
+    let encoding = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let read = inspect(raw, encoding, limit)?;
+    // The meter must read the response: ask for it uncompressed.
+    parts.headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    let (peek, body, decoded) = (read.peek, read.body, read.decoded);
+    let body = OutgoingBody::Read { body, decoded };
+    Ok(Inspected { parts, peek, body })
+}
+
+impl Inspected {
+    /// The body as read, if it was.
+    pub fn read_body(&self) -> Option<&Bytes> {
+        match &self.body {
+            OutgoingBody::Read { body, .. } => Some(body),
+            OutgoingBody::Streamed { .. } => None,
+        }
+    }
+
+    /// Asks a chat or completions stream for the usage OpenAI leaves out unless asked
+    /// ([`usage_option`]); true when tollgate asked, so the meter strips it again.
+    pub fn ask_for_usage(&mut self, endpoint: Endpoint) -> Result<bool, ApiError> {
+        let OutgoingBody::Read { body, .. } = &mut self.body else {
+            return Ok(false);
+        };
+        if !matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions) {
+            return Ok(false);
+        }
+        let (rewritten, strip) =
+            usage_option::ensure_usage_reported(std::mem::take(body), &self.peek)?;
+        *body = rewritten;
+        Ok(strip)
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
 
 /// The fields tollgate reads from a request body; everything else is validated and skipped.
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -36,7 +137,7 @@ pub struct StreamOptions {
 
 /// A decoded request body and what was learned from it.
 #[derive(Debug)]
-pub struct Inspected {
+pub struct Decoded {
     pub body: Bytes,
     pub peek: Peek,
     /// True when the body was decompressed, so the forwarded request drops `Content-Encoding`.
@@ -49,13 +150,13 @@ pub fn inspect(
     body: Bytes,
     content_encoding: Option<&str>,
     limit: u64,
-) -> Result<Inspected, ApiError> {
+) -> Result<Decoded, ApiError> {
     let (body, decoded) = match content_encoding.map(str::trim) {
         None | Some("") | Some("identity") => (body, false),
         Some(encoding) => (decode(&body, encoding, limit)?, true),
     };
     let peek = peek(&body)?;
-    Ok(Inspected {
+    Ok(Decoded {
         body,
         peek,
         decoded,

@@ -1,27 +1,41 @@
-//! Phase 4, meter: the response body wrapper. Frames pass through untouched and unbuffered
+//! Phase 5, meter: the response body wrapper. Frames pass through untouched and unbuffered
 //! while the meter reads them — SSE `data:` lines as they go by, or a JSON body's frames kept by
-//! reference until its end — and it settles exactly once: at the end, on an upstream error, or
-//! when dropped because the client went away.
+//! reference until its end — and it hands its reading to the next phase exactly once: at the
+//! end, on an upstream error, or when dropped because the client went away.
 
 pub mod lines;
 pub mod observe;
 pub mod strip;
-pub mod usage_option;
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body::Frame;
+use http_body::{Body, Frame, SizeHint};
+use tollgate_core::CallOutcome;
 
-use crate::body::{BoxError, UpstreamStream};
+use crate::body::BoxError;
+use crate::forward::UpstreamStream;
 use crate::route::Endpoint;
-use crate::settle::Pending;
 use lines::LineSplitter;
 use observe::{Observed, ResponsesStream};
 use strip::UsageChunkFilter;
-use tollgate_core::CallOutcome as Outcome;
+
+/// What the meter read from a response by the time it ended.
+pub struct Reading {
+    pub status: u16,
+    pub seen: Observed,
+    pub ttfb: Option<Duration>,
+    pub outcome: CallOutcome,
+}
+
+/// The phase after the meter (settle): takes the reading, exactly once. A trait so the meter
+/// need not know what settling involves.
+pub trait Settle {
+    fn settle(self, reading: Reading);
+}
 
 /// A non-streamed body larger than this is not parsed for usage (it is estimated instead).
 const MAX_JSON: usize = 32 * 1024 * 1024;
@@ -41,18 +55,19 @@ enum Reader {
 }
 
 /// The upstream's body as the client receives it, metered on the way.
-pub struct Metered {
+pub struct Metered<S: Settle> {
     inner: UpstreamStream,
     status: u16,
     reader: Reader,
     strip: Option<UsageChunkFilter>,
     ready: VecDeque<Bytes>,
     seen: Observed,
+    started: Instant,
     ttfb: Option<Duration>,
-    pending: Option<Pending>,
+    pending: Option<S>,
 }
 
-impl std::fmt::Debug for Metered {
+impl<S: Settle> std::fmt::Debug for Metered<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metered")
             .field("status", &self.status)
@@ -61,18 +76,21 @@ impl std::fmt::Debug for Metered {
     }
 }
 
-impl Metered {
+impl<S: Settle> Metered<S> {
     /// `sse`: the response is an event stream. `strip`: tollgate added `include_usage` to a
-    /// chat stream the client did not ask usage for.
+    /// chat stream the client did not ask usage for. `started`: when the call began, for the
+    /// time to first byte.
     pub fn new(
         inner: UpstreamStream,
         status: u16,
+        endpoint: Endpoint,
         sse: bool,
         strip: bool,
-        pending: Pending,
-    ) -> Metered {
+        started: Instant,
+        pending: S,
+    ) -> Metered<S> {
         let success = (200..300).contains(&status);
-        let reader = match (pending.endpoint, sse) {
+        let reader = match (endpoint, sse) {
             (_, _) if !success => Reader::Opaque,
             (Endpoint::Responses | Endpoint::ResponsesCompact, true) => {
                 Reader::ResponsesSse(LineSplitter::default(), ResponsesStream::default())
@@ -95,69 +113,9 @@ impl Metered {
             strip,
             ready: VecDeque::new(),
             seen: Observed::default(),
+            started,
             ttfb: None,
             pending: Some(pending),
-        }
-    }
-
-    pub fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        loop {
-            if let Some(bytes) = self.ready.pop_front() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
-            }
-            if self.pending.is_none() && self.strip.is_none() {
-                return Poll::Ready(None);
-            }
-            match self.inner.poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => {
-                    self.finish_reading();
-                    if let Some(mut filter) = self.strip.take() {
-                        let mut out = Vec::new();
-                        filter.finish(&mut out);
-                        self.ready.extend(out);
-                    }
-                    self.settle(Outcome::Complete);
-                    if self.ready.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    self.finish_reading();
-                    self.settle(Outcome::UpstreamCut);
-                    return Poll::Ready(Some(Err(error)));
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    if self.ttfb.is_none() {
-                        self.ttfb = self.pending.as_ref().map(|p| p.started.elapsed());
-                    }
-                    let Some(data) = frame.data_ref() else {
-                        return Poll::Ready(Some(Ok(frame)));
-                    };
-                    self.observe(data);
-                    let Some(filter) = self.strip.as_mut() else {
-                        return Poll::Ready(Some(Ok(frame)));
-                    };
-                    let Ok(data) = frame.into_data() else {
-                        continue;
-                    };
-                    let mut out = Vec::new();
-                    filter.feed(data, &mut out);
-                    self.ready.extend(out);
-                }
-            }
-        }
-    }
-
-    /// The upstream's size, unless tollgate edits the stream.
-    pub fn size_hint(&self) -> http_body::SizeHint {
-        if self.strip.is_some() {
-            http_body::SizeHint::default()
-        } else {
-            self.inner.size_hint()
         }
     }
 
@@ -210,29 +168,96 @@ impl Metered {
         }
     }
 
-    fn settle(&mut self, outcome: Outcome) {
+    fn settle(&mut self, outcome: CallOutcome) {
         if let Some(pending) = self.pending.take() {
-            pending.settle(
-                self.status,
-                std::mem::take(&mut self.seen),
-                self.ttfb,
+            pending.settle(Reading {
+                status: self.status,
+                seen: std::mem::take(&mut self.seen),
+                ttfb: self.ttfb,
                 outcome,
-            );
+            });
         }
     }
 }
 
-impl Drop for Metered {
+impl<S: Settle + Unpin> Body for Metered<S> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(bytes) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.pending.is_none() && this.strip.is_none() {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    this.finish_reading();
+                    if let Some(mut filter) = this.strip.take() {
+                        let mut out = Vec::new();
+                        filter.finish(&mut out);
+                        this.ready.extend(out);
+                    }
+                    this.settle(CallOutcome::Complete);
+                    if this.ready.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    this.finish_reading();
+                    this.settle(CallOutcome::UpstreamCut);
+                    return Poll::Ready(Some(Err(error)));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if this.ttfb.is_none() {
+                        this.ttfb = Some(this.started.elapsed());
+                    }
+                    let Some(data) = frame.data_ref() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    this.observe(data);
+                    let Some(filter) = this.strip.as_mut() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let mut out = Vec::new();
+                    filter.feed(data, &mut out);
+                    this.ready.extend(out);
+                }
+            }
+        }
+    }
+
+    /// The upstream's size, unless tollgate edits the stream.
+    fn size_hint(&self) -> SizeHint {
+        if self.strip.is_some() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
+        }
+    }
+}
+
+impl<S: Settle> Drop for Metered<S> {
     fn drop(&mut self) {
         if self.pending.is_some() {
             // hyper drops a body of known length once it has written that many bytes, without
             // polling it to its end: every byte was handed over, so the response is complete.
             let outcome =
                 if self.inner.is_end_stream() && self.ready.is_empty() && self.strip.is_none() {
-                    Outcome::Complete
+                    CallOutcome::Complete
                 } else {
                     // The client went away mid-body: charge what was delivered.
-                    Outcome::ClientGone
+                    CallOutcome::ClientGone
                 };
             self.finish_reading();
             self.settle(outcome);

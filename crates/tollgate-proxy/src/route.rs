@@ -4,9 +4,20 @@
 //! classifier did not recognise would pass as an unpriced endpoint while the upstream, after
 //! normalising it, served (and billed) a priced one.
 
-use http::Method;
+use http::{Method, Request};
 
 use tollgate_core::ApiError;
+
+use crate::headers::wants_websocket;
+
+/// The endpoint a request is for, or why tollgate does not forward it at all.
+pub fn route<B>(request: &Request<B>) -> Result<Endpoint, ApiError> {
+    let endpoint = Endpoint::classify(request.method(), request.uri().path())?;
+    if wants_websocket(request.headers()) {
+        return Err(ApiError::websocket_unsupported());
+    }
+    Ok(endpoint)
+}
 
 /// The endpoints tollgate knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

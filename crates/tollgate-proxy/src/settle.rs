@@ -1,4 +1,4 @@
-//! Phase 5, settle: turn what the meter observed into one priced ledger event, exactly once —
+//! Phase 6, settle: turn what the meter observed into one priced ledger event, exactly once —
 //! at the end of the stream, on an upstream error, or when the client goes away.
 //!
 //! Failed calls (the upstream answered an error status, or never answered) are recorded at
@@ -12,13 +12,15 @@ use bytes::Bytes;
 use tokio_util::task::TaskTracker;
 
 use tollgate_core::pricing::{PriceTable, UnpricedPolicy};
-use tollgate_core::{CallOutcome, KeyRecord, LedgerEvent, LedgerSink, Money, Usage};
+use tollgate_core::{CallOutcome, LedgerEvent, LedgerSink, Money, Usage};
 use tollgate_telemetry::{RequestSpan, Telemetry, UpstreamErrorKind};
 
 use crate::admission::Admitted;
-use crate::attribution::Attribution;
+use crate::attribution::Started;
+use crate::auth::Authed;
 use crate::estimate;
 use crate::meter::observe::Observed;
+use crate::meter::{Reading, Settle};
 use crate::route::Endpoint;
 
 /// Prices and the ledger: what settling needs, shared by all requests.
@@ -56,13 +58,9 @@ impl Settler {
 
 /// A call in flight: everything its ledger row needs besides what the response shows.
 pub struct Pending {
-    pub request_id: String,
-    pub started_at_ms: i64,
-    pub started: Instant,
-    pub key: Arc<KeyRecord>,
-    pub endpoint: Endpoint,
+    pub started: Started,
+    pub who: Authed,
     pub model_requested: Option<String>,
-    pub attribution: Attribution,
     /// The request body, kept (by reference, not copied) only for a possible estimate.
     pub request_body: Option<Bytes>,
     pub settler: Arc<Settler>,
@@ -70,35 +68,28 @@ pub struct Pending {
     pub admitted: Admitted,
     /// The call's trace span (empty when export is off).
     pub span: RequestSpan,
-    /// Forwarded under `proxy.unmetered`: recorded with its cost unknown, flagged.
-    pub unmetered: bool,
+}
+
+impl Settle for Pending {
+    /// Settles a call that got a response.
+    fn settle(self, reading: Reading) {
+        let charged = (200..300).contains(&reading.status) && self.who.endpoint.is_priced();
+        let needs_estimate = charged && reading.seen.usage.is_none();
+        tracing::debug!(request_id = %self.started.request_id, status = reading.status, outcome = ?reading.outcome, estimated = needs_estimate, "settling");
+        if needs_estimate {
+            return self.estimate_then_record(reading);
+        }
+        let usage = reading.seen.usage.unwrap_or_default();
+        let charge = if charged {
+            Charge::Reported
+        } else {
+            Charge::Nothing
+        };
+        self.record(usage, charge, reading);
+    }
 }
 
 impl Pending {
-    /// Settles a call that got a response with `status`.
-    pub fn settle(self, status: u16, seen: Observed, ttfb: Option<Duration>, outcome: CallOutcome) {
-        let success = (200..300).contains(&status);
-        let charged = success && self.endpoint.is_priced();
-        let needs_estimate = charged && seen.usage.is_none();
-        tracing::debug!(request_id = %self.request_id, status, ?outcome, estimated = needs_estimate, "settling");
-        if !needs_estimate {
-            let usage = seen.usage.unwrap_or_default();
-            return self.record(
-                status,
-                usage,
-                if charged {
-                    Charge::Reported
-                } else {
-                    Charge::Nothing
-                },
-                seen,
-                ttfb,
-                outcome,
-            );
-        }
-        self.estimate_then_record(status, seen, ttfb, outcome);
-    }
-
     /// Settles a call that got no response: the upstream was unreachable or too slow, or the
     /// client left before the response headers. When the upstream may have had the whole
     /// request it bills at least its input, so a priced call is charged an estimate of that
@@ -114,33 +105,25 @@ impl Pending {
         if let Some(kind) = kind {
             self.span.set_upstream_error(kind);
         }
-        let none = Observed::default();
-        if reached_upstream && self.endpoint.is_priced() {
-            return self.estimate_then_record(status, none, None, outcome);
-        }
-        self.record(
+        let reading = Reading {
             status,
-            Usage::default(),
-            Charge::Nothing,
-            none,
-            None,
+            seen: Observed::default(),
+            ttfb: None,
             outcome,
-        );
+        };
+        if reached_upstream && self.who.endpoint.is_priced() {
+            return self.estimate_then_record(reading);
+        }
+        self.record(Usage::default(), Charge::Nothing, reading);
     }
 
     /// Estimates usage with the tokenizer (milliseconds of CPU: on a blocking thread, which
     /// shutdown waits for) and records the call charged at that estimate.
-    fn estimate_then_record(
-        self,
-        status: u16,
-        seen: Observed,
-        ttfb: Option<Duration>,
-        outcome: CallOutcome,
-    ) {
+    fn estimate_then_record(self, reading: Reading) {
         let tracker = self.settler.estimates.clone();
         let estimate = move || {
-            let usage = self.estimate(&seen);
-            self.record(status, usage, Charge::Estimated, seen, ttfb, outcome);
+            let usage = self.estimate(&reading.seen);
+            self.record(usage, Charge::Estimated, reading);
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             tracker.spawn_blocking(estimate);
@@ -157,7 +140,7 @@ impl Pending {
             .unwrap_or("");
         let input_text = self.request_body.as_deref().unwrap_or_default();
         let input = estimate::count(model, input_text, 0).max(1);
-        let output = if self.endpoint == Endpoint::Embeddings {
+        let output = if self.who.endpoint == Endpoint::Embeddings {
             0
         } else {
             estimate::count(model, seen.text.as_bytes(), seen.text_overflow)
@@ -170,15 +153,13 @@ impl Pending {
         }
     }
 
-    fn record(
-        mut self,
-        status: u16,
-        usage: Usage,
-        charge: Charge,
-        seen: Observed,
-        ttfb: Option<Duration>,
-        outcome: CallOutcome,
-    ) {
+    fn record(mut self, usage: Usage, charge: Charge, reading: Reading) {
+        let Reading {
+            status,
+            seen,
+            ttfb,
+            outcome,
+        } = reading;
         let prices = &self.settler.prices;
         let tier = seen.service_tier.as_deref();
         let charged = charge != Charge::Nothing;
@@ -189,7 +170,7 @@ impl Pending {
             [seen.model.as_deref(), self.model_requested.as_deref()]
                 .into_iter()
                 .flatten()
-                .find_map(|model| prices.price(model, self.started_at_ms, &usage, tier))
+                .find_map(|model| prices.price(model, self.started.at_ms, &usage, tier))
         } else {
             None
         };
@@ -207,7 +188,7 @@ impl Pending {
             },
         };
         if unpriced {
-            tracing::warn!(request_id = %self.request_id, model = ?seen.model.as_ref().or(self.model_requested.as_ref()), "call settled without a price entry");
+            tracing::warn!(request_id = %self.started.request_id, model = ?seen.model.as_ref().or(self.model_requested.as_ref()), "call settled without a price entry");
         }
         if let Some(reservation) = self.admitted.reservation.take() {
             reservation.settle(cost);
@@ -221,16 +202,16 @@ impl Pending {
         let span = std::mem::take(&mut self.span);
         let finished = Instant::now();
         let event = LedgerEvent {
-            request_id: self.request_id,
-            started_at_ms: self.started_at_ms,
-            finished_at_ms: self.started_at_ms + millis(finished - self.started),
-            team_id: self.key.team.id.clone(),
-            key_id: self.key.id.clone(),
-            cost_centre: self.key.team.cost_centre.clone(),
-            user: self.attribution.user,
-            session_id: self.attribution.session_id,
-            turn_id: self.attribution.turn_id,
-            endpoint: self.endpoint.label().to_string(),
+            request_id: self.started.request_id,
+            started_at_ms: self.started.at_ms,
+            finished_at_ms: self.started.at_ms + millis(finished - self.started.at),
+            team_id: self.who.key.team.id.clone(),
+            key_id: self.who.key.id.clone(),
+            cost_centre: self.who.key.team.cost_centre.clone(),
+            user: self.who.attribution.user,
+            session_id: self.who.attribution.session_id,
+            turn_id: self.who.attribution.turn_id,
+            endpoint: self.who.endpoint.label().to_string(),
             model_requested: self.model_requested,
             model_served: seen.model,
             status,
@@ -241,10 +222,11 @@ impl Pending {
             unpriced,
             service_tier: seen.service_tier,
             ttfb_ms: ttfb.map(millis),
-            latency_ms: millis(finished - self.started),
+            latency_ms: millis(finished - self.started.at),
             tool_calls: seen.tools,
             outcome,
-            unmetered: self.unmetered,
+            // Forwarded under `proxy.unmetered`: recorded with its cost unknown, flagged.
+            unmetered: self.who.endpoint == Endpoint::Other,
         };
         if let Some(telemetry) = &self.settler.telemetry {
             let outcome = match outcome {
@@ -257,7 +239,7 @@ impl Pending {
                 }
             };
             let prompt = self.request_body.as_deref();
-            telemetry.finish(span, &event, &self.key.team.name, outcome, prompt);
+            telemetry.finish(span, &event, &self.who.key.team.name, outcome, prompt);
         }
         self.settler.sink.record(event);
     }

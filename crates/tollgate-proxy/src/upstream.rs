@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
+use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -16,8 +17,7 @@ use rustls_pki_types::pem::PemObject;
 use tollgate_core::config::UpstreamConfig;
 use tollgate_core::{ApiError, CallOutcome};
 
-use crate::body::{UpstreamBody, body_error};
-use crate::deadline::BodyTimedOut;
+use crate::body::{BodyTimedOut, DeadlineBody, Relay, body_error};
 use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT};
 
 /// Why the upstream client could not be built (bad CA file, bad key characters, bad URL).
@@ -159,6 +159,10 @@ impl Upstream {
         }
     }
 }
+
+/// What the gateway sends upstream: a body it read (to inspect, decode or rewrite) or the
+/// client's body streamed through under the size limit and the body deadlines.
+pub type UpstreamBody = Relay<Limited<DeadlineBody<Incoming>>>;
 
 /// A call the upstream gave no response to: the client's error, how the call ended, and
 /// whether the upstream may have had the whole request (and so bills it).

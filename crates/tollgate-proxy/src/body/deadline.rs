@@ -1,7 +1,9 @@
-//! Deadlines on a client's request body: it must arrive whole within a total time, and never
-//! go silent for longer than an idle time. hyper bounds how long request headers may take, but
-//! not the body: without these, a valid key could hold connections and tasks open forever by
-//! sending one byte and then nothing.
+//! Deadlines on a body in flight. A client's request body must arrive whole within a total
+//! time and never go silent for longer than an idle time: hyper bounds how long request headers
+//! may take, but not the body, and without these a valid key could hold connections and tasks
+//! open forever by sending one byte and then nothing. The upstream's response body has only
+//! the idle limit: a stalled stream must not hold a client and a connection forever (Codex
+//! itself gives up after 300 s and retries), while a long one that keeps coming is fine.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,41 +14,58 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::body::BoxError;
+use super::BoxError;
 
-/// The two limits, from `[limits]`.
+/// The two limits on a request body, from `[limits]`.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyDeadline {
     pub total: Duration,
     pub idle: Duration,
 }
 
-/// The body did not arrive in time; the client gets a 408.
+/// The body did not arrive in time: for a request body the client gets a 408; an upstream
+/// stream is closed.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyTimedOut {
     #[error("the request body did not arrive within {0:?}")]
     Total(Duration),
     #[error("the request body stalled: nothing arrived for {0:?}")]
     Idle(Duration),
+    #[error("the upstream sent nothing for {0:?}; the stream was closed")]
+    UpstreamIdle(Duration),
 }
 
-/// A request body under a [`BodyDeadline`]. The timer is armed only when the body is polled and
-/// has nothing ready, so a body that arrives with its headers costs no timer at all.
+/// A body under its deadlines. The timer is armed only when the body is polled and has nothing
+/// ready, so a body that arrives whole costs no timer at all; a frame only records its time,
+/// so the timer is touched once per idle period rather than once per frame.
 #[derive(Debug)]
 pub struct DeadlineBody<B> {
     inner: B,
-    limits: BodyDeadline,
+    /// No total for an upstream stream.
+    total: Option<Duration>,
+    idle: Duration,
     started: Instant,
     last_frame: Instant,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<B> DeadlineBody<B> {
+    /// A client's request body.
     pub fn new(inner: B, limits: BodyDeadline) -> DeadlineBody<B> {
+        DeadlineBody::with(inner, Some(limits.total), limits.idle)
+    }
+
+    /// The upstream's response body: only silence ends it.
+    pub fn upstream(inner: B, idle: Duration) -> DeadlineBody<B> {
+        DeadlineBody::with(inner, None, idle)
+    }
+
+    fn with(inner: B, total: Option<Duration>, idle: Duration) -> DeadlineBody<B> {
         let now = Instant::now();
         DeadlineBody {
             inner,
-            limits,
+            total,
+            idle,
             started: now,
             last_frame: now,
             timer: None,
@@ -55,12 +74,13 @@ impl<B> DeadlineBody<B> {
 
     /// Which limit comes first from here, and when.
     fn next_deadline(&self) -> (Instant, BodyTimedOut) {
-        let total = self.started + self.limits.total;
-        let idle = self.last_frame + self.limits.idle;
-        if total <= idle {
-            (total, BodyTimedOut::Total(self.limits.total))
-        } else {
-            (idle, BodyTimedOut::Idle(self.limits.idle))
+        let idle = self.last_frame + self.idle;
+        match self.total {
+            None => (idle, BodyTimedOut::UpstreamIdle(self.idle)),
+            Some(total) if self.started + total <= idle => {
+                (self.started + total, BodyTimedOut::Total(total))
+            }
+            Some(_) => (idle, BodyTimedOut::Idle(self.idle)),
         }
     }
 }
@@ -84,16 +104,17 @@ where
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => {
-                let (at, _) = this.next_deadline();
+                let (at, why) = this.next_deadline();
                 let timer = this
                     .timer
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-                if timer.deadline() != at {
+                // The timer may have been armed before the latest frames: when it fires, check
+                // the real deadline and re-arm if it has moved.
+                while timer.as_mut().poll(cx).is_ready() {
+                    if Instant::now() >= at {
+                        return Poll::Ready(Some(Err(Box::new(why))));
+                    }
                     timer.as_mut().reset(at);
-                }
-                if timer.as_mut().poll(cx).is_ready() {
-                    let (_, why) = this.next_deadline();
-                    return Poll::Ready(Some(Err(Box::new(why))));
                 }
                 Poll::Pending
             }

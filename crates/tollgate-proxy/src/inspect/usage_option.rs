@@ -1,13 +1,13 @@
 //! Making sure a chat or completions stream reports usage. Without `stream_options.include_usage`
 //! OpenAI sends no usage at all in a stream, and gateways that don't ask record such calls at $0.
-//! tollgate asks; `strip` then hides the extra chunk from a client that did not.
+//! tollgate asks; the meter's `strip` then hides the extra chunk from a client that did not.
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
 use tollgate_core::ApiError;
 
-use crate::inspect::Peek;
+use super::Peek;
 
 /// The body to forward and whether tollgate added the usage request (and so must strip it).
 pub fn ensure_usage_reported(body: Bytes, peek: &Peek) -> Result<(Bytes, bool), ApiError> {
