@@ -42,6 +42,15 @@ impl Money {
         format!("{sign}{whole}.{frac}")
     }
 
+    /// Exact decimal USD with all nine decimals, always: 1.5 → "1.500000000". Every row of a
+    /// report's money column has the same width, and no amount is rounded.
+    pub fn to_usd_fixed(self) -> String {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let nanos = NANOS_PER_USD as u64;
+        format!("{sign}{}.{:09}", abs / nanos, abs % nanos)
+    }
+
     /// Parses a decimal USD string with at most nine decimals ("0.005", "30", "1.25").
     pub fn parse_usd(text: &str) -> Option<Money> {
         let text = text.trim();
@@ -94,6 +103,9 @@ mod tests {
         assert_eq!(Money(123_456_789_012).to_usd_string(), "123.456789012");
         assert_eq!(Money(-5_000_000).to_usd_string(), "-0.005");
         assert_eq!(Money(0).to_usd_string(), "0.00");
+        assert_eq!(Money(0).to_usd_fixed(), "0.000000000");
+        assert_eq!(Money(2_727_056_500).to_usd_fixed(), "2.727056500");
+        assert_eq!(Money(-60_800).to_usd_fixed(), "-0.000060800");
         for s in ["0.005", "30", "1.25", "0.000000001", "-2.5", ".5"] {
             let m = Money::parse_usd(s).unwrap();
             assert_eq!(Money::parse_usd(&m.to_usd_string()), Some(m), "{s}");

@@ -12,10 +12,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use http::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use tollgate::control::Reply;
-use tollgate_core::{LedgerEvent, Money, Usage};
+use tollgate::control::reply::ReportBody;
+use tollgate_core::{CallOutcome, LedgerEvent, Money, Usage};
 use tollgate_store::ledger::utc_day;
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness};
 
@@ -29,7 +30,7 @@ const BERLIN_OFFSET: i64 = HOUR;
 /// More than 2^53 nano-USD: a sum through `f64` would lose the last digit.
 const HUGE_COST: i64 = 9_007_199_254_740_993;
 
-const DIMENSIONS: [&str; 8] = [
+const DIMENSIONS: [&str; 9] = [
     "team",
     "cost_centre",
     "key",
@@ -38,6 +39,7 @@ const DIMENSIONS: [&str; 8] = [
     "session",
     "day",
     "month",
+    "status",
 ];
 
 fn admin() -> [(&'static str, String); 1] {
@@ -111,7 +113,7 @@ fn events(teams: &[(String, String)]) -> Vec<LedgerEvent> {
                 endpoint: "responses".into(),
                 model_requested: requested.map(Into::into),
                 model_served: served.map(Into::into),
-                status: 200,
+                status: *rng.pick(&[200, 200, 200, 429, 499, 502]),
                 usage: Usage {
                     input: rng.below(50_000),
                     cached_input: rng.below(10_000),
@@ -125,13 +127,17 @@ fn events(teams: &[(String, String)]) -> Vec<LedgerEvent> {
                 }),
                 price_id: None,
                 estimated: rng.below(5) == 0,
-                unpriced: false,
+                unpriced: rng.below(7) == 0,
                 service_tier: None,
                 ttfb_ms: Some(100),
                 latency_ms: 1_500,
                 tool_calls: Vec::new(),
-                outcome: Default::default(),
-                unmetered: false,
+                outcome: *rng.pick(&[
+                    CallOutcome::Complete,
+                    CallOutcome::Complete,
+                    CallOutcome::ClientGone,
+                ]),
+                unmetered: rng.below(9) == 0,
             }
         })
         .collect()
@@ -145,6 +151,9 @@ struct Sums {
     output: i64,
     reasoning: i64,
     estimated: i64,
+    failed: i64,
+    unpriced: i64,
+    unmetered: i64,
     cost: i64,
 }
 
@@ -156,15 +165,19 @@ impl Sums {
         self.output += e.usage.output as i64;
         self.reasoning += e.usage.reasoning as i64;
         self.estimated += i64::from(e.estimated);
+        self.failed += i64::from(e.status >= 400 || e.outcome != CallOutcome::Complete);
+        self.unpriced += i64::from(e.unpriced);
+        self.unmetered += i64::from(e.unmetered);
         self.cost += e.cost.nanos();
     }
 
     fn from_json(v: &Value) -> Sums {
         let int = |f: &str| v[f].as_i64().unwrap_or_else(|| panic!("{f} in {v}"));
         let cost = int("cost_nano_usd");
-        // The decimal string says exactly the same amount.
+        // The decimal string says exactly the same amount, always with nine decimals.
         let usd = v["cost_usd"].as_str().unwrap();
         assert_eq!(Money::parse_usd(usd), Some(Money(cost)), "{v}");
+        assert_eq!(usd.split_once('.').map(|(_, f)| f.len()), Some(9), "{v}");
         Sums {
             requests: int("requests"),
             input: int("input_tokens"),
@@ -172,22 +185,30 @@ impl Sums {
             output: int("output_tokens"),
             reasoning: int("reasoning_tokens"),
             estimated: int("estimated_requests"),
+            failed: int("failed_requests"),
+            unpriced: int("unpriced_requests"),
+            unmetered: int("unmetered_requests"),
             cost,
         }
     }
 }
 
-/// The JSON field a dimension's value is in.
-fn column(dimension: &str) -> &'static str {
+/// A row's value for a dimension. A session is its team's and its id: two teams that send
+/// the same session id have two sessions.
+fn value_of(row: &Value, dimension: &str) -> Option<String> {
+    let field = |f: &str| row[f].as_str().map(str::to_owned);
     match dimension {
-        "team" => "team_id",
-        "cost_centre" => "cost_centre",
-        "key" => "key_id",
-        "model" => "model",
-        "user" => "user",
-        "session" => "session_id",
-        "day" => "day",
-        "month" => "month",
+        "team" => field("team_id"),
+        "cost_centre" => field("cost_centre"),
+        "key" => field("key_id"),
+        "model" => field("model"),
+        "user" => field("user"),
+        "session" => {
+            field("session_id").map(|s| format!("{}/{s}", row["team_id"].as_str().unwrap()))
+        }
+        "day" => field("day"),
+        "month" => field("month"),
+        "status" => field("status"),
         other => panic!("unknown dimension {other}"),
     }
 }
@@ -215,9 +236,10 @@ fn expected(
                 "key" => Some(e.key_id.clone()),
                 "model" => e.model_served.clone().or(e.model_requested.clone()),
                 "user" => e.user.clone(),
-                "session" => e.session_id.clone(),
+                "session" => e.session_id.as_ref().map(|s| format!("{}/{s}", e.team_id)),
                 "day" => Some(day.clone()),
                 "month" => Some(day[..7].to_owned()),
+                "status" => Some(e.status.to_string()),
                 other => panic!("unknown dimension {other}"),
             })
             .collect();
@@ -321,7 +343,9 @@ impl Seeded {
         assert_eq!(reply.status, StatusCode::OK, "{what}: {reply:?}");
         let report = reply.json();
         assert_eq!(report["object"], "spend_report");
-        let user_or_session = group_by.iter().any(|d| *d == "user" || *d == "session");
+        let user_or_session = group_by
+            .iter()
+            .any(|d| ["user", "session", "status"].contains(d));
         let whole_utc_days =
             offset == 0 && bounds.0 % (24 * HOUR) == 0 && bounds.1 % (24 * HOUR) == 0;
         let source = if whole_utc_days && !user_or_session {
@@ -335,10 +359,7 @@ impl Seeded {
         let rows = report["data"].as_array().unwrap();
         let mut got = Groups::new();
         for row in rows {
-            let key: Vec<Option<String>> = group_by
-                .iter()
-                .map(|d| row[column(d)].as_str().map(str::to_owned))
-                .collect();
+            let key: Vec<Option<String>> = group_by.iter().map(|d| value_of(row, d)).collect();
             if let Some(team) = row.get("team_id").and_then(Value::as_str) {
                 assert_eq!(
                     row["team_name"].as_str(),
@@ -354,12 +375,7 @@ impl Seeded {
         // Rows come in key order (missing values first), as the map orders them.
         let keys: Vec<_> = rows
             .iter()
-            .map(|r| {
-                group_by
-                    .iter()
-                    .map(|d| r[column(d)].as_str().map(str::to_owned))
-                    .collect::<Vec<_>>()
-            })
+            .map(|r| group_by.iter().map(|d| value_of(r, d)).collect::<Vec<_>>())
             .collect();
         assert!(keys.iter().eq(want.keys()), "{what}: rows out of order");
 
@@ -371,6 +387,9 @@ impl Seeded {
             total.output += s.output;
             total.reasoning += s.reasoning;
             total.estimated += s.estimated;
+            total.failed += s.failed;
+            total.unpriced += s.unpriced;
+            total.unmetered += s.unmetered;
             total.cost += s.cost;
         }
         assert_eq!(Sums::from_json(&report["totals"]), total, "{what}");
@@ -384,24 +403,39 @@ impl Seeded {
         );
         let lines = parse_csv(std::str::from_utf8(&csv.body).unwrap());
         let header = &lines[0];
-        // Without grouping the one group is everything: the CSV is the header and TOTAL.
+        let mut columns: Vec<&str> = report["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        // Without grouping the one group is everything: one line, labelled `all`.
+        let everything = [report["totals"].clone()];
         let csv_rows = if group_by.is_empty() {
-            &[][..]
+            columns.insert(0, "scope");
+            &everything[..]
         } else {
             &rows[..]
         };
-        assert_eq!(
-            lines.len(),
-            csv_rows.len() + 2,
-            "{what}: header + rows + TOTAL"
-        );
+        assert_eq!(*header, columns, "{what}: the CSV's columns are the JSON's");
+        assert_eq!(lines.len(), csv_rows.len() + 1, "{what}: header + rows");
         for (json_row, csv_row) in csv_rows.iter().zip(&lines[1..]) {
             assert_eq!(csv_row.len(), header.len());
             for (name, cell) in header.iter().zip(csv_row) {
-                assert_eq!(*cell, as_csv(&json_row[name.as_str()]), "{what}: {name}");
+                if name == "scope" {
+                    assert_eq!(cell, "all");
+                } else {
+                    assert_eq!(*cell, as_csv(&json_row[name.as_str()]), "{what}: {name}");
+                }
             }
         }
-        let last = lines.last().unwrap();
+        // A TOTAL line only when asked for: a SUM over the column would count it twice.
+        let with_total = self
+            .get(&format!("spend?{what}&format=csv&total_row=true"))
+            .await;
+        let with_total = parse_csv(std::str::from_utf8(&with_total.body).unwrap());
+        assert_eq!(with_total[..with_total.len() - 1], lines[..], "{what}");
+        let last = with_total.last().unwrap();
         assert_eq!(last[0], "TOTAL");
         for (name, cell) in header.iter().zip(last) {
             if let Some(v) = report["totals"].get(name.as_str()) {
@@ -448,6 +482,60 @@ async fn every_grouping_adds_up_to_the_seeded_ledger(backend: Backend) {
         Money::parse_usd(all["totals"]["cost_usd"].as_str().unwrap()),
         Some(Money(cost))
     );
+
+    // What a report covers is in its body, its headers and its file name; the last day is
+    // the inclusive one a person reads.
+    let november = s
+        .get("spend?from=2026-11-01&to=2026-12-01&tz=Europe/Berlin&format=csv")
+        .await;
+    let header = |name: &str| {
+        november
+            .headers
+            .get(name)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        header("content-disposition"),
+        "attachment; filename=\"spend-2026-11-01-to-2026-11-30.csv\""
+    );
+    assert_eq!(
+        header("x-tollgate-period-from"),
+        "2026-11-01T00:00:00+01:00"
+    );
+    assert_eq!(header("x-tollgate-period-to"), "2026-12-01T00:00:00+01:00");
+    assert_eq!(header("x-tollgate-period-last-day"), "2026-11-30");
+    assert_eq!(header("x-tollgate-timezone"), "Europe/Berlin");
+    assert_eq!(header("x-tollgate-currency"), "USD");
+    let json = s
+        .get("spend?from=2026-11-01&to=2026-12-01&tz=Europe/Berlin")
+        .await
+        .json();
+    assert_eq!(
+        (
+            &json["first_day"],
+            &json["last_day"],
+            &json["timezone"],
+            &json["currency"]
+        ),
+        (
+            &json!("2026-11-01"),
+            &json!("2026-11-30"),
+            &json!("Europe/Berlin"),
+            &json!("USD")
+        )
+    );
+
+    // Without from and to, a report is this month in its zone.
+    let this_month = s.get("spend?tz=Asia/Tokyo").await.json();
+    let tokyo = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo);
+    assert_eq!(
+        this_month["first_day"],
+        json!(format!("{}-01", tokyo.format("%Y-%m")))
+    );
+    assert_eq!(this_month["from"].as_str().unwrap()[19..], *"+09:00");
 }
 
 #[tokio::test]
@@ -542,7 +630,7 @@ async fn reconcile_names_the_edited_rollup_key_postgres() {
 async fn bad_parameters_are_all_named_at_once() {
     let s = seed(Backend::Sqlite).await;
     let reply = s
-        .get("spend?from=2026-13-01&group_by=team,colour&format=xlsx&tz=Mars/Olympus&tema=x")
+        .get("spend?from=2026-13-01&group_by=team,colour&format=xlsx&tz=Mars/Olympus&tema=x&total_row=yes")
         .await;
     reply.assert_error(422, "invalid_fields");
     let message = reply.json()["error"]["message"]
@@ -551,11 +639,11 @@ async fn bad_parameters_are_all_named_at_once() {
         .to_owned();
     for field in [
         "from:",
-        "to:",
         "group_by:",
         "format:",
         "tz:",
-        "query: unknown parameter 'tema'",
+        "total_row:",
+        "query: 'tema' is not a parameter",
     ] {
         assert!(message.contains(field), "{field} not in {message}");
     }
@@ -567,7 +655,7 @@ async fn bad_parameters_are_all_named_at_once() {
             .unwrap()
             .contains("to: must be after from")
     );
-    s.get("reconcile?from=2026-11-01")
+    s.get("reconcile?from=2026-11-31")
         .await
         .assert_error(422, "invalid_fields");
     s.get("spend?from=2026-11-01&to=2026-12-01&team=nope")
@@ -584,12 +672,13 @@ async fn a_team_admin_sees_only_its_own_team() {
         (id("alpha"), id("beta"))
     };
     let query = "from=2026-11-01&to=2027-01-01&group_by=team,user";
-    let Ok(Reply::Json(status, report)) =
-        tollgate::control::reports::spend(store, Some(query), Some(alpha.clone())).await
+    let Ok(Reply::Report {
+        body: ReportBody::Json(report),
+        ..
+    }) = tollgate::control::reports::spend(store, Some(query), Some(alpha.clone())).await
     else {
         panic!("a JSON report");
     };
-    assert_eq!(status, StatusCode::OK);
     let rows = report["data"].as_array().unwrap();
     assert!(!rows.is_empty());
     assert!(

@@ -13,10 +13,9 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tollgate_proxy::body::read_limited;
-
-use crate::plane::ControlPlane;
 
 /// No admin call takes longer than this unless the server is in trouble; a report over a
 /// big ledger is the slow one.
@@ -85,10 +84,10 @@ impl AdminClient {
             client: Client::builder(TokioExecutor::new()).build(connector),
         })
     }
-}
 
-impl ControlPlane for AdminClient {
-    async fn send(
+    /// `method path` with an optional JSON body: the body of a 2xx answer, the API's error
+    /// otherwise.
+    pub async fn request(
         &self,
         method: Method,
         path: &str,
@@ -151,17 +150,17 @@ impl ControlPlane for AdminClient {
     }
 }
 
+/// Everything but RFC 3986's unreserved characters: what a path segment or query value may
+/// carry as it is.
+const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes a path segment or query value (ids, names and cursors may hold anything).
 pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, RESERVED).to_string()
 }
 
 #[cfg(test)]

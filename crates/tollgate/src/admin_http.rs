@@ -11,6 +11,7 @@ use tollgate_core::keys::BearerError;
 use tollgate_proxy::body::read_limited;
 use tollgate_proxy::{ProxyBody, error_response, json_response};
 
+use crate::control::reply::ReportBody;
 use crate::control::reply::store_error;
 use crate::control::{Actor, Control, OPENAPI_JSON, Reply};
 
@@ -79,25 +80,30 @@ fn into_response(reply: Reply) -> Response<ProxyBody> {
     match reply {
         Reply::Json(status, body) => json_response(status, body.to_string().into_bytes()),
         Reply::Document(text) => json_response(StatusCode::OK, text.as_bytes().to_vec()),
-        Reply::Csv {
-            filename,
-            body,
-            headers: extra,
-        } => {
-            let mut response = Response::new(ProxyBody::full(body));
-            let headers = response.headers_mut();
-            headers.insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/csv; charset=utf-8"),
-            );
-            if let Ok(value) =
-                HeaderValue::from_str(&format!("attachment; filename=\"{filename}\""))
-            {
-                headers.insert(CONTENT_DISPOSITION, value);
-            }
-            for (name, value) in extra {
+        Reply::Report { body, headers } => {
+            let mut response = match body {
+                ReportBody::Json(value) => {
+                    json_response(StatusCode::OK, value.to_string().into_bytes())
+                }
+                ReportBody::Csv { filename, text } => {
+                    let mut response = Response::new(ProxyBody::full(text));
+                    let disposition = format!("attachment; filename=\"{filename}\"");
+                    let csv_headers = response.headers_mut();
+                    csv_headers.insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static("text/csv; charset=utf-8"),
+                    );
+                    if let Ok(value) = HeaderValue::from_str(&disposition) {
+                        csv_headers.insert(CONTENT_DISPOSITION, value);
+                    }
+                    response
+                }
+            };
+            for (name, value) in headers {
                 if let Ok(value) = HeaderValue::from_str(&value) {
-                    headers.insert(HeaderName::from_static(name), value);
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static(name), value);
                 }
             }
             response

@@ -126,16 +126,23 @@ pub enum SessionCommand {
     },
 }
 
+/// What a budget or rate limit applies to: a team, or one key of it.
+#[derive(Debug, Args)]
+pub struct Scope {
+    /// Team id or name.
+    #[arg(long)]
+    pub team: String,
+    /// One key of the team (key id) instead of the whole team.
+    #[arg(long)]
+    pub key: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BudgetCommand {
     /// Create a budget, or change the one with the same team, key and period.
     Set {
-        /// Team id or name.
-        #[arg(long)]
-        team: String,
-        /// Limit one key of the team instead of the whole team (key id).
-        #[arg(long)]
-        key: Option<String>,
+        #[command(flatten)]
+        scope: Scope,
         /// day, week, month or total (windows start in [budgets] timezone).
         #[arg(long)]
         period: String,
@@ -165,12 +172,8 @@ pub enum BudgetCommand {
 pub enum RateLimitCommand {
     /// Set a team's (or one key's) requests and tokens per minute; omit both to remove.
     Set {
-        /// Team id or name.
-        #[arg(long)]
-        team: String,
-        /// One key of the team (key id).
-        #[arg(long)]
-        key: Option<String>,
+        #[command(flatten)]
+        scope: Scope,
         /// Requests per minute.
         #[arg(long)]
         rpm: Option<u32>,
@@ -229,7 +232,7 @@ pub enum TeamCommand {
         /// Team name (letters, digits, '.', '_', '-').
         name: String,
         /// Cost centre the team's spend is booked to.
-        #[arg(long)]
+        #[arg(long, visible_alias = "cost-center")]
         cost_centre: Option<String>,
         /// A model the team's keys may call (repeat; a trailing '*' matches a prefix). Default: all.
         #[arg(long = "allow-model")]
@@ -255,10 +258,10 @@ pub enum TeamCommand {
         /// Team id or name.
         team: String,
         /// Book the team's spend to this cost centre.
-        #[arg(long, conflicts_with = "no_cost_centre")]
+        #[arg(long, visible_alias = "cost-center", conflicts_with = "no_cost_centre")]
         cost_centre: Option<String>,
         /// Remove the cost centre.
-        #[arg(long)]
+        #[arg(long, visible_alias = "no-cost-center")]
         no_cost_centre: bool,
         /// A label as name=value (repeat); the labels given replace all of the team's labels.
         #[arg(long = "label", value_parser = parse_label)]

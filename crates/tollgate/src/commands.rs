@@ -13,13 +13,13 @@ use tollgate_core::budget::Calendar;
 
 use crate::admin_client::encode;
 use crate::cli::{
-    BudgetCommand, KeyCommand, RateLimitCommand, ReportArgs, ReportFormat, SessionCommand,
+    BudgetCommand, KeyCommand, RateLimitCommand, ReportArgs, ReportFormat, Scope, SessionCommand,
     TeamCommand,
 };
 use crate::plane::ControlPlane;
 use crate::print::{
     print_budgets, print_keys, print_secret, print_session, print_sessions, print_table,
-    print_team, print_teams,
+    print_team, print_teams, text,
 };
 
 /// A report that takes longer than this gets a progress line on stderr.
@@ -145,8 +145,7 @@ pub async fn key(plane: &impl ControlPlane, command: KeyCommand) -> anyhow::Resu
 pub async fn budget(plane: &impl ControlPlane, command: BudgetCommand) -> anyhow::Result<()> {
     match command {
         BudgetCommand::Set {
-            team,
-            key,
+            scope: Scope { team, key },
             period,
             limit_usd,
             soft_ratio,
@@ -203,8 +202,7 @@ pub async fn rate_limit(
     command: RateLimitCommand,
 ) -> anyhow::Result<()> {
     let RateLimitCommand::Set {
-        team,
-        key,
+        scope: Scope { team, key },
         rpm,
         tpm,
     } = command;
@@ -251,8 +249,8 @@ pub async fn session(plane: &impl ControlPlane, command: SessionCommand) -> anyh
 /// CSV, JSON or a table.
 pub async fn report(plane: &impl ControlPlane, args: ReportArgs) -> anyhow::Result<()> {
     let format = match args.format {
-        ReportFormat::Json => "json",
-        ReportFormat::Csv | ReportFormat::Table => "csv",
+        ReportFormat::Json | ReportFormat::Table => "json",
+        ReportFormat::Csv => "csv",
     };
     let mut path = format!(
         "/admin/v1/reports/spend?group_by={}&tz={}&format={format}",
@@ -274,31 +272,49 @@ pub async fn report(plane: &impl ControlPlane, args: ReportArgs) -> anyhow::Resu
     }
     let text = with_progress(plane.text(&path)).await?;
     match args.format {
-        ReportFormat::Json | ReportFormat::Csv => print!("{text}"),
+        ReportFormat::Json => println!("{text}"),
+        ReportFormat::Csv => print!("{text}"),
         ReportFormat::Table => print_report_table(&text)?,
     }
     Ok(())
 }
 
-/// The report's CSV as a table: the integer cost column is for machines and is left out.
-fn print_report_table(csv_text: &str) -> anyhow::Result<()> {
-    let mut reader = csv::ReaderBuilder::new().from_reader(csv_text.as_bytes());
-    let header = reader.headers()?.clone();
-    let hide = header.iter().position(|h| h == "cost_nano_usd");
-    let keep = |row: &csv::StringRecord| -> Vec<String> {
-        row.iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != hide)
-            .map(|(_, cell)| cell.to_string())
-            .collect()
+/// The report's JSON as a table with a TOTAL line, values as they are (the CSV's formula
+/// defusing is for spreadsheets). The integer cost column is for machines and is left out.
+fn print_report_table(json_text: &str) -> anyhow::Result<()> {
+    let report: Value = serde_json::from_str(json_text)?;
+    let columns: Vec<&str> = report["columns"]
+        .as_array()
+        .map(|c| c.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let shown: Vec<&str> = columns
+        .into_iter()
+        .filter(|c| *c != "cost_nano_usd")
+        .collect();
+    let cells = |row: &Value| -> Vec<String> { shown.iter().map(|c| text(row, c)).collect() };
+    let grouped = report["group_by"].as_array().is_some_and(|g| !g.is_empty());
+    let rows: Vec<Vec<String>> = if grouped {
+        let mut rows: Vec<Vec<String>> = report["data"]
+            .as_array()
+            .map(|data| data.iter().map(cells).collect())
+            .unwrap_or_default();
+        let mut total = cells(&report["totals"]);
+        if let Some(first) = total.first_mut() {
+            *first = "TOTAL".into();
+        }
+        rows.push(total);
+        rows
+    } else {
+        vec![cells(&report["totals"])]
     };
-    let mut rows = Vec::new();
-    for row in reader.records() {
-        rows.push(keep(&row?));
-    }
-    let header = keep(&header);
-    let header: Vec<&str> = header.iter().map(String::as_str).collect();
-    print_table(&header, rows);
+    print_table(&shown, rows);
+    eprintln!(
+        "{} to {} ({}), in {}",
+        text(&report, "first_day"),
+        text(&report, "last_day"),
+        text(&report, "timezone"),
+        text(&report, "currency")
+    );
     Ok(())
 }
 

@@ -4,9 +4,9 @@
 //! reaches, carries the operation out on the store and writes the audit log.
 //!
 //! Operations are named by the admin API's routes ([`routes::ROUTES`]): the HTTP shell
-//! ([`crate::admin_http`]) and the CLI in both modes ([`crate::plane`]) hand a method, path,
-//! query and JSON body to [`Control::run`] and get the same [`Reply`] back, so an operation
-//! behaves the same whichever surface asked for it. The OpenAPI document
+//! (`admin_http`) and the CLI in both modes (`plane`) hand a method, path, query and JSON body
+//! to [`Control::run`] and get the same [`Reply`] back, so an operation behaves the same
+//! whichever surface asked for it. The OpenAPI document
 //! (`control/openapi.json`, served at `/admin/v1/openapi.json`) describes every one.
 //!
 //! Roles: `admin` (everything), `team_admin` (its own team's resources), `finance` (reads:

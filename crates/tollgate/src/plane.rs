@@ -1,8 +1,8 @@
 //! Where the CLI's commands are carried out, behind one trait: [`Local`] runs them on the
-//! database named by `DATABASE_URL` as the local operator; [`crate::admin_client::AdminClient`]
-//! sends them to a gateway's admin API (`--server`) as the admin token's holder. Both reach
-//! the same operations in [`crate::control`], so a command behaves the same either way, and
-//! its output is printed from the same JSON.
+//! database named by `DATABASE_URL` as the local operator; [`AdminClient`] sends them to a
+//! gateway's admin API (`--server`) as the admin token's holder. Both reach the same
+//! operations in [`crate::control`], so a command behaves the same either way, and its output
+//! is printed from the same JSON.
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -12,8 +12,12 @@ use tollgate_core::ApiError;
 use tollgate_core::config::Config;
 use tollgate_store::Store;
 
-use crate::admin_client::{ClientError, encode};
+use crate::admin_client::{AdminClient, ClientError, encode};
+use crate::control::reply::ReportBody;
 use crate::control::{Actor, Control, Reply, operator};
+
+/// The body of a control plane's answer, or why there is none.
+pub type Sent = Result<Bytes, ClientError>;
 
 /// A control plane the CLI can send an operation to. The CLI awaits these on its one task, so
 /// the futures need no `Send` bound.
@@ -21,12 +25,7 @@ use crate::control::{Actor, Control, Reply, operator};
 pub trait ControlPlane {
     /// `method path` (the admin API's path, with its query) with an optional JSON body: the
     /// body of the answer, or the API's error.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Bytes, ClientError>;
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Sent;
 
     /// Like [`ControlPlane::send`], for operations that answer JSON.
     async fn json(
@@ -100,12 +99,7 @@ impl Local {
 }
 
 impl ControlPlane for Local {
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Bytes, ClientError> {
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Sent {
         let (path, query) = match path.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (path, None),
@@ -117,9 +111,19 @@ impl ControlPlane for Local {
         };
         match reply.map_err(refused)? {
             Reply::Json(_, value) => Ok(Bytes::from(value.to_string())),
-            Reply::Csv { body, .. } => Ok(Bytes::from(body)),
+            Reply::Report { body, .. } => Ok(match body {
+                ReportBody::Json(value) => Bytes::from(value.to_string()),
+                ReportBody::Csv { text, .. } => Bytes::from(text),
+            }),
             Reply::Document(text) => Ok(Bytes::from_static(text.as_bytes())),
         }
+    }
+}
+
+/// A gateway's admin API (`--server`).
+impl ControlPlane for AdminClient {
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Sent {
+        self.request(method, path, body).await
     }
 }
 

@@ -235,7 +235,10 @@ async fn teams_keys_budgets_sessions_and_reports_are_managed_over_the_admin_api(
             "csv",
         ],
     ));
-    let cost = session["cost_usd"].as_str().unwrap();
+    // The report writes every amount with all nine decimals.
+    let cost = tollgate_core::Money::parse_usd(session["cost_usd"].as_str().unwrap())
+        .unwrap()
+        .to_usd_fixed();
     assert!(
         csv.starts_with("team_id,team_name,") && csv.contains(&format!(",{cost}\r\n")),
         "{csv}"

@@ -65,8 +65,9 @@ fn event(i: usize, started_at_ms: i64, team: &str, model: &str, cost_nanos: i64)
     }
 }
 
-/// (team, model) → (requests, cost nano-USD), from the CSV's data rows; checks the TOTAL row.
-fn sums(csv: &str) -> BTreeMap<(String, String), (i64, i64)> {
+/// (team, model) → (requests, cost nano-USD), from the CSV's data rows; checks the TOTAL row
+/// when there is one (`--total-row`).
+fn sums(csv: &str, total_row: bool) -> BTreeMap<(String, String), (i64, i64)> {
     let lines: Vec<Vec<&str>> = csv
         .split("\r\n")
         .filter(|l| !l.is_empty())
@@ -82,7 +83,8 @@ fn sums(csv: &str) -> BTreeMap<(String, String), (i64, i64)> {
         at("cost_usd"),
     );
     let mut out = BTreeMap::new();
-    let (body, total) = lines[1..].split_at(lines.len() - 2);
+    let data = &lines[1..];
+    let (body, total) = data.split_at(data.len() - usize::from(total_row));
     for row in body {
         let nanos: i64 = row[cost].parse().unwrap();
         assert_eq!(Money::parse_usd(row[usd]), Some(Money(nanos)));
@@ -91,10 +93,11 @@ fn sums(csv: &str) -> BTreeMap<(String, String), (i64, i64)> {
             (row[requests].parse().unwrap(), nanos),
         );
     }
-    let total = &total[0];
-    assert_eq!(total[0], "TOTAL");
-    let summed: i64 = out.values().map(|(_, c)| c).sum();
-    assert_eq!(total[cost].parse::<i64>().unwrap(), summed);
+    if let Some(total) = total.first() {
+        assert_eq!(total[0], "TOTAL");
+        let summed: i64 = out.values().map(|(_, c)| c).sum();
+        assert_eq!(total[cost].parse::<i64>().unwrap(), summed);
+    }
     out
 }
 
@@ -111,12 +114,20 @@ async fn month_report_csv_sums_the_months_ledger_rows() {
         event(4, NOV_1 + 50 * HOUR, "tm_b", "gpt-5", 123_456_789),
         event(5, DEC_1 - HOUR / 2, "tm_b", "gpt-5", 40), // Nov in UTC, Dec in Berlin
         event(6, DEC_1, "tm_b", "gpt-5", 999),           // December everywhere
+        event(7, NOV_1 - 48 * HOUR, "tm_c", "=cmd|' /C calc'!A0", 5), // October: a formula
     ];
     store.insert_ledger_batch(&events).await.unwrap();
     store.close().await;
 
     let out = tollgate(
-        &["report", "--month", "2026-11", "--format", "csv"],
+        &[
+            "report",
+            "--month",
+            "2026-11",
+            "--format",
+            "csv",
+            "--total-row",
+        ],
         &db.url,
     );
     assert!(
@@ -132,7 +143,7 @@ async fn month_report_csv_sums_the_months_ledger_rows() {
     ]
     .into_iter()
     .collect();
-    assert_eq!(sums(&csv), want, "{csv}");
+    assert_eq!(sums(&csv, true), want, "{csv}");
 
     let berlin = tollgate(
         &[
@@ -155,7 +166,8 @@ async fn month_report_csv_sums_the_months_ledger_rows() {
     ]
     .into_iter()
     .collect();
-    assert_eq!(sums(&csv), want, "{csv}");
+    assert_eq!(sums(&csv, false), want, "{csv}");
+    assert!(!csv.contains("TOTAL"), "{csv}");
 
     // The default is a table for people; bad input is named.
     let table = tollgate(&["report", "--month", "2026-11", "--team", "nope"], &db.url);
@@ -166,6 +178,17 @@ async fn month_report_csv_sums_the_months_ledger_rows() {
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.starts_with("team_id"), "{text}");
     assert!(text.contains("3.623456837"), "{text}");
+    assert!(text.lines().last().unwrap().starts_with("TOTAL"), "{text}");
+    // Formula defusing is for spreadsheets: the table shows the model as it was sent.
+    let october = tollgate(&["report", "--month", "2026-10"], &db.url);
+    let text = String::from_utf8(october.stdout).unwrap();
+    assert!(text.contains("  =cmd|' /C calc'!A0  "), "{text}");
+    let october = tollgate(
+        &["report", "--month", "2026-10", "--format", "csv"],
+        &db.url,
+    );
+    let csv = String::from_utf8(october.stdout).unwrap();
+    assert!(csv.contains(",'=cmd|' /C calc'!A0,"), "{csv}");
     let bad = tollgate(&["report", "--month", "2026-13"], &db.url);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--month '2026-13'"));
 }

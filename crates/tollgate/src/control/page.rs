@@ -21,6 +21,14 @@ impl Query {
     /// so a typo (`?tem=`) is an error rather than a silently unfiltered answer.
     pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Query, ApiError> {
         let mut errors = FieldErrors::default();
+        let query = Query::parse_into(raw, allowed, &mut errors);
+        errors.into_result()?;
+        Ok(query)
+    }
+
+    /// Like [`Query::parse`], adding each problem to `errors`, so an endpoint can name them
+    /// together with the problems of the values.
+    pub fn parse_into(raw: Option<&str>, allowed: &[&str], errors: &mut FieldErrors) -> Query {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -46,8 +54,7 @@ impl Query {
                 pairs.push((name, value));
             }
         }
-        errors.into_result()?;
-        Ok(Query { pairs })
+        Query { pairs }
     }
 
     /// A parameter's value. Given but empty (`?team=`) is still given, and checked like any

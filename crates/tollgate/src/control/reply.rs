@@ -5,19 +5,24 @@ use http::StatusCode;
 use tollgate_core::ApiError;
 use tollgate_store::StoreError;
 
-/// What an operation answers: JSON (almost all of them), a CSV file (reports), or a JSON
-/// document served byte for byte as written (the OpenAPI document, so its order and layout
-/// survive).
+/// What an operation answers: JSON (almost all of them), a report, or a JSON document served
+/// byte for byte as written (the OpenAPI document, so its order and layout survive).
 #[derive(Debug)]
 pub enum Reply {
     Json(StatusCode, serde_json::Value),
-    Csv {
-        filename: String,
-        body: String,
-        /// Extra response headers that say what the file covers (period, time zone, currency).
+    Report {
+        body: ReportBody,
+        /// What the report covers (period, time zone, currency), for the response headers.
         headers: Vec<(&'static str, String)>,
     },
     Document(&'static str),
+}
+
+/// A report as JSON, or as a CSV file with the name it is saved under.
+#[derive(Debug)]
+pub enum ReportBody {
+    Json(serde_json::Value),
+    Csv { filename: String, text: String },
 }
 
 pub type Answer = Result<Reply, ApiError>;

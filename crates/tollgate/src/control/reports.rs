@@ -1,40 +1,45 @@
 //! `/admin/v1/reports`: spend grouped any way finance asks, as JSON or CSV, and the
-//! reconciliation of the rollups against the ledger. Money is a decimal USD string (`cost_usd`)
-//! with the integer nano-USD beside it (`cost_nano_usd`); both are exact.
+//! reconciliation of the rollups against the ledger. Money is in USD: exact decimal strings
+//! with all nine decimals (`cost_usd`, the same width in every row) and the integer nano-USD
+//! beside them (`cost_nano_usd`). Every report says the period it covers, its time zone and
+//! its currency, in the body and in the response headers.
 
-use http::StatusCode;
 use serde_json::{Map, Value, json};
 
 use tollgate_core::ApiError;
 use tollgate_core::budget::Calendar;
 use tollgate_store::{
-    Dimension, Reconciliation, Report, ReportQuery, ReportRow, Store, Totals, parse_instant,
-    rfc3339,
+    Dimension, Reconciliation, Report, ReportQuery, ReportRow, Store, Totals, local_day,
+    local_month, month_bounds, parse_instant, rfc3339,
 };
 
-use super::page::percent_decode;
-use super::reply::{Reply, store_error};
+use super::page::Query;
+use super::reply::{Reply, ReportBody, not_found, store_error};
+use super::routes::forbidden;
 use crate::validate::FieldErrors;
 
-const SPEND_PARAMS: [&str; 6] = ["from", "to", "group_by", "format", "tz", "team"];
+const SPEND_PARAMS: [&str; 7] = [
+    "from",
+    "to",
+    "group_by",
+    "format",
+    "tz",
+    "team",
+    "total_row",
+];
 const RECONCILE_PARAMS: [&str; 2] = ["from", "to"];
+/// Every amount tollgate reports is in US dollars, the currency OpenAI bills in.
+const CURRENCY: &str = "USD";
 
-/// How a report is written out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Json,
-    Csv,
-}
-
-/// `GET /admin/v1/reports/spend?from&to&group_by&format&tz&team`. `allowed_team` is the team a
-/// team admin is fenced into (`None`: every team); asking for another team is refused.
+/// `GET /admin/v1/reports/spend?from&to&group_by&format&tz&team&total_row`. `allowed_team` is
+/// the team a team admin is fenced into (`None`: every team); asking for another is refused.
 pub async fn spend(
     store: &Store,
     query: Option<&str>,
     allowed_team: Option<String>,
 ) -> Result<Reply, ApiError> {
-    let mut params = Params::parse(query, &SPEND_PARAMS);
-    let mut errors = std::mem::take(&mut params.errors);
+    let mut errors = FieldErrors::default();
+    let params = Query::parse_into(query, &SPEND_PARAMS, &mut errors);
     let calendar = match params.get("tz") {
         None => Calendar::default(),
         Some(zone) => Calendar::new(zone).unwrap_or_else(|| {
@@ -45,17 +50,25 @@ pub async fn spend(
             Calendar::default()
         }),
     };
-    let (from_ms, to_ms) = range(&mut errors, &params, &calendar);
+    let (from_ms, to_ms) = period(&mut errors, &params, &calendar);
     let group_by = parse_group_by(params.get("group_by").unwrap_or("")).unwrap_or_else(|bad| {
         errors.push("group_by", bad);
         Vec::new()
     });
-    let format = match params.get("format").unwrap_or("json") {
-        "json" => Format::Json,
-        "csv" => Format::Csv,
+    let csv = match params.get("format").unwrap_or("json") {
+        "json" => false,
+        "csv" => true,
         other => {
             errors.push("format", format!("'{other}' is not json or csv"));
-            Format::Json
+            false
+        }
+    };
+    let total_row = match params.get("total_row").unwrap_or("false") {
+        "true" => true,
+        "false" => false,
+        other => {
+            errors.push("total_row", format!("'{other}' is not true or false"));
+            false
         }
     };
     errors.into_result()?;
@@ -67,12 +80,9 @@ pub async fn spend(
                 .team(asked)
                 .await
                 .map_err(store_error)?
-                .ok_or_else(|| super::reply::not_found("team", asked))?;
+                .ok_or_else(|| not_found("team", asked))?;
             if allowed_team.as_ref().is_some_and(|t| *t != team.id) {
-                return Err(ApiError::new(
-                    403,
-                    "permission_error",
-                    "forbidden",
+                return Err(forbidden(
                     "This admin token may only read its own team's reports.",
                 ));
             }
@@ -87,38 +97,76 @@ pub async fn spend(
         calendar,
     };
     let report = store.spend_report(&query).await.map_err(store_error)?;
-    Ok(match format {
-        Format::Json => Reply::Json(StatusCode::OK, report_json(&report, &query)),
-        Format::Csv => Reply::Csv {
-            filename: format!(
-                "spend-{}-{}.csv",
-                tollgate_store::local_day(&calendar, from_ms),
-                tollgate_store::local_day(&calendar, to_ms)
-            ),
-            body: report_csv(&report),
-            headers: Vec::new(),
-        },
+    let covers = Covers::of(&query);
+    let body = if csv {
+        ReportBody::Csv {
+            filename: format!("spend-{}-to-{}.csv", covers.first_day, covers.last_day),
+            text: report_csv(&report, total_row),
+        }
+    } else {
+        ReportBody::Json(report_json(&report, &query, &covers))
+    };
+    Ok(Reply::Report {
+        body,
+        headers: covers.headers(),
     })
+}
+
+/// What a report covers, as people read it: the first and the last day (inclusive), the exact
+/// instants, the zone and the currency.
+struct Covers {
+    from: String,
+    to: String,
+    first_day: String,
+    last_day: String,
+    timezone: String,
+}
+
+impl Covers {
+    fn of(query: &ReportQuery) -> Covers {
+        let calendar = &query.calendar;
+        Covers {
+            from: rfc3339(calendar, query.from_ms),
+            to: rfc3339(calendar, query.to_ms),
+            first_day: local_day(calendar, query.from_ms),
+            // `to` is exclusive: the last day is the one its instant before belongs to.
+            last_day: local_day(calendar, query.to_ms.saturating_sub(1)),
+            timezone: calendar.zone().to_string(),
+        }
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("x-tollgate-period-from", self.from.clone()),
+            ("x-tollgate-period-to", self.to.clone()),
+            ("x-tollgate-period-last-day", self.last_day.clone()),
+            ("x-tollgate-timezone", self.timezone.clone()),
+            ("x-tollgate-currency", CURRENCY.to_string()),
+        ]
+    }
 }
 
 /// `GET /admin/v1/reports/reconcile?from&to`: every `ledger_daily` key and session whose rollup
 /// differs from the ledger over the whole UTC days the range touches.
 pub async fn reconcile(store: &Store, query: Option<&str>) -> Result<Reply, ApiError> {
-    let mut params = Params::parse(query, &RECONCILE_PARAMS);
-    let mut errors = std::mem::take(&mut params.errors);
-    let (from_ms, to_ms) = range(&mut errors, &params, &Calendar::default());
+    let mut errors = FieldErrors::default();
+    let params = Query::parse_into(query, &RECONCILE_PARAMS, &mut errors);
+    let (from_ms, to_ms) = period(&mut errors, &params, &Calendar::default());
     errors.into_result()?;
     let found = store.reconcile(from_ms, to_ms).await.map_err(store_error)?;
-    Ok(Reply::Json(StatusCode::OK, reconciliation_json(&found)))
+    Ok(Reply::Json(
+        http::StatusCode::OK,
+        reconciliation_json(&found),
+    ))
 }
 
-/// `from` and `to`, both required, `from` before `to`.
-fn range(errors: &mut FieldErrors, params: &Params, calendar: &Calendar) -> (i64, i64) {
-    let mut instant = |field: &'static str| match params.get(field) {
-        None => {
-            errors.push(field, "is required (an RFC 3339 time or a YYYY-MM-DD date)");
-            None
-        }
+/// `from` and `to` (`to` exclusive, `from` before `to`). Either left out means the current
+/// month's bound in the calendar's zone, so a bare report is this month so far.
+fn period(errors: &mut FieldErrors, params: &Query, calendar: &Calendar) -> (i64, i64) {
+    let now = tollgate_core::time::now_ms();
+    let this_month = month_bounds(&local_month(calendar, now), calendar).unwrap_or((0, now));
+    let mut instant = |field: &'static str, default: i64| match params.get(field) {
+        None => Some(default),
         Some(text) => parse_instant(text, calendar).or_else(|| {
             errors.push(
                 field,
@@ -130,7 +178,7 @@ fn range(errors: &mut FieldErrors, params: &Params, calendar: &Calendar) -> (i64
             None
         }),
     };
-    let (from, to) = (instant("from"), instant("to"));
+    let (from, to) = (instant("from", this_month.0), instant("to", this_month.1));
     if let (Some(from), Some(to)) = (from, to)
         && from >= to
     {
@@ -140,9 +188,15 @@ fn range(errors: &mut FieldErrors, params: &Params, calendar: &Calendar) -> (i64
 }
 
 /// `team,model` → dimensions; an unknown name is an error that lists the known ones.
+/// `cost_center` is read as `cost_centre`.
 pub fn parse_group_by(text: &str) -> Result<Vec<Dimension>, String> {
     let mut out = Vec::new();
     for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let name = if name == "cost_center" {
+            "cost_centre"
+        } else {
+            name
+        };
         let Some(dimension) = Dimension::parse(name) else {
             let known: Vec<&str> = Dimension::ALL.iter().map(|d| d.as_str()).collect();
             return Err(format!("'{name}' is not one of {}", known.join(", ")));
@@ -154,80 +208,107 @@ pub fn parse_group_by(text: &str) -> Result<Vec<Dimension>, String> {
     Ok(out)
 }
 
-/// The group columns of one dimension, in report order (a team is its id and its name).
-fn group_columns(dimension: Dimension) -> &'static [&'static str] {
+/// The group columns of one dimension with a row's values, in report order. A team is its id
+/// and name; a session is its team and its id (two teams may send the same session id).
+fn group_cells(row: &ReportRow, dimension: Dimension) -> Vec<(&'static str, Option<&str>)> {
     match dimension {
-        Dimension::Team => &["team_id", "team_name"],
-        Dimension::CostCentre => &["cost_centre"],
-        Dimension::Key => &["key_id"],
-        Dimension::Model => &["model"],
-        Dimension::User => &["user"],
-        Dimension::Session => &["session_id"],
-        Dimension::Day => &["day"],
-        Dimension::Month => &["month"],
+        Dimension::Team => vec![
+            ("team_id", row.team_id.as_deref()),
+            ("team_name", row.team_name.as_deref()),
+        ],
+        Dimension::Session => vec![
+            ("team_id", row.team_id.as_deref()),
+            ("team_name", row.team_name.as_deref()),
+            ("session_id", row.value(dimension)),
+        ],
+        Dimension::CostCentre => vec![("cost_centre", row.value(dimension))],
+        Dimension::Key => vec![("key_id", row.value(dimension))],
+        Dimension::Model => vec![("model", row.value(dimension))],
+        Dimension::User => vec![("user", row.value(dimension))],
+        Dimension::Day => vec![("day", row.value(dimension))],
+        Dimension::Month => vec![("month", row.value(dimension))],
+        Dimension::Status => vec![("status", row.value(dimension))],
     }
 }
 
-fn group_values(row: &ReportRow, dimension: Dimension) -> Vec<Option<&str>> {
-    match dimension {
-        Dimension::Team => vec![row.team_id.as_deref(), row.team_name.as_deref()],
-        other => vec![row.value(other)],
+/// A row's group columns, each column once (a session's team is the team's `team_id`).
+fn groups<'r>(row: &'r ReportRow, group_by: &[Dimension]) -> Vec<(&'static str, Option<&'r str>)> {
+    let mut out: Vec<(&'static str, Option<&str>)> = Vec::new();
+    for dimension in group_by {
+        for (column, value) in group_cells(row, *dimension) {
+            if !out.iter().any(|(c, _)| *c == column) {
+                out.push((column, value));
+            }
+        }
     }
+    out
 }
 
-const METRICS: [&str; 8] = [
+/// The metric columns, in order: what happened to the requests, then tokens, then money.
+const METRICS: [&str; 11] = [
     "requests",
+    "failed_requests",
+    "estimated_requests",
+    "unpriced_requests",
+    "unmetered_requests",
     "input_tokens",
     "cached_input_tokens",
     "output_tokens",
     "reasoning_tokens",
-    "estimated_requests",
     "cost_nano_usd",
     "cost_usd",
 ];
 
-fn metric_values(t: &Totals) -> [String; 8] {
+fn metric_values(t: &Totals) -> [Value; 11] {
     [
-        t.requests.to_string(),
-        t.input_tokens.to_string(),
-        t.cached_input_tokens.to_string(),
-        t.output_tokens.to_string(),
-        t.reasoning_tokens.to_string(),
-        t.estimated_requests.to_string(),
-        t.cost.nanos().to_string(),
-        t.cost.to_usd_string(),
+        t.requests.into(),
+        t.failed_requests.into(),
+        t.estimated_requests.into(),
+        t.unpriced_requests.into(),
+        t.unmetered_requests.into(),
+        t.input_tokens.into(),
+        t.cached_input_tokens.into(),
+        t.output_tokens.into(),
+        t.reasoning_tokens.into(),
+        t.cost.nanos().into(),
+        t.cost.to_usd_fixed().into(),
     ]
 }
 
 /// Totals as JSON: integers, and the cost both as nano-USD and as exact decimal USD.
 pub fn totals_json(t: &Totals) -> Map<String, Value> {
-    let mut out = Map::new();
-    out.insert("requests".into(), t.requests.into());
-    out.insert("input_tokens".into(), t.input_tokens.into());
-    out.insert("cached_input_tokens".into(), t.cached_input_tokens.into());
-    out.insert("output_tokens".into(), t.output_tokens.into());
-    out.insert("reasoning_tokens".into(), t.reasoning_tokens.into());
-    out.insert("estimated_requests".into(), t.estimated_requests.into());
-    out.insert("cost_nano_usd".into(), t.cost.nanos().into());
-    out.insert("cost_usd".into(), t.cost.to_usd_string().into());
+    METRICS
+        .iter()
+        .map(|m| (*m).to_string())
+        .zip(metric_values(t))
+        .collect()
+}
+
+/// The columns of every data row, in order.
+fn columns(report: &Report) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for dimension in &report.group_by {
+        for (column, _) in group_cells(&ReportRow::default(), *dimension) {
+            if !out.contains(&column) {
+                out.push(column);
+            }
+        }
+    }
+    out.extend(METRICS);
     out
 }
 
-/// `{"object": "spend_report", …, "data": [rows], "totals": {…}}`.
-pub fn report_json(report: &Report, query: &ReportQuery) -> Value {
+/// `{"object": "spend_report", "currency": "USD", "from", "to", "last_day", "timezone", …,
+/// "columns": [...], "data": [rows], "totals": {…}}`.
+fn report_json(report: &Report, query: &ReportQuery, covers: &Covers) -> Value {
     let data: Vec<Value> = report
         .rows
         .iter()
         .map(|row| {
-            let mut out = Map::new();
-            for dimension in &report.group_by {
-                for (column, value) in group_columns(*dimension)
-                    .iter()
-                    .zip(group_values(row, *dimension))
-                {
-                    out.insert((*column).into(), value.map_or(Value::Null, Value::from));
-                }
-            }
+            let mut out: Map<String, Value> = groups(row, &report.group_by)
+                .into_iter()
+                .map(|(c, v)| (c.to_string(), v.map_or(Value::Null, Value::from)))
+                .collect();
             out.extend(totals_json(&row.totals));
             Value::Object(out)
         })
@@ -235,60 +316,63 @@ pub fn report_json(report: &Report, query: &ReportQuery) -> Value {
     let group_by: Vec<&str> = report.group_by.iter().map(|d| d.as_str()).collect();
     json!({
         "object": "spend_report",
-        "from": rfc3339(&query.calendar, query.from_ms),
-        "to": rfc3339(&query.calendar, query.to_ms),
-        "timezone": query.calendar.zone(),
+        "currency": CURRENCY,
+        "from": covers.from,
+        "to": covers.to,
+        "first_day": covers.first_day,
+        "last_day": covers.last_day,
+        "timezone": covers.timezone,
         "group_by": group_by,
         "team_id": query.team_id,
         "source": report.source.as_str(),
+        "columns": columns(report),
         "data": data,
         "totals": totals_json(&report.totals),
     })
 }
 
-/// The report as a grid of plain cells: a header, one line per group, then `TOTAL` in the
-/// first column with the sums. Without grouping there is one group (everything), so the grid
-/// is the header (with a `scope` column to hold the label) and `TOTAL`.
-pub fn report_cells(report: &Report) -> Vec<Vec<String>> {
-    let mut header: Vec<String> = report
-        .group_by
-        .iter()
-        .flat_map(|d| group_columns(*d).iter().map(|c| (*c).to_owned()))
-        .collect();
-    let label_columns = header.len().max(1);
-    if header.is_empty() {
-        header.push("scope".into());
-    }
-    header.extend(METRICS.iter().map(|m| (*m).to_owned()));
-    let mut grid = vec![header];
-    if !report.group_by.is_empty() {
+/// The report as RFC 4180 CSV (CRLF line ends, quoted where needed, formulas defused): a
+/// header, one line per group (one line for everything when nothing is grouped), then a
+/// `TOTAL` line only if asked for, since a SUM or pivot over a column would count it twice.
+fn report_csv(report: &Report, total_row: bool) -> String {
+    let mut header: Vec<String> = columns(report).iter().map(|c| c.to_string()).collect();
+    let labels = header.len() - METRICS.len();
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    if report.group_by.is_empty() {
+        header.insert(0, "scope".into());
+        lines.push(line(vec!["all".into()], &report.totals));
+    } else {
         for row in &report.rows {
-            let mut cells: Vec<String> = report
-                .group_by
-                .iter()
-                .flat_map(|d| group_values(row, *d))
-                .map(|v| v.unwrap_or("").to_owned())
+            let cells = groups(row, &report.group_by)
+                .into_iter()
+                .map(|(_, v)| v.unwrap_or("").to_string())
                 .collect();
-            cells.extend(metric_values(&row.totals));
-            grid.push(cells);
+            lines.push(line(cells, &row.totals));
         }
     }
-    let mut total = vec![String::new(); label_columns];
-    total[0] = "TOTAL".into();
-    total.extend(metric_values(&report.totals));
-    grid.push(total);
-    grid
+    if total_row {
+        let mut label = vec![String::new(); labels.max(1)];
+        label[0] = "TOTAL".into();
+        lines.push(line(label, &report.totals));
+    }
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    for cells in std::iter::once(header).chain(lines) {
+        // Writing to memory cannot fail.
+        let _ = writer.write_record(cells.iter().map(|c| defuse(c).into_owned()));
+    }
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
-/// [`report_cells`] as RFC 4180 CSV (CRLF line ends, quoted where needed, formulas defused).
-pub fn report_csv(report: &Report) -> String {
-    let mut out = String::new();
-    for line in report_cells(report) {
-        let cells: Vec<String> = line.iter().map(|c| csv_cell(c)).collect();
-        out.push_str(&cells.join(","));
-        out.push_str("\r\n");
-    }
-    out
+/// Labels then the metrics as text.
+fn line(mut cells: Vec<String>, totals: &Totals) -> Vec<String> {
+    cells.extend(metric_values(totals).iter().map(|v| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }));
+    cells
 }
 
 /// An integer or a plain decimal, possibly negative: what a spreadsheet reads as a number.
@@ -301,20 +385,14 @@ pub fn is_number(cell: &str) -> bool {
         && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// One cell, quoted per RFC 4180 when it must be, and defused if a spreadsheet would run it as
-/// a formula: text starting with `=`, `+`, `-`, `@`, tab or CR gets a leading `'` (OWASP's
-/// advice). Numbers are left alone — a negative cost must stay a number.
-pub fn csv_cell(cell: &str) -> String {
-    let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_number(cell);
-    let cell = if risky {
-        format!("'{cell}")
+/// A CSV cell a spreadsheet would run as a formula gets a leading `'` (OWASP's advice): text
+/// starting with `=`, `+`, `-`, `@`, tab or CR. Numbers are left alone (a negative cost must
+/// stay a number). Only the CSV is defused: JSON and the CLI's table show values as they are.
+pub fn defuse(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_number(cell) {
+        format!("'{cell}").into()
     } else {
-        cell.to_owned()
-    };
-    if cell.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", cell.replace('"', "\"\""))
-    } else {
-        cell
+        cell.into()
     }
 }
 
@@ -363,61 +441,22 @@ fn reconciliation_json(r: &Reconciliation) -> Value {
     })
 }
 
-/// A decoded query string, with the unknown or repeated parameters already counted as errors.
-struct Params {
-    pairs: Vec<(String, String)>,
-    errors: FieldErrors,
-}
-
-impl Params {
-    fn parse(query: Option<&str>, known: &[&'static str]) -> Params {
-        let mut errors = FieldErrors::default();
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let (Some(name), Some(value)) = (percent_decode(name), percent_decode(value)) else {
-                errors.push("query", "is not valid percent-encoded UTF-8");
-                continue;
-            };
-            match known.iter().find(|k| **k == name) {
-                None => errors.push("query", format!("unknown parameter '{name}'")),
-                Some(k) if pairs.iter().any(|(n, _)| n == k) => {
-                    errors.push(k, "is given more than once")
-                }
-                Some(_) if value.is_empty() => {}
-                Some(_) => pairs.push((name, value)),
-            }
-        }
-        Params { pairs, errors }
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(csv_cell("plain"), "plain");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("line\nbreak"), "\"line\nbreak\"");
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_cell("+1 555"), "'+1 555");
-        assert_eq!(csv_cell("@user"), "'@user");
-        assert_eq!(csv_cell("-rm"), "'-rm");
-        assert_eq!(csv_cell("-0.005"), "-0.005");
-        assert_eq!(csv_cell("-12"), "-12");
-        assert_eq!(csv_cell("12.50"), "12.50");
-        assert_eq!(csv_cell("-"), "'-");
-        assert_eq!(csv_cell("-1."), "'-1.");
+    fn formulas_are_defused_and_numbers_left_alone() {
+        assert_eq!(defuse("plain"), "plain");
+        assert_eq!(defuse("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(defuse("+1 555"), "'+1 555");
+        assert_eq!(defuse("@user"), "'@user");
+        assert_eq!(defuse("-rm"), "'-rm");
+        assert_eq!(defuse("-0.005"), "-0.005");
+        assert_eq!(defuse("-12"), "-12");
+        assert_eq!(defuse("12.50"), "12.50");
+        assert_eq!(defuse("-"), "'-");
+        assert_eq!(defuse("-1."), "'-1.");
     }
 
     #[test]
@@ -426,26 +465,15 @@ mod tests {
             parse_group_by("team, model,team,"),
             Ok(vec![Dimension::Team, Dimension::Model])
         );
+        assert_eq!(
+            parse_group_by("cost_center,status"),
+            Ok(vec![Dimension::CostCentre, Dimension::Status])
+        );
         assert_eq!(parse_group_by(""), Ok(vec![]));
         let err = parse_group_by("team,colour").unwrap_err();
         assert!(
             err.contains("'colour'") && err.contains("cost_centre"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn query_strings_are_decoded_and_checked() {
-        let p = Params::parse(
-            Some("from=2026-11-01T00:00:00%2B01:00&to=2026-12-01T00:00:00+01:00&bogus=1&to=x"),
-            &SPEND_PARAMS,
-        );
-        assert_eq!(p.get("from"), Some("2026-11-01T00:00:00+01:00"));
-        assert_eq!(p.get("to"), Some("2026-12-01T00:00:00+01:00"));
-        let message = p.errors.into_result().unwrap_err().message;
-        assert!(message.contains("unknown parameter 'bogus'"), "{message}");
-        assert!(message.contains("to: is given more than once"), "{message}");
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
     }
 }

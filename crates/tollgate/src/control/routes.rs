@@ -107,87 +107,44 @@ const fn route(method: &'static str, pattern: &'static str, access: Access, op: 
 use Access::{Admin, AdminOrFinance, Public, Team, TeamOrFinance};
 
 /// Every route of `/admin/v1`.
+#[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
-    route("GET", "/admin/v1/openapi.json", Public, Op::OpenApi),
-    route("GET", "/admin/v1/teams", TeamOrFinance, Op::ListTeams),
-    route("POST", "/admin/v1/teams", Admin, Op::CreateTeam),
-    route("GET", "/admin/v1/teams/{team}", TeamOrFinance, Op::GetTeam),
-    route("PATCH", "/admin/v1/teams/{team}", Team, Op::UpdateTeam),
-    route("GET", "/admin/v1/teams/{team}/keys", Team, Op::ListTeamKeys),
-    route("POST", "/admin/v1/teams/{team}/keys", Team, Op::IssueKey),
-    route(
-        "GET",
-        "/admin/v1/teams/{team}/sessions",
-        TeamOrFinance,
-        Op::TopSessions,
-    ),
-    route(
-        "GET",
-        "/admin/v1/teams/{team}/sessions/{id}",
-        TeamOrFinance,
-        Op::GetTeamSession,
-    ),
-    route("GET", "/admin/v1/keys", Team, Op::ListKeys),
-    route("GET", "/admin/v1/keys/{id}", Team, Op::GetKey),
-    route("DELETE", "/admin/v1/keys/{id}", Team, Op::RevokeKey),
-    route("POST", "/admin/v1/keys/{id}/rotate", Team, Op::RotateKey),
-    route("GET", "/admin/v1/budgets", TeamOrFinance, Op::ListBudgets),
-    route("POST", "/admin/v1/budgets", Team, Op::CreateBudget),
-    route(
-        "GET",
-        "/admin/v1/budgets/{id}",
-        TeamOrFinance,
-        Op::GetBudget,
-    ),
-    route("PATCH", "/admin/v1/budgets/{id}", Team, Op::UpdateBudget),
-    route("DELETE", "/admin/v1/budgets/{id}", Team, Op::DeleteBudget),
-    route("GET", "/admin/v1/rate-limits", Team, Op::ListRateLimits),
-    route("PUT", "/admin/v1/rate-limits", Team, Op::SetRateLimit),
+    route("GET",    "/admin/v1/openapi.json",                Public,         Op::OpenApi),
+    route("GET",    "/admin/v1/teams",                       TeamOrFinance,  Op::ListTeams),
+    route("POST",   "/admin/v1/teams",                       Admin,          Op::CreateTeam),
+    route("GET",    "/admin/v1/teams/{team}",                TeamOrFinance,  Op::GetTeam),
+    route("PATCH",  "/admin/v1/teams/{team}",                Team,           Op::UpdateTeam),
+    route("GET",    "/admin/v1/teams/{team}/keys",           Team,           Op::ListTeamKeys),
+    route("POST",   "/admin/v1/teams/{team}/keys",           Team,           Op::IssueKey),
+    route("GET",    "/admin/v1/teams/{team}/sessions",       TeamOrFinance,  Op::TopSessions),
+    route("GET",    "/admin/v1/teams/{team}/sessions/{id}",  TeamOrFinance,  Op::GetTeamSession),
+    route("GET",    "/admin/v1/keys",                        Team,           Op::ListKeys),
+    route("GET",    "/admin/v1/keys/{id}",                   Team,           Op::GetKey),
+    route("DELETE", "/admin/v1/keys/{id}",                   Team,           Op::RevokeKey),
+    route("POST",   "/admin/v1/keys/{id}/rotate",            Team,           Op::RotateKey),
+    route("GET",    "/admin/v1/budgets",                     TeamOrFinance,  Op::ListBudgets),
+    route("POST",   "/admin/v1/budgets",                     Team,           Op::CreateBudget),
+    route("GET",    "/admin/v1/budgets/{id}",                TeamOrFinance,  Op::GetBudget),
+    route("PATCH",  "/admin/v1/budgets/{id}",                Team,           Op::UpdateBudget),
+    route("DELETE", "/admin/v1/budgets/{id}",                Team,           Op::DeleteBudget),
+    route("GET",    "/admin/v1/rate-limits",                 Team,           Op::ListRateLimits),
+    route("PUT",    "/admin/v1/rate-limits",                 Team,           Op::SetRateLimit),
     // Finance traces a disputed charge to its calls: rows and sessions carry no prompts.
-    route(
-        "GET",
-        "/admin/v1/sessions/{id}",
-        TeamOrFinance,
-        Op::GetSession,
-    ),
-    route(
-        "GET",
-        "/admin/v1/requests/{id}",
-        TeamOrFinance,
-        Op::GetRequest,
-    ),
-    route(
-        "GET",
-        "/admin/v1/reports/spend",
-        TeamOrFinance,
-        Op::SpendReport,
-    ),
-    route(
-        "GET",
-        "/admin/v1/reports/reconcile",
-        AdminOrFinance,
-        Op::Reconcile,
-    ),
-    route("GET", "/admin/v1/audit", Admin, Op::ListAudit),
-    route("GET", "/admin/v1/admin-tokens", Admin, Op::ListAdminTokens),
-    route(
-        "POST",
-        "/admin/v1/admin-tokens",
-        Admin,
-        Op::CreateAdminToken,
-    ),
-    route(
-        "DELETE",
-        "/admin/v1/admin-tokens/{id}",
-        Admin,
-        Op::RevokeAdminToken,
-    ),
+    route("GET",    "/admin/v1/sessions/{id}",               TeamOrFinance,  Op::GetSession),
+    route("GET",    "/admin/v1/requests/{id}",               TeamOrFinance,  Op::GetRequest),
+    route("GET",    "/admin/v1/reports/spend",               TeamOrFinance,  Op::SpendReport),
+    route("GET",    "/admin/v1/reports/reconcile",           AdminOrFinance, Op::Reconcile),
+    route("GET",    "/admin/v1/audit",                       Admin,          Op::ListAudit),
+    route("GET",    "/admin/v1/admin-tokens",                Admin,          Op::ListAdminTokens),
+    route("POST",   "/admin/v1/admin-tokens",                Admin,          Op::CreateAdminToken),
+    route("DELETE", "/admin/v1/admin-tokens/{id}",           Admin,          Op::RevokeAdminToken),
 ];
 
 /// Every pattern of [`ROUTES`], to the routes served under it (one per method).
 static TABLE: LazyLock<matchit::Router<Vec<&'static Route>>> = LazyLock::new(|| {
     let mut table = matchit::Router::new();
     let mut patterns: Vec<&'static str> = ROUTES.iter().map(|r| r.pattern).collect();
+    patterns.sort_unstable();
     patterns.dedup();
     for pattern in patterns {
         let routes = ROUTES.iter().filter(|r| r.pattern == pattern).collect();

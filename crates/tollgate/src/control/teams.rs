@@ -21,6 +21,8 @@ use crate::validate::{
 #[serde(deny_unknown_fields)]
 struct CreateTeam {
     name: Option<String>,
+    /// US spelling `cost_center` accepted too.
+    #[serde(alias = "cost_center")]
     cost_centre: Option<String>,
     /// Models the team's keys may call (`gpt-5*` matches a prefix); absent: all.
     allowed_models: Option<Vec<String>>,
@@ -31,7 +33,11 @@ struct CreateTeam {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateTeam {
-    #[serde(default, deserialize_with = "super::budgets::present")]
+    #[serde(
+        default,
+        alias = "cost_center",
+        deserialize_with = "super::budgets::present"
+    )]
     cost_centre: Option<Option<String>>,
     labels: Option<BTreeMap<String, String>>,
     disabled: Option<bool>,
