@@ -203,8 +203,9 @@ fn value_of(row: &Value, dimension: &str) -> Option<String> {
         "key" => field("key_id"),
         "model" => field("model"),
         "user" => field("user"),
+        // Sessions sort by id, then by team.
         "session" => {
-            field("session_id").map(|s| format!("{}/{s}", row["team_id"].as_str().unwrap()))
+            field("session_id").map(|s| format!("{s}/{}", row["team_id"].as_str().unwrap()))
         }
         "day" => field("day"),
         "month" => field("month"),
@@ -236,7 +237,7 @@ fn expected(
                 "key" => Some(e.key_id.clone()),
                 "model" => e.model_served.clone().or(e.model_requested.clone()),
                 "user" => e.user.clone(),
-                "session" => e.session_id.as_ref().map(|s| format!("{}/{s}", e.team_id)),
+                "session" => e.session_id.as_ref().map(|s| format!("{s}/{}", e.team_id)),
                 "day" => Some(day.clone()),
                 "month" => Some(day[..7].to_owned()),
                 "status" => Some(e.status.to_string()),
