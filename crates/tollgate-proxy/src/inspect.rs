@@ -120,7 +120,10 @@ pub struct Peek {
     pub max_completion_tokens: Option<u64>,
     /// `flex`, `priority`, …: budgets price the estimate at the requested tier.
     pub service_tier: Option<String>,
-    pub stream_options: Option<StreamOptions>,
+    /// `None` when absent, `Some(None)` when `null`: a `null` must be replaced, since adding
+    /// the field beside it would send the upstream the key twice.
+    #[serde(default, deserialize_with = "present")]
+    pub stream_options: Option<Option<StreamOptions>>,
     /// Chat and legacy completions: how many choices are generated (each bills its output).
     pub n: Option<u64>,
     /// Legacy completions: candidates generated server-side (each bills its output).
@@ -133,6 +136,15 @@ pub struct Peek {
 #[derive(Debug, Default, Deserialize, PartialEq)]
 pub struct StreamOptions {
     pub include_usage: Option<bool>,
+}
+
+/// A field that is present, even as `null`.
+fn present<'de, D, T>(field: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(field).map(Some)
 }
 
 /// A decoded request body and what was learned from it.

@@ -235,6 +235,62 @@ async fn chat_stream_without_include_usage_is_metered_and_the_client_sees_no_tra
     assert!(row["output_tokens"].as_i64().unwrap() > 0);
 }
 
+#[tokio::test]
+async fn chat_stream_with_stream_options_null_is_metered_exactly_and_passes_through() {
+    // `"stream_options": null` is valid and means "no usage". tollgate must replace it rather
+    // than add a second `stream_options` key: a parser that keeps the last key would read the
+    // null (no usage: an estimate that misses reasoning tokens), a strict one refuses the call.
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("platform").await;
+    for path in ["/v1/chat/completions", "/v1/completions"] {
+        let body = if path == "/v1/completions" {
+            json!({"model":"gpt-5.5","prompt":"hello","stream":true,"stream_options":null})
+        } else {
+            json!({"model":"gpt-5.5","messages":[{"role":"user","content":"hello"}],"stream":true,"stream_options":null})
+        }
+        .to_string();
+        let direct = h
+            .http
+            .send(
+                Method::POST,
+                &format!("http://{}{path}", h.mock.addr()),
+                &[],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(direct.status, StatusCode::OK, "{direct:?}");
+        let via = h
+            .http
+            .send(
+                Method::POST,
+                &format!("{}{path}", h.base()),
+                &[bearer(&key)],
+                body,
+            )
+            .await;
+        assert_eq!(
+            via.status,
+            StatusCode::OK,
+            "{path}: {}",
+            String::from_utf8_lossy(&via.body)
+        );
+        let sent = String::from_utf8(h.mock.requests().last().unwrap().body.to_vec()).unwrap();
+        assert_eq!(sent.matches("stream_options").count(), 1, "{sent}");
+        let events = |r: &Reply| -> Vec<String> {
+            String::from_utf8(r.body.to_vec())
+                .unwrap()
+                .split("\n\n")
+                .filter(|e| !e.is_empty())
+                .map(normalise_chunk)
+                .collect()
+        };
+        assert_eq!(events(&via), events(&direct), "{path}");
+        let row = h.ledger_row(&request_id(&via)).await;
+        assert_eq!(row["estimated"], false, "{path}: {row}");
+        assert!(row["output_tokens"].as_i64().unwrap() > 0, "{row}");
+    }
+}
+
 /// A chat chunk with its per-request id and timestamp blanked, byte layout otherwise kept.
 fn normalise_chunk(event: &str) -> String {
     let Some(data) = event.strip_prefix("data: ") else {
