@@ -12,6 +12,7 @@ use http::request::Parts;
 use http::{HeaderMap, Request};
 use hyper::body::Incoming;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use tollgate_core::ApiError;
 
@@ -130,6 +131,26 @@ pub struct Peek {
     pub best_of: Option<u64>,
     /// A Responses call run in the background: it bills as it runs, after the call returns.
     pub background: Option<bool>,
+    /// Responses: input the upstream holds and the body only names (see [`Peek::names_stored_input`]).
+    pub previous_response_id: Option<IgnoredAny>,
+    pub conversation: Option<IgnoredAny>,
+    pub prompt: Option<IgnoredAny>,
+}
+
+impl Peek {
+    /// Whether part of the call's input is held by the upstream — a previous response, a
+    /// conversation, a stored prompt, a stored item — so the body's length does not bound it.
+    /// A body that merely mentions `"item_reference"` in its text counts too: a larger
+    /// reservation, never a smaller one.
+    pub fn names_stored_input(&self, body: &[u8]) -> bool {
+        const ITEM_REFERENCE: &[u8] = b"\"item_reference\"";
+        self.previous_response_id.is_some()
+            || self.conversation.is_some()
+            || self.prompt.is_some()
+            || body
+                .windows(ITEM_REFERENCE.len())
+                .any(|w| w == ITEM_REFERENCE)
+    }
 }
 
 /// `stream_options`, as far as tollgate cares.

@@ -972,3 +972,51 @@ async fn a_client_that_leaves_mid_body_reaches_nothing_and_leaves_no_row() {
         "a half-sent request was forwarded"
     );
 }
+
+#[tokio::test]
+async fn a_call_that_continues_input_the_upstream_holds_reserves_for_it() {
+    // A Responses call can name input the upstream holds — a previous response, a conversation,
+    // a stored prompt or item — in a few bytes, and is billed for all of it. Reserving only
+    // for the body would let a handful of such calls in flight spend far past a budget.
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        // $0.50 of gpt-5.5 input: past this budget, while the body alone is far within it.
+        c.budgets.stored_input_tokens = 100_000;
+    })
+    .await;
+    let key = h.team_key("chained").await;
+    set_budget(&h, "chained", "0.10").await;
+    let send = |extra: serde_json::Value| {
+        let h = &h;
+        let key = key.clone();
+        async move {
+            let mut body = json!({"model": "gpt-5.5", "input": "hi", "max_output_tokens": 64});
+            for (name, value) in extra.as_object().unwrap() {
+                body[name] = value.clone();
+            }
+            h.http
+                .json(
+                    Method::POST,
+                    &format!("{}/v1/responses", h.base()),
+                    &[bearer(&key)],
+                    body,
+                )
+                .await
+        }
+    };
+    assert_eq!(send(json!({})).await.status, StatusCode::OK);
+    for extra in [
+        json!({"previous_response_id": "resp_0123"}),
+        json!({"conversation": "conv_0123"}),
+        json!({"conversation": {"id": "conv_0123"}}),
+        json!({"prompt": {"id": "pmpt_0123", "version": "2"}}),
+        json!({"input": [{"type": "item_reference", "id": "msg_0123"}]}),
+    ] {
+        send(extra.clone())
+            .await
+            .assert_error(429, "usage_limit_reached");
+        assert_eq!(h.mock.requests().len(), 1, "{extra} reached the upstream");
+    }
+    // Naming nothing (null) holds nothing back.
+    let reply = send(json!({"previous_response_id": null, "conversation": null})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+}
