@@ -1020,3 +1020,47 @@ async fn a_call_that_continues_input_the_upstream_holds_reserves_for_it() {
     let reply = send(json!({"previous_response_id": null, "conversation": null})).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
 }
+
+#[tokio::test]
+async fn an_upload_the_client_abandons_is_not_blamed_on_the_upstream() {
+    // An allowed unmetered endpoint streams the client's body upstream as it arrives. A client
+    // that leaves halfway broke the call: its row must not say the upstream cut it (a 502 that
+    // pages whoever watches upstream errors), and it costs nothing.
+    // An upstream that takes the upload's head and waits for the rest.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", upstream.local_addr().unwrap());
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        c.proxy.unmetered = vec!["/v1/files".into()];
+        c.upstream.url = url;
+    })
+    .await;
+    let key = h.team_key("halfupload").await;
+    let mut conn = tokio::net::TcpStream::connect(h.gateway.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/octet-stream\r\ncontent-length: 1000\r\n\r\nabcdef"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // Once the gateway is streaming the upload upstream, the client leaves.
+    let (mut upstream_conn, _) = tokio::time::timeout(Duration::from_secs(10), upstream.accept())
+        .await
+        .expect("the upload reached the upstream")
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buf = [0u8; 1024];
+        let n = upstream_conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the gateway closed the upload before its head");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(head.starts_with(b"POST /v1/files "));
+    drop(conn);
+    let rows = wait_rows(&h, &key, 1).await;
+    let row = &rows[0];
+    assert!(row.unmetered, "{row:?}");
+    assert_ne!(row.outcome, 1, "blamed on the upstream: {row:?}");
+    assert!(row.status < 500, "blamed on the upstream: {row:?}");
+    assert_eq!(row.cost_nanos, 0, "{row:?}");
+    drop(upstream_conn);
+}
