@@ -531,3 +531,73 @@ async fn unpriced_models_are_refused_before_anything_is_sent() {
         "{row}"
     );
 }
+
+#[tokio::test]
+async fn a_json_answer_too_large_to_parse_whole_is_still_charged_its_usage() {
+    // Logprobs for many choices make a non-streamed answer tens of MB. The meter does not
+    // parse one that large whole; it must still find the usage at its end, or the output of
+    // such a call (all of it billed upstream) would cost its client nothing.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", upstream.local_addr().unwrap());
+    let h = Harness::start_custom(
+        Backend::Sqlite,
+        tollgate_mock::MockOptions::default(),
+        |c| {
+            c.upstream.url = url;
+        },
+    )
+    .await;
+    let key = h.team_key("logprobs").await;
+    let filler = "x".repeat(33 * 1024 * 1024);
+    let answer = format!(
+        "{{\n  \"id\": \"chatcmpl-big\",\n  \"object\": \"chat.completion\",\n  \"model\": \"gpt-5.5\",\n  \"choices\": [{{\"index\": 0, \"message\": {{\"role\": \"assistant\", \"content\": \"{filler}\"}}, \"finish_reason\": \"length\"}}],\n  \"usage\": {{\n    \"prompt_tokens\": 12,\n    \"completion_tokens\": 200000,\n    \"total_tokens\": 200012\n  }},\n  \"service_tier\": \"default\"\n}}"
+    );
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = upstream.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            answer.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(answer.as_bytes()).await.unwrap();
+        conn.flush().await.unwrap();
+        answer.len()
+    });
+    let reply = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/v1/chat/completions", h.base()),
+            &[bearer(&key)],
+            json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 20, "n": 8}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.body.len(),
+        server.await.unwrap(),
+        "the answer arrived whole"
+    );
+    let row = h.ledger_row(&request_id(&reply)).await;
+    assert_eq!(row["estimated"], false, "{row}");
+    assert_eq!(tokens(&row), (12, 0, 200_000, 0), "{row}");
+    assert_eq!(row["cost_nanos"], cost(&GPT_5_5, 12, 0, 200_000), "{row}");
+}

@@ -436,9 +436,77 @@ pub fn embeddings_json(body: &[u8], seen: &mut Observed) {
     }
 }
 
+/// Which usage object a JSON response carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonKind {
+    Responses,
+    Chat,
+    Embeddings,
+}
+
+/// The usage of a JSON response too large to parse whole, from its last bytes: OpenAI writes
+/// `usage` after the output. A `"usage"` inside a string has its quotes escaped, and a
+/// client-chosen field after the usage (Responses' `user`, `metadata`) cannot hold an object,
+/// so the last `"usage"` key whose value is a usage object is the response's own.
+pub fn usage_in_tail(kind: JsonKind, tail: &[u8], seen: &mut Observed) {
+    const KEY: &[u8] = b"\"usage\"";
+    let mut end = tail.len();
+    while let Some(at) = tail[..end].windows(KEY.len()).rposition(|w| w == KEY) {
+        end = at;
+        let Some(value) = tail[at + KEY.len()..].trim_ascii_start().strip_prefix(b":") else {
+            continue;
+        };
+        let mut value = serde_json::Deserializer::from_slice(value);
+        let usage = match kind {
+            JsonKind::Responses => ResponsesUsage::deserialize(&mut value)
+                .ok()
+                .map(Usage::from),
+            JsonKind::Chat => ChatUsage::deserialize(&mut value).ok().map(Usage::from),
+            JsonKind::Embeddings => EmbeddingsUsage::deserialize(&mut value)
+                .ok()
+                .map(|u| Usage {
+                    input: u.prompt_tokens,
+                    ..Usage::default()
+                }),
+        };
+        if usage.is_some() {
+            seen.usage = usage;
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_usage_of_a_large_json_response_is_found_in_its_tail() {
+        let chat = br#"me, "\"usage\": {\"prompt_tokens\": 1}"}, "finish_reason": "stop"}],
+  "usage": {
+    "prompt_tokens": 10,
+    "completion_tokens": 5000000,
+    "completion_tokens_details": {"reasoning_tokens": 7}
+  },
+  "service_tier": "default"
+}"#;
+        let mut seen = Observed::default();
+        usage_in_tail(JsonKind::Chat, chat, &mut seen);
+        let usage = seen.usage.unwrap();
+        assert_eq!(
+            (usage.input, usage.output, usage.reasoning),
+            (10, 5_000_000, 7)
+        );
+        // A client's `user` or `metadata` after the usage cannot stand in for it.
+        let responses = br#"t"}]}],"usage":{"input_tokens":3,"output_tokens":4},"user":"\"usage","metadata":{"usage":"{\"input_tokens\":1,\"output_tokens\":1}"}}"#;
+        let mut seen = Observed::default();
+        usage_in_tail(JsonKind::Responses, responses, &mut seen);
+        let usage = seen.usage.unwrap();
+        assert_eq!((usage.input, usage.output), (3, 4));
+        let mut seen = Observed::default();
+        usage_in_tail(JsonKind::Responses, b"no usage here", &mut seen);
+        assert!(seen.usage.is_none());
+    }
 
     #[test]
     fn responses_stream_yields_usage_tools_and_text() {
