@@ -601,3 +601,78 @@ async fn a_json_answer_too_large_to_parse_whole_is_still_charged_its_usage() {
     assert_eq!(tokens(&row), (12, 0, 200_000, 0), "{row}");
     assert_eq!(row["cost_nanos"], cost(&GPT_5_5, 12, 0, 200_000), "{row}");
 }
+
+#[tokio::test]
+async fn a_responses_stream_whose_last_event_is_huge_is_still_charged_its_usage() {
+    // `response.completed` carries the whole response; with logprobs it can be tens of MB on
+    // one line, more than the meter keeps. Its usage (reasoning tokens the client never saw
+    // as text included) must still be read, not estimated from the deltas.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", upstream.local_addr().unwrap());
+    let h = Harness::start_custom(
+        Backend::Sqlite,
+        tollgate_mock::MockOptions::default(),
+        |c| {
+            c.upstream.url = url;
+        },
+    )
+    .await;
+    let key = h.team_key("hugeevent").await;
+    let filler = "x".repeat(12 * 1024 * 1024);
+    let stream = format!(
+        "event: response.created\ndata: {{\"type\":\"response.created\",\"response\":{{\"id\":\"resp_big\",\"model\":\"gpt-5.5\",\"usage\":null}}}}\n\n\
+         event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}}\n\n\
+         event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_big\",\"model\":\"gpt-5.5\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"Hi\",\"logprobs\":\"{filler}\"}}]}}],\"usage\":{{\"input_tokens\":12,\"input_tokens_details\":{{\"cached_tokens\":0}},\"output_tokens\":150000,\"output_tokens_details\":{{\"reasoning_tokens\":149000}}}},\"user\":null,\"metadata\":{{}}}}}}\n\n"
+    );
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = upstream.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n",
+            stream.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        // In 64 KiB writes, as a long event arrives.
+        for piece in stream.as_bytes().chunks(64 * 1024) {
+            conn.write_all(piece).await.unwrap();
+        }
+        conn.flush().await.unwrap();
+        stream.len()
+    });
+    let reply = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/v1/responses", h.base()),
+            &[bearer(&key)],
+            json!({"model": "gpt-5.5", "input": "hi", "stream": true, "include": ["message.output_text.logprobs"], "top_logprobs": 20}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.body.len(),
+        server.await.unwrap(),
+        "the stream arrived whole"
+    );
+    let row = h.ledger_row(&request_id(&reply)).await;
+    assert_eq!(row["estimated"], false, "{row}");
+    assert_eq!(tokens(&row), (12, 0, 150_000, 149_000), "{row}");
+    assert_eq!(row["cost_nanos"], cost(&GPT_5_5, 12, 0, 150_000), "{row}");
+}

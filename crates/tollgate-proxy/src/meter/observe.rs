@@ -213,18 +213,21 @@ impl ResponsesStream {
                 | "response.incomplete"
                 | "response.created"
                 | "response.in_progress",
-            ) => {
-                if let Ok(ResponseEvent {
+            ) => match serde_json::from_slice(data) {
+                Ok(ResponseEvent {
                     response: Some(r), ..
-                }) = serde_json::from_slice(data)
-                {
+                }) => {
                     seen.set_id(r.id);
                     seen.set_meta(r.model, r.service_tier);
                     if let Some(usage) = r.usage {
                         seen.usage = Some(usage.into());
                     }
                 }
-            }
+                Ok(_) => {}
+                // An event too long to keep whole (the line splitter kept its start and end):
+                // its usage is at its end.
+                Err(_) => usage_in_tail(JsonKind::Responses, data, seen),
+            },
             Some("response.output_item.done") => {
                 if let Ok(ResponseEvent {
                     item: Some(item), ..
