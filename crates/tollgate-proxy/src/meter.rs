@@ -169,16 +169,21 @@ impl<S: Settle> Metered<S> {
                         &joined
                     }
                 };
-                match endpoint {
+                let whole = match endpoint {
                     Endpoint::Responses | Endpoint::ResponsesCompact => {
                         observe::response_json(body, seen)
                     }
                     Endpoint::Embeddings => observe::embeddings_json(body, seen),
                     _ => observe::chat_json(body, seen),
+                };
+                if !whole {
+                    observe::cut_json(body, seen);
                 }
             }
             Reader::Json {
-                endpoint, frames, ..
+                endpoint,
+                frames,
+                len,
             } => {
                 let kind = match endpoint {
                     Endpoint::Responses | Endpoint::ResponsesCompact => {
@@ -187,7 +192,13 @@ impl<S: Settle> Metered<S> {
                     Endpoint::Embeddings => observe::JsonKind::Embeddings,
                     _ => observe::JsonKind::Chat,
                 };
-                observe::usage_in_tail(kind, &frames.concat(), seen);
+                let tail = frames.concat();
+                observe::usage_in_tail(kind, &tail, seen);
+                if seen.usage.is_none() {
+                    // Cut: the tail as text, the rest by its length.
+                    observe::cut_json(&tail, seen);
+                    seen.text_overflow += len.saturating_sub(tail.len());
+                }
             }
             Reader::Opaque => {}
         }

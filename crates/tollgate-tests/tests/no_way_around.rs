@@ -1064,3 +1064,82 @@ async fn an_upload_the_client_abandons_is_not_blamed_on_the_upstream() {
     assert_eq!(row.cost_nanos, 0, "{row:?}");
     drop(upstream_conn);
 }
+
+#[tokio::test]
+async fn a_client_that_reads_a_json_answer_but_its_usage_pays_for_what_it_read() {
+    // A non-streamed answer is whole (and billed whole) before its first byte is sent, with
+    // its usage last. A client that reads the answer and leaves before the usage arrives
+    // must still pay for the output it read, not for its input alone.
+    use std::fmt::Write as _;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", upstream.local_addr().unwrap());
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        c.upstream.url = url;
+        // Should the gateway not notice the client leave, the held-back end times out.
+        c.upstream.stream_idle_timeout_ms = 2_000;
+    })
+    .await;
+    let key = h.team_key("leaveearly").await;
+    let mut content = String::new();
+    for i in 0..20_000 {
+        write!(content, "word{i} ").unwrap();
+    }
+    let answer_head = format!(
+        "{{\"id\":\"chatcmpl-cut\",\"object\":\"chat.completion\",\"model\":\"gpt-5.5\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"{content}\"}},\"finish_reason\":\"stop\"}}],"
+    );
+    let answer_tail =
+        "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":60000,\"total_tokens\":60012}}";
+    let total = answer_head.len() + answer_tail.len();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = upstream.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            request.extend_from_slice(&buf[..n]);
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {total}\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(answer_head.as_bytes()).await.unwrap();
+        conn.flush().await.unwrap();
+        let _ = released.await;
+        let _ = conn.write_all(answer_tail.as_bytes()).await;
+        conn
+    });
+    let body =
+        json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let mut client = tokio::net::TcpStream::connect(h.gateway.addr)
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !got.windows(10).any(|w| w == b"word19999 ") {
+        let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+            .await
+            .expect("the answer arrives")
+            .unwrap();
+        assert!(n > 0, "the gateway closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // The whole answer text was read; the usage has not come. The client leaves.
+    drop(client);
+    let rows = wait_rows(&h, &key, 1).await;
+    let _ = release.send(());
+    drop(server);
+    let row = &rows[0];
+    assert!(row.estimated, "{row:?}");
+    assert!(
+        row.output_tokens >= 20_000,
+        "the client read ~40,000 tokens of answer and was charged for {}: {row:?}",
+        row.output_tokens
+    );
+}

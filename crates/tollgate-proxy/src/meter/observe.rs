@@ -269,22 +269,24 @@ fn event_type(data: &[u8]) -> Option<&'static str> {
 
 /// Reads a non-streamed Response object (or a compaction's `{"output":[…]}`). Without usage,
 /// the output text is kept for the estimate, as a stream's deltas are.
-pub fn response_json(body: &[u8], seen: &mut Observed) {
-    if let Ok(r) = serde_json::from_slice::<ResponseObject<'_>>(body) {
-        seen.set_id(r.id);
-        seen.set_meta(r.model, r.service_tier);
-        seen.usage = r.usage.map(Into::into);
-        for item in &r.output {
-            if let Some(name) = tool_name(item) {
-                seen.count_tool(name);
-            }
-            if seen.usage.is_none() {
-                for text in item.texts() {
-                    seen.push_text(text);
-                }
+pub fn response_json(body: &[u8], seen: &mut Observed) -> bool {
+    let Ok(r) = serde_json::from_slice::<ResponseObject<'_>>(body) else {
+        return false;
+    };
+    seen.set_id(r.id);
+    seen.set_meta(r.model, r.service_tier);
+    seen.usage = r.usage.map(Into::into);
+    for item in &r.output {
+        if let Some(name) = tool_name(item) {
+            seen.count_tool(name);
+        }
+        if seen.usage.is_none() {
+            for text in item.texts() {
+                seen.push_text(text);
             }
         }
     }
+    true
 }
 
 // ---- Chat Completions and legacy completions ----
@@ -371,9 +373,9 @@ pub fn is_usage_chunk(data: &[u8]) -> bool {
 }
 
 /// Reads one chat/completions chunk or a whole non-streamed body.
-pub fn chat_json(data: &[u8], seen: &mut Observed) {
+pub fn chat_json(data: &[u8], seen: &mut Observed) -> bool {
     let Ok(body) = serde_json::from_slice::<ChatBody<'_>>(data) else {
-        return;
+        return false;
     };
     seen.set_id(body.id);
     seen.set_meta(body.model, body.service_tier);
@@ -402,6 +404,7 @@ pub fn chat_json(data: &[u8], seen: &mut Observed) {
             }
         }
     }
+    true
 }
 
 /// Reads one line of a chat/completions SSE stream.
@@ -429,14 +432,24 @@ struct EmbeddingsUsage {
     prompt_tokens: u64,
 }
 
-pub fn embeddings_json(body: &[u8], seen: &mut Observed) {
-    if let Ok(body) = serde_json::from_slice::<EmbeddingsBody<'_>>(body) {
-        seen.set_meta(body.model, None);
-        seen.usage = body.usage.map(|u| Usage {
-            input: u.prompt_tokens,
-            ..Usage::default()
-        });
-    }
+pub fn embeddings_json(body: &[u8], seen: &mut Observed) -> bool {
+    let Ok(body) = serde_json::from_slice::<EmbeddingsBody<'_>>(body) else {
+        return false;
+    };
+    seen.set_meta(body.model, None);
+    seen.usage = body.usage.map(|u| Usage {
+        input: u.prompt_tokens,
+        ..Usage::default()
+    });
+    true
+}
+
+/// A JSON answer that ended before its end (the client left, or the upstream broke off): it
+/// was whole upstream — a non-streamed answer is generated before it is sent — and billed
+/// whole, usage last. What was delivered counts as its output text, JSON syntax and all: an
+/// estimate over rather than under, or a client could read all but the usage and leave.
+pub fn cut_json(body: &[u8], seen: &mut Observed) {
+    seen.push_text(&String::from_utf8_lossy(body));
 }
 
 /// Which usage object a JSON response carries.
