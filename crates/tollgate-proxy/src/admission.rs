@@ -5,11 +5,12 @@
 //!
 //! Budgets reserve an upper-bound estimate of the call's cost against every budget that
 //! applies: input tokens bounded by the body's byte length (a token is at least one byte of
-//! the JSON it came from) × the input rate, plus the request's `max_output_tokens` /
-//! `max_completion_tokens` / `max_tokens` — or the configured cap for the model when it sets
-//! none, as Codex does — × the output rate, at the requested service tier. Only when that bound
-//! does not fit in the budget's headroom is the body tokenized for a tighter bound (milliseconds
-//! for a large Codex request, so never on the common path).
+//! the JSON it came from) — plus `stored_input_tokens` when the call names input the upstream
+//! holds (a previous response, a conversation) — × the input rate, plus the request's
+//! `max_output_tokens` / `max_completion_tokens` / `max_tokens` — or the configured cap for
+//! the model when it sets none, as Codex does — × the output rate, at the requested service
+//! tier. Only when that bound does not fit in the budget's headroom is the body tokenized for a
+//! tighter bound (milliseconds for a large Codex request, so never on the common path).
 
 use std::sync::Arc;
 
@@ -205,8 +206,14 @@ impl Admission {
             let choices = peek.n.max(peek.best_of).unwrap_or(1).max(1);
             per_choice.saturating_mul(choices)
         };
+        // Input the upstream holds is not in the body: bound it by the configured context.
+        let stored = if peek.names_stored_input(call.body) {
+            self.config.stored_input_tokens
+        } else {
+            0
+        };
         let usage = Usage {
-            input: input.max(1),
+            input: input.max(1).saturating_add(stored),
             cached_input: 0,
             output,
             reasoning: 0,

@@ -12,6 +12,7 @@ use http::request::Parts;
 use http::{HeaderMap, Request};
 use hyper::body::Incoming;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use tollgate_core::ApiError;
 
@@ -120,19 +121,51 @@ pub struct Peek {
     pub max_completion_tokens: Option<u64>,
     /// `flex`, `priority`, …: budgets price the estimate at the requested tier.
     pub service_tier: Option<String>,
-    pub stream_options: Option<StreamOptions>,
+    /// `None` when absent, `Some(None)` when `null`: a `null` must be replaced, since adding
+    /// the field beside it would send the upstream the key twice.
+    #[serde(default, deserialize_with = "present")]
+    pub stream_options: Option<Option<StreamOptions>>,
     /// Chat and legacy completions: how many choices are generated (each bills its output).
     pub n: Option<u64>,
     /// Legacy completions: candidates generated server-side (each bills its output).
     pub best_of: Option<u64>,
     /// A Responses call run in the background: it bills as it runs, after the call returns.
     pub background: Option<bool>,
+    /// Responses: input the upstream holds and the body only names (see [`Peek::names_stored_input`]).
+    pub previous_response_id: Option<IgnoredAny>,
+    pub conversation: Option<IgnoredAny>,
+    pub prompt: Option<IgnoredAny>,
+}
+
+impl Peek {
+    /// Whether part of the call's input is held by the upstream — a previous response, a
+    /// conversation, a stored prompt, a stored item — so the body's length does not bound it.
+    /// A body that merely mentions `"item_reference"` in its text counts too: a larger
+    /// reservation, never a smaller one.
+    pub fn names_stored_input(&self, body: &[u8]) -> bool {
+        const ITEM_REFERENCE: &[u8] = b"\"item_reference\"";
+        self.previous_response_id.is_some()
+            || self.conversation.is_some()
+            || self.prompt.is_some()
+            || body
+                .windows(ITEM_REFERENCE.len())
+                .any(|w| w == ITEM_REFERENCE)
+    }
 }
 
 /// `stream_options`, as far as tollgate cares.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 pub struct StreamOptions {
     pub include_usage: Option<bool>,
+}
+
+/// A field that is present, even as `null`.
+fn present<'de, D, T>(field: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(field).map(Some)
 }
 
 /// A decoded request body and what was learned from it.

@@ -37,8 +37,10 @@ pub trait Settle {
     fn settle(self, reading: Reading);
 }
 
-/// A non-streamed body larger than this is not parsed for usage (it is estimated instead).
+/// A non-streamed body larger than this is not parsed whole: its usage is read from its last
+/// `JSON_TAIL` bytes (estimated when it is not there).
 const MAX_JSON: usize = 32 * 1024 * 1024;
+const JSON_TAIL: usize = 64 * 1024;
 
 /// How a response body is read.
 #[derive(Debug)]
@@ -126,10 +128,21 @@ impl<S: Settle> Metered<S> {
             Reader::ChatSse(lines) => lines.feed(data, |line| observe::chat_line(line, seen)),
             Reader::Json { frames, len, .. } => {
                 *len += data.len();
-                if *len <= MAX_JSON {
-                    frames.push(data.clone());
-                } else {
-                    frames.clear();
+                frames.push(data.clone());
+                if *len > MAX_JSON {
+                    // Too large to parse whole (logprobs, many choices): keep only the tail,
+                    // where the usage is, or a client could make its output free.
+                    let mut kept = 0;
+                    let tail = frames
+                        .iter()
+                        .rev()
+                        .take_while(|f| {
+                            let more = kept < JSON_TAIL;
+                            kept += f.len();
+                            more
+                        })
+                        .count();
+                    frames.drain(..frames.len() - tail);
                 }
             }
             Reader::Opaque => {}
@@ -156,15 +169,38 @@ impl<S: Settle> Metered<S> {
                         &joined
                     }
                 };
-                match endpoint {
+                let whole = match endpoint {
                     Endpoint::Responses | Endpoint::ResponsesCompact => {
                         observe::response_json(body, seen)
                     }
                     Endpoint::Embeddings => observe::embeddings_json(body, seen),
                     _ => observe::chat_json(body, seen),
+                };
+                if !whole {
+                    observe::cut_json(body, seen);
                 }
             }
-            Reader::Json { .. } | Reader::Opaque => {}
+            Reader::Json {
+                endpoint,
+                frames,
+                len,
+            } => {
+                let kind = match endpoint {
+                    Endpoint::Responses | Endpoint::ResponsesCompact => {
+                        observe::JsonKind::Responses
+                    }
+                    Endpoint::Embeddings => observe::JsonKind::Embeddings,
+                    _ => observe::JsonKind::Chat,
+                };
+                let tail = frames.concat();
+                observe::usage_in_tail(kind, &tail, seen);
+                if seen.usage.is_none() {
+                    // Cut: the tail as text, the rest by its length.
+                    observe::cut_json(&tail, seen);
+                    seen.text_overflow += len.saturating_sub(tail.len());
+                }
+            }
+            Reader::Opaque => {}
         }
     }
 

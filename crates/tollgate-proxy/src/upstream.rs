@@ -185,13 +185,27 @@ impl Unanswered {
 
     fn from_client_error(e: &hyper_util::client::legacy::Error, body_limit: u64) -> Unanswered {
         let mut source: &(dyn std::error::Error + 'static) = e;
+        let mut body_failed = None;
         while let Some(next) = source.source() {
             // The client's own body failed (too large, too slow): the upstream got part of a
             // request, which it does not bill.
             if next.is::<http_body_util::LengthLimitError>() || next.is::<BodyTimedOut>() {
                 return Unanswered::not_sent(body_error(next, body_limit));
             }
+            // hyper's "the request body failed", with its cause: the only body tollgate streams
+            // is the client's, which broke off (the client left mid-upload, or sent a malformed
+            // chunk). The client's doing, not the upstream's.
+            if body_failed.is_none()
+                && next
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(hyper::Error::is_user)
+            {
+                body_failed = next.source();
+            }
             source = next;
+        }
+        if let Some(cause) = body_failed {
+            return Unanswered::not_sent(body_error(cause, body_limit));
         }
         if e.is_connect() {
             return Unanswered {

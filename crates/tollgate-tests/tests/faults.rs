@@ -128,6 +128,10 @@ async fn a_stalled_stream_is_closed_after_the_idle_timeout() {
             stream_body(),
         )
         .await;
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let (got, clean) = read_stream(response).await;
     assert!(
         !clean,
@@ -146,6 +150,14 @@ async fn a_stalled_stream_is_closed_after_the_idle_timeout() {
         h.mock.wait_for_cancelled(1, Duration::from_secs(5)).await,
         "the stalled upstream stream was not closed"
     );
+    // One row: the upstream broke off, so the call is charged an estimate, flagged as such.
+    let row = h.ledger_row(&request_id).await;
+    assert_eq!(
+        (&row["status"], &row["outcome"], &row["estimated"]),
+        (&json!(200), &json!("upstream_cut"), &json!(true)),
+        "{row}"
+    );
+    assert!(row["cost_nanos"].as_i64().unwrap() > 0, "{row}");
 }
 
 #[tokio::test]

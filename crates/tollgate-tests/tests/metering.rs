@@ -235,6 +235,62 @@ async fn chat_stream_without_include_usage_is_metered_and_the_client_sees_no_tra
     assert!(row["output_tokens"].as_i64().unwrap() > 0);
 }
 
+#[tokio::test]
+async fn chat_stream_with_stream_options_null_is_metered_exactly_and_passes_through() {
+    // `"stream_options": null` is valid and means "no usage". tollgate must replace it rather
+    // than add a second `stream_options` key: a parser that keeps the last key would read the
+    // null (no usage: an estimate that misses reasoning tokens), a strict one refuses the call.
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("platform").await;
+    for path in ["/v1/chat/completions", "/v1/completions"] {
+        let body = if path == "/v1/completions" {
+            json!({"model":"gpt-5.5","prompt":"hello","stream":true,"stream_options":null})
+        } else {
+            json!({"model":"gpt-5.5","messages":[{"role":"user","content":"hello"}],"stream":true,"stream_options":null})
+        }
+        .to_string();
+        let direct = h
+            .http
+            .send(
+                Method::POST,
+                &format!("http://{}{path}", h.mock.addr()),
+                &[],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(direct.status, StatusCode::OK, "{direct:?}");
+        let via = h
+            .http
+            .send(
+                Method::POST,
+                &format!("{}{path}", h.base()),
+                &[bearer(&key)],
+                body,
+            )
+            .await;
+        assert_eq!(
+            via.status,
+            StatusCode::OK,
+            "{path}: {}",
+            String::from_utf8_lossy(&via.body)
+        );
+        let sent = String::from_utf8(h.mock.requests().last().unwrap().body.to_vec()).unwrap();
+        assert_eq!(sent.matches("stream_options").count(), 1, "{sent}");
+        let events = |r: &Reply| -> Vec<String> {
+            String::from_utf8(r.body.to_vec())
+                .unwrap()
+                .split("\n\n")
+                .filter(|e| !e.is_empty())
+                .map(normalise_chunk)
+                .collect()
+        };
+        assert_eq!(events(&via), events(&direct), "{path}");
+        let row = h.ledger_row(&request_id(&via)).await;
+        assert_eq!(row["estimated"], false, "{path}: {row}");
+        assert!(row["output_tokens"].as_i64().unwrap() > 0, "{row}");
+    }
+}
+
 /// A chat chunk with its per-request id and timestamp blanked, byte layout otherwise kept.
 fn normalise_chunk(event: &str) -> String {
     let Some(data) = event.strip_prefix("data: ") else {
@@ -474,4 +530,149 @@ async fn unpriced_models_are_refused_before_anything_is_sent() {
             && row["price_id"].as_str().unwrap().starts_with("gpt-5.5@"),
         "{row}"
     );
+}
+
+#[tokio::test]
+async fn a_json_answer_too_large_to_parse_whole_is_still_charged_its_usage() {
+    // Logprobs for many choices make a non-streamed answer tens of MB. The meter does not
+    // parse one that large whole; it must still find the usage at its end, or the output of
+    // such a call (all of it billed upstream) would cost its client nothing.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", upstream.local_addr().unwrap());
+    let h = Harness::start_custom(
+        Backend::Sqlite,
+        tollgate_mock::MockOptions::default(),
+        |c| {
+            c.upstream.url = url;
+        },
+    )
+    .await;
+    let key = h.team_key("logprobs").await;
+    let filler = "x".repeat(33 * 1024 * 1024);
+    let answer = format!(
+        "{{\n  \"id\": \"chatcmpl-big\",\n  \"object\": \"chat.completion\",\n  \"model\": \"gpt-5.5\",\n  \"choices\": [{{\"index\": 0, \"message\": {{\"role\": \"assistant\", \"content\": \"{filler}\"}}, \"finish_reason\": \"length\"}}],\n  \"usage\": {{\n    \"prompt_tokens\": 12,\n    \"completion_tokens\": 200000,\n    \"total_tokens\": 200012\n  }},\n  \"service_tier\": \"default\"\n}}"
+    );
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = upstream.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            answer.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(answer.as_bytes()).await.unwrap();
+        conn.flush().await.unwrap();
+        answer.len()
+    });
+    let reply = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/v1/chat/completions", h.base()),
+            &[bearer(&key)],
+            json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}], "logprobs": true, "top_logprobs": 20, "n": 8}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.body.len(),
+        server.await.unwrap(),
+        "the answer arrived whole"
+    );
+    let row = h.ledger_row(&request_id(&reply)).await;
+    assert_eq!(row["estimated"], false, "{row}");
+    assert_eq!(tokens(&row), (12, 0, 200_000, 0), "{row}");
+    assert_eq!(row["cost_nanos"], cost(&GPT_5_5, 12, 0, 200_000), "{row}");
+}
+
+#[tokio::test]
+async fn a_responses_stream_whose_last_event_is_huge_is_still_charged_its_usage() {
+    // `response.completed` carries the whole response; with logprobs it can be tens of MB on
+    // one line, more than the meter keeps. Its usage (reasoning tokens the client never saw
+    // as text included) must still be read, not estimated from the deltas.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", upstream.local_addr().unwrap());
+    let h = Harness::start_custom(
+        Backend::Sqlite,
+        tollgate_mock::MockOptions::default(),
+        |c| {
+            c.upstream.url = url;
+        },
+    )
+    .await;
+    let key = h.team_key("hugeevent").await;
+    let filler = "x".repeat(12 * 1024 * 1024);
+    let stream = format!(
+        "event: response.created\ndata: {{\"type\":\"response.created\",\"response\":{{\"id\":\"resp_big\",\"model\":\"gpt-5.5\",\"usage\":null}}}}\n\n\
+         event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}}\n\n\
+         event: response.completed\ndata: {{\"type\":\"response.completed\",\"response\":{{\"id\":\"resp_big\",\"model\":\"gpt-5.5\",\"output\":[{{\"type\":\"message\",\"content\":[{{\"type\":\"output_text\",\"text\":\"Hi\",\"logprobs\":\"{filler}\"}}]}}],\"usage\":{{\"input_tokens\":12,\"input_tokens_details\":{{\"cached_tokens\":0}},\"output_tokens\":150000,\"output_tokens_details\":{{\"reasoning_tokens\":149000}}}},\"user\":null,\"metadata\":{{}}}}}}\n\n"
+    );
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = upstream.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request).to_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if request.len() >= end + 4 + length {
+                    break;
+                }
+            }
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n",
+            stream.len()
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        // In 64 KiB writes, as a long event arrives.
+        for piece in stream.as_bytes().chunks(64 * 1024) {
+            conn.write_all(piece).await.unwrap();
+        }
+        conn.flush().await.unwrap();
+        stream.len()
+    });
+    let reply = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/v1/responses", h.base()),
+            &[bearer(&key)],
+            json!({"model": "gpt-5.5", "input": "hi", "stream": true, "include": ["message.output_text.logprobs"], "top_logprobs": 20}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        reply.body.len(),
+        server.await.unwrap(),
+        "the stream arrived whole"
+    );
+    let row = h.ledger_row(&request_id(&reply)).await;
+    assert_eq!(row["estimated"], false, "{row}");
+    assert_eq!(tokens(&row), (12, 0, 150_000, 149_000), "{row}");
+    assert_eq!(row["cost_nanos"], cost(&GPT_5_5, 12, 0, 150_000), "{row}");
 }

@@ -683,3 +683,463 @@ async fn a_reservation_covers_every_choice_a_call_asks_for() {
     assert!(h.mock.requests().is_empty());
     assert_eq!(send(1).await.status, StatusCode::OK);
 }
+
+/// When several refusals apply to one call, the client gets the one it meets first, in the
+/// order of the proxy's phases: the path, the key, what needs no body (endpoint, looping
+/// session), the body itself (size, encoding, JSON), the model and the request's shape, then
+/// rate limits and budgets. Nothing reaches the upstream and nothing is recorded.
+#[tokio::test]
+async fn when_several_refusals_apply_the_client_gets_the_first_it_meets() {
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        c.limits.max_body_bytes = 4096;
+        c.telemetry.loop_exec_calls = 3;
+        c.telemetry.loop_window_secs = 600;
+        c.telemetry.loop_refuse = true;
+    })
+    .await;
+    let team = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/admin/v1/teams", h.base()),
+            &admin(),
+            json!({"name": "strict", "allowed_models": ["gpt-5.5", "mystery-model-9"]}),
+        )
+        .await;
+    assert_eq!(team.status, StatusCode::CREATED, "{team:?}");
+    let key = h.team_key("strict").await;
+    let looping = "019ab6a2-looping-session";
+    for _ in 0..3 {
+        let reply = h
+            .http
+            .json(
+                Method::POST,
+                &format!("{}/v1/responses", h.base()),
+                &[bearer(&key), ("session-id", looping.into())],
+                json!({"model": "gpt-5.5", "input": "mock:exec hi", "max_output_tokens": 64}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        h.ledger_row(reply.headers["x-request-id"].to_str().unwrap())
+            .await;
+    }
+    set_budget(&h, "strict", "0.000001").await;
+    h.mock.clear();
+    let before = rows_of_key(&h, &key).await.len();
+
+    let oversized = format!("{{\"model\":\"gpt-4o\",\"input\":\"{}\"", "x".repeat(5000));
+    let not_allowed = json!({"model": "gpt-4o", "input": "hi", "background": true}).to_string();
+    let wrong_key = format!("{key}x");
+    let cases: Vec<BadCase> = vec![
+        (
+            "a second spelling, a wrong key and an oversized body",
+            Method::POST,
+            "/v1//responses",
+            vec![bearer(&wrong_key)],
+            oversized.clone(),
+            400,
+            "invalid_path",
+        ),
+        (
+            "a WebSocket upgrade with a wrong key",
+            Method::GET,
+            "/v1/responses",
+            vec![
+                bearer(&wrong_key),
+                ("connection", "Upgrade".into()),
+                ("upgrade", "websocket".into()),
+            ],
+            String::new(),
+            426,
+            "websocket_not_supported",
+        ),
+        (
+            "a wrong key, a looping session and an oversized body",
+            Method::POST,
+            "/v1/responses",
+            vec![bearer(&wrong_key), ("session-id", looping.into())],
+            oversized.clone(),
+            401,
+            "invalid_api_key",
+        ),
+        (
+            "an endpoint not allowed, a looping session and an oversized body",
+            Method::POST,
+            "/v1/files",
+            vec![bearer(&key), ("session-id", looping.into())],
+            oversized.clone(),
+            403,
+            "endpoint_not_allowed",
+        ),
+        (
+            "a looping session, an oversized malformed body and a spent budget",
+            Method::POST,
+            "/v1/responses",
+            vec![bearer(&key), ("session-id", looping.into())],
+            oversized.clone(),
+            429,
+            "usage_limit_reached",
+        ),
+        (
+            "an oversized malformed body, a model not allowed and a spent budget",
+            Method::POST,
+            "/v1/responses",
+            vec![bearer(&key)],
+            oversized,
+            413,
+            "request_too_large",
+        ),
+        (
+            "an unknown encoding, a model not allowed and a spent budget",
+            Method::POST,
+            "/v1/responses",
+            vec![bearer(&key), ("content-encoding", "br".into())],
+            not_allowed.clone(),
+            415,
+            "unsupported_content_encoding",
+        ),
+        (
+            "malformed JSON naming a model not allowed, and a spent budget",
+            Method::POST,
+            "/v1/responses",
+            vec![bearer(&key)],
+            "{\"model\":\"gpt-4o\",\"input\":".into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "a model not allowed, a background call and a spent budget",
+            Method::POST,
+            "/v1/responses",
+            vec![bearer(&key)],
+            not_allowed,
+            400,
+            "model_not_allowed",
+        ),
+        (
+            "a model with no price, a background call and a spent budget",
+            Method::POST,
+            "/v1/responses",
+            vec![bearer(&key)],
+            json!({"model": "mystery-model-9", "input": "hi", "background": true}).to_string(),
+            400,
+            "model_not_priced",
+        ),
+        (
+            "a background call and a spent budget",
+            Method::POST,
+            "/v1/responses",
+            vec![bearer(&key)],
+            json!({"model": "gpt-5.5", "input": "hi", "background": true}).to_string(),
+            400,
+            "background_not_supported",
+        ),
+        (
+            "a spent budget",
+            Method::POST,
+            "/v1/responses",
+            vec![bearer(&key)],
+            responses_call(),
+            429,
+            "usage_limit_reached",
+        ),
+    ];
+    for (what, method, path, headers, body, status, code) in cases {
+        let reply = h
+            .http
+            .send(method, &format!("{}{path}", h.base()), &headers, body)
+            .await;
+        println!("{what}: {}", String::from_utf8_lossy(&reply.body));
+        assert_eq!(reply.status.as_u16(), status, "{what}: {reply:?}");
+        reply.assert_error(status, code);
+        if what.starts_with("a looping session") {
+            let message = reply.json()["error"]["message"].to_string();
+            assert!(message.contains("loop"), "{what}: {message}");
+        }
+    }
+    // A rate limit comes before the budget: once the team is over it, that is what it hears.
+    let set = h
+        .http
+        .json(
+            Method::PUT,
+            &format!("{}/admin/v1/rate-limits", h.base()),
+            &admin(),
+            json!({"team": "strict", "requests_per_minute": 1, "tokens_per_minute": 100000}),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{set:?}");
+    let rate_limited = eventually(Duration::from_secs(5), || async {
+        let reply = h
+            .http
+            .json(
+                Method::POST,
+                &format!("{}/v1/responses", h.base()),
+                &[bearer(&key)],
+                json!({"model": "gpt-5.5", "input": "hi", "max_output_tokens": 64}),
+            )
+            .await;
+        let code = reply.json()["error"]["code"].clone();
+        assert!(
+            code == "usage_limit_reached" || code == "rate_limit_exceeded",
+            "{reply:?}"
+        );
+        code == "rate_limit_exceeded"
+    })
+    .await;
+    assert!(
+        rate_limited,
+        "a rate-limited team was told about its budget"
+    );
+    assert!(
+        h.mock.requests().is_empty(),
+        "refused calls reached the upstream: {:?}",
+        h.mock
+            .requests()
+            .iter()
+            .map(|r| &r.path)
+            .collect::<Vec<_>>()
+    );
+    // A call of another team lands after the refusals: none of them left a row.
+    let other = h.team_key("bystander").await;
+    let reply = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/v1/responses", h.base()),
+            &[bearer(&other)],
+            json!({"model": "gpt-5.5", "input": "hi"}),
+        )
+        .await;
+    h.ledger_row(reply.headers["x-request-id"].to_str().unwrap())
+        .await;
+    assert_eq!(rows_of_key(&h, &key).await.len(), before);
+}
+
+/// What is wrong, the request, the expected status and error code.
+type BadCase<'a> = (
+    &'a str,
+    Method,
+    &'a str,
+    Vec<(&'a str, String)>,
+    String,
+    u16,
+    &'a str,
+);
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_body_reaches_nothing_and_leaves_no_row() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("halfway").await;
+    for path in ["/v1/responses", "/v1/chat/completions", "/v1/embeddings"] {
+        let mut conn = tokio::net::TcpStream::connect(h.gateway.addr)
+            .await
+            .unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"model\":\"gpt-5.5\","
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.shutdown().await.unwrap();
+        // The gateway gives up on the body and closes its side too.
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer))
+            .await
+            .expect("the gateway closed the half-sent request");
+        assert!(
+            !String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 2"),
+            "{path}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // A whole call after them lands its row; the half-sent ones left none and reached nothing.
+    let reply = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/v1/responses", h.base()),
+            &[bearer(&key)],
+            json!({"model": "gpt-5.5", "input": "hi"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let rows = wait_rows(&h, &key, 1).await;
+    assert_eq!(
+        rows[0].request_id,
+        reply.headers["x-request-id"].to_str().unwrap()
+    );
+    assert_eq!(
+        h.mock.requests().len(),
+        1,
+        "a half-sent request was forwarded"
+    );
+}
+
+#[tokio::test]
+async fn a_call_that_continues_input_the_upstream_holds_reserves_for_it() {
+    // A Responses call can name input the upstream holds — a previous response, a conversation,
+    // a stored prompt or item — in a few bytes, and is billed for all of it. Reserving only
+    // for the body would let a handful of such calls in flight spend far past a budget.
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        // $0.50 of gpt-5.5 input: past this budget, while the body alone is far within it.
+        c.budgets.stored_input_tokens = 100_000;
+    })
+    .await;
+    let key = h.team_key("chained").await;
+    set_budget(&h, "chained", "0.10").await;
+    let send = |extra: serde_json::Value| {
+        let h = &h;
+        let key = key.clone();
+        async move {
+            let mut body = json!({"model": "gpt-5.5", "input": "hi", "max_output_tokens": 64});
+            for (name, value) in extra.as_object().unwrap() {
+                body[name] = value.clone();
+            }
+            h.http
+                .json(
+                    Method::POST,
+                    &format!("{}/v1/responses", h.base()),
+                    &[bearer(&key)],
+                    body,
+                )
+                .await
+        }
+    };
+    assert_eq!(send(json!({})).await.status, StatusCode::OK);
+    for extra in [
+        json!({"previous_response_id": "resp_0123"}),
+        json!({"conversation": "conv_0123"}),
+        json!({"conversation": {"id": "conv_0123"}}),
+        json!({"prompt": {"id": "pmpt_0123", "version": "2"}}),
+        json!({"input": [{"type": "item_reference", "id": "msg_0123"}]}),
+    ] {
+        send(extra.clone())
+            .await
+            .assert_error(429, "usage_limit_reached");
+        assert_eq!(h.mock.requests().len(), 1, "{extra} reached the upstream");
+    }
+    // Naming nothing (null) holds nothing back.
+    let reply = send(json!({"previous_response_id": null, "conversation": null})).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+}
+
+#[tokio::test]
+async fn an_upload_the_client_abandons_is_not_blamed_on_the_upstream() {
+    // An allowed unmetered endpoint streams the client's body upstream as it arrives. A client
+    // that leaves halfway broke the call: its row must not say the upstream cut it (a 502 that
+    // pages whoever watches upstream errors), and it costs nothing.
+    // An upstream that takes the upload's head and waits for the rest.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", upstream.local_addr().unwrap());
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        c.proxy.unmetered = vec!["/v1/files".into()];
+        c.upstream.url = url;
+    })
+    .await;
+    let key = h.team_key("halfupload").await;
+    let mut conn = tokio::net::TcpStream::connect(h.gateway.addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/octet-stream\r\ncontent-length: 1000\r\n\r\nabcdef"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    // Once the gateway is streaming the upload upstream, the client leaves.
+    let (mut upstream_conn, _) = tokio::time::timeout(Duration::from_secs(10), upstream.accept())
+        .await
+        .expect("the upload reached the upstream")
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut buf = [0u8; 1024];
+        let n = upstream_conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the gateway closed the upload before its head");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(head.starts_with(b"POST /v1/files "));
+    drop(conn);
+    let rows = wait_rows(&h, &key, 1).await;
+    let row = &rows[0];
+    assert!(row.unmetered, "{row:?}");
+    assert_ne!(row.outcome, 1, "blamed on the upstream: {row:?}");
+    assert!(row.status < 500, "blamed on the upstream: {row:?}");
+    assert_eq!(row.cost_nanos, 0, "{row:?}");
+    drop(upstream_conn);
+}
+
+#[tokio::test]
+async fn a_client_that_reads_a_json_answer_but_its_usage_pays_for_what_it_read() {
+    // A non-streamed answer is whole (and billed whole) before its first byte is sent, with
+    // its usage last. A client that reads the answer and leaves before the usage arrives
+    // must still pay for the output it read, not for its input alone.
+    use std::fmt::Write as _;
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", upstream.local_addr().unwrap());
+    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
+        c.upstream.url = url;
+        // Should the gateway not notice the client leave, the held-back end times out.
+        c.upstream.stream_idle_timeout_ms = 2_000;
+    })
+    .await;
+    let key = h.team_key("leaveearly").await;
+    let mut content = String::new();
+    for i in 0..20_000 {
+        write!(content, "word{i} ").unwrap();
+    }
+    let answer_head = format!(
+        "{{\"id\":\"chatcmpl-cut\",\"object\":\"chat.completion\",\"model\":\"gpt-5.5\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"{content}\"}},\"finish_reason\":\"stop\"}}],"
+    );
+    let answer_tail =
+        "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":60000,\"total_tokens\":60012}}";
+    let total = answer_head.len() + answer_tail.len();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let (mut conn, _) = upstream.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            request.extend_from_slice(&buf[..n]);
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {total}\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(answer_head.as_bytes()).await.unwrap();
+        conn.flush().await.unwrap();
+        let _ = released.await;
+        let _ = conn.write_all(answer_tail.as_bytes()).await;
+        conn
+    });
+    let body =
+        json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let mut client = tokio::net::TcpStream::connect(h.gateway.addr)
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !got.windows(10).any(|w| w == b"word19999 ") {
+        let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+            .await
+            .expect("the answer arrives")
+            .unwrap();
+        assert!(n > 0, "the gateway closed early");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // The whole answer text was read; the usage has not come. The client leaves.
+    drop(client);
+    let rows = wait_rows(&h, &key, 1).await;
+    let _ = release.send(());
+    drop(server);
+    let row = &rows[0];
+    assert!(row.estimated, "{row:?}");
+    assert!(
+        row.output_tokens >= 20_000,
+        "the client read ~40,000 tokens of answer and was charged for {}: {row:?}",
+        row.output_tokens
+    );
+}

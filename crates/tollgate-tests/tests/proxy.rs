@@ -172,6 +172,10 @@ async fn client_disconnect_cancels_the_upstream_stream() {
                 .to_string(),
         )
         .await;
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let mut body = response.into_body();
     body.frame()
         .await
@@ -183,6 +187,14 @@ async fn client_disconnect_cancels_the_upstream_stream() {
         "the upstream stream was not cancelled"
     );
     assert_eq!(h.mock.streams_completed(), 0);
+    // One row, for what was delivered: the usage never came, so it is an estimate.
+    let row = h.ledger_row(&request_id).await;
+    assert_eq!(
+        (&row["status"], &row["outcome"], &row["estimated"]),
+        (&json!(200), &json!("client_gone"), &json!(true)),
+        "{row}"
+    );
+    assert!(row["cost_nanos"].as_i64().unwrap() > 0, "{row}");
 }
 
 #[tokio::test]

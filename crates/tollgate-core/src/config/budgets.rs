@@ -32,6 +32,12 @@ pub struct BudgetsConfig {
     pub default_max_output_tokens: u64,
     /// Per model (exact name or `prefix*`), overriding the default above.
     pub max_output_tokens: BTreeMap<String, u64>,
+    /// Input tokens assumed for the part of a Responses call's input that the upstream holds
+    /// and the body only names (`previous_response_id`, `conversation`, a stored `prompt`, an
+    /// `item_reference`) when reserving its cost: the body's length cannot bound it, the
+    /// context window of the largest model in use does. A call that continues a longer
+    /// context can overspend by the difference.
+    pub stored_input_tokens: u64,
     /// Requests per minute allowed to a team past one of its budgets' soft thresholds.
     pub soft_throttle_rpm: Option<u32>,
     /// Receives a JSON POST for each budget event (soft threshold crossed, limit reached).
@@ -49,6 +55,7 @@ impl Default for BudgetsConfig {
             slice_divisor: 8,
             default_max_output_tokens: 32_768,
             max_output_tokens: BTreeMap::new(),
+            stored_input_tokens: 400_000,
             soft_throttle_rpm: None,
             webhook_url: None,
         }

@@ -15,7 +15,7 @@ pub fn ensure_usage_reported(body: Bytes, peek: &Peek) -> Result<(Bytes, bool), 
         return Ok((body, false));
     }
     match &peek.stream_options {
-        Some(options) if options.include_usage == Some(true) => Ok((body, false)),
+        Some(Some(options)) if options.include_usage == Some(true) => Ok((body, false)),
         // The common case: splice the option in after the opening brace, no re-serialisation.
         None => {
             let Some(open) = body.iter().position(|&b| b == b'{') else {
@@ -28,14 +28,15 @@ pub fn ensure_usage_reported(body: Bytes, peek: &Peek) -> Result<(Bytes, bool), 
             out.extend_from_slice(&body[open + 1..]);
             Ok((out.freeze(), true))
         }
-        // `stream_options` without usage: rare, so rewrite the JSON.
+        // `stream_options` without usage, or `null` (which, left beside a spliced copy, would
+        // be the one a parser that keeps the last key reads): rare, so rewrite the JSON.
         Some(_) => {
             let mut value: Value = serde_json::from_slice(&body).map_err(ApiError::invalid_json)?;
-            if let Some(options) = value
-                .get_mut("stream_options")
-                .and_then(Value::as_object_mut)
-            {
-                options.insert("include_usage".into(), Value::Bool(true));
+            if let Some(options) = value.get_mut("stream_options") {
+                if !options.is_object() {
+                    *options = Value::Object(serde_json::Map::new());
+                }
+                options["include_usage"] = Value::Bool(true);
             }
             let rewritten = serde_json::to_vec(&value).map_err(ApiError::internal)?;
             Ok((Bytes::from(rewritten), true))
@@ -64,6 +65,12 @@ mod tests {
         let (body, strip) = run(r#"{"stream":true,"stream_options":{"include_usage":false}}"#);
         assert!(strip && body.contains(r#""include_usage":true"#));
         assert!(!run(r#"{"stream":true,"stream_options":{"include_usage":true}}"#).1);
+        // A `null` is replaced, not left beside a second `stream_options` key.
+        let (body, strip) = run(r#"{"model":"gpt-5.5","stream":true,"stream_options":null}"#);
+        assert!(strip, "{body}");
+        assert_eq!(body.matches("stream_options").count(), 1, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true, "{body}");
         assert_eq!(
             run(r#"{"stream":false}"#),
             (r#"{"stream":false}"#.into(), false)

@@ -7,9 +7,13 @@ pub struct LineSplitter {
     carry: Vec<u8>,
 }
 
-/// Lines longer than this are not SSE anyone should meter; the carry is dropped past it so a
-/// hostile upstream cannot grow it without bound.
+/// A line longer than this is not kept whole, so a hostile upstream cannot grow the carry
+/// without bound: its first `KEEP_HEAD` bytes (which event it is) and its last `KEEP_TAIL`
+/// (where a Responses event's usage is) are kept and the middle dropped. A `response.completed`
+/// event carries the whole response, and with logprobs that is easily past this.
 const MAX_LINE: usize = 8 * 1024 * 1024;
+const KEEP_HEAD: usize = 4 * 1024;
+const KEEP_TAIL: usize = 64 * 1024;
 
 impl LineSplitter {
     /// Calls `on_line` for every complete line in `frame` (without its `\n` or `\r\n`).
@@ -22,6 +26,7 @@ impl LineSplitter {
                 on_line(trim_cr(line));
             } else {
                 self.carry.extend_from_slice(line);
+                drop_middle(&mut self.carry);
                 let joined = std::mem::take(&mut self.carry);
                 on_line(trim_cr(&joined));
                 self.carry = joined;
@@ -29,11 +34,8 @@ impl LineSplitter {
             }
         }
         if !rest.is_empty() {
-            if self.carry.len() + rest.len() > MAX_LINE {
-                self.carry.clear();
-            } else {
-                self.carry.extend_from_slice(rest);
-            }
+            self.carry.extend_from_slice(rest);
+            drop_middle(&mut self.carry);
         }
     }
 
@@ -43,6 +45,13 @@ impl LineSplitter {
             let line = std::mem::take(&mut self.carry);
             on_line(trim_cr(&line));
         }
+    }
+}
+
+/// Keeps an over-long line's head and tail only.
+fn drop_middle(carry: &mut Vec<u8>) {
+    if carry.len() > MAX_LINE {
+        carry.drain(KEEP_HEAD..carry.len() - KEEP_TAIL);
     }
 }
 
@@ -80,5 +89,26 @@ mod tests {
         );
         assert_eq!(split(&[b"a\nb"]), ["a", "b"]);
         assert_eq!(split(&[b"\n", b"\n"]), ["", ""]);
+    }
+
+    #[test]
+    fn an_over_long_line_keeps_its_start_and_end_in_bounded_memory() {
+        let mut splitter = LineSplitter::default();
+        let mut lines = Vec::new();
+        let middle = vec![b'x'; 1024 * 1024];
+        splitter.feed(
+            b"data: {\"type\":\"response.completed\"",
+            |_| unreachable!(),
+        );
+        for _ in 0..20 {
+            splitter.feed(&middle, |_| unreachable!());
+            assert!(splitter.carry.len() <= MAX_LINE + middle.len());
+        }
+        splitter.feed(b",\"usage\":{}}\nnext\n", |l| lines.push(l.to_vec()));
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with(b"data: {\"type\":\"response.completed\""));
+        assert!(lines[0].ends_with(b"xx,\"usage\":{}}"));
+        assert!(lines[0].len() <= MAX_LINE, "{}", lines[0].len());
+        assert_eq!(lines[1], b"next");
     }
 }

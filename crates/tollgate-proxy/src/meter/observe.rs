@@ -213,18 +213,21 @@ impl ResponsesStream {
                 | "response.incomplete"
                 | "response.created"
                 | "response.in_progress",
-            ) => {
-                if let Ok(ResponseEvent {
+            ) => match serde_json::from_slice(data) {
+                Ok(ResponseEvent {
                     response: Some(r), ..
-                }) = serde_json::from_slice(data)
-                {
+                }) => {
                     seen.set_id(r.id);
                     seen.set_meta(r.model, r.service_tier);
                     if let Some(usage) = r.usage {
                         seen.usage = Some(usage.into());
                     }
                 }
-            }
+                Ok(_) => {}
+                // An event too long to keep whole (the line splitter kept its start and end):
+                // its usage is at its end.
+                Err(_) => usage_in_tail(JsonKind::Responses, data, seen),
+            },
             Some("response.output_item.done") => {
                 if let Ok(ResponseEvent {
                     item: Some(item), ..
@@ -266,22 +269,24 @@ fn event_type(data: &[u8]) -> Option<&'static str> {
 
 /// Reads a non-streamed Response object (or a compaction's `{"output":[…]}`). Without usage,
 /// the output text is kept for the estimate, as a stream's deltas are.
-pub fn response_json(body: &[u8], seen: &mut Observed) {
-    if let Ok(r) = serde_json::from_slice::<ResponseObject<'_>>(body) {
-        seen.set_id(r.id);
-        seen.set_meta(r.model, r.service_tier);
-        seen.usage = r.usage.map(Into::into);
-        for item in &r.output {
-            if let Some(name) = tool_name(item) {
-                seen.count_tool(name);
-            }
-            if seen.usage.is_none() {
-                for text in item.texts() {
-                    seen.push_text(text);
-                }
+pub fn response_json(body: &[u8], seen: &mut Observed) -> bool {
+    let Ok(r) = serde_json::from_slice::<ResponseObject<'_>>(body) else {
+        return false;
+    };
+    seen.set_id(r.id);
+    seen.set_meta(r.model, r.service_tier);
+    seen.usage = r.usage.map(Into::into);
+    for item in &r.output {
+        if let Some(name) = tool_name(item) {
+            seen.count_tool(name);
+        }
+        if seen.usage.is_none() {
+            for text in item.texts() {
+                seen.push_text(text);
             }
         }
     }
+    true
 }
 
 // ---- Chat Completions and legacy completions ----
@@ -368,9 +373,9 @@ pub fn is_usage_chunk(data: &[u8]) -> bool {
 }
 
 /// Reads one chat/completions chunk or a whole non-streamed body.
-pub fn chat_json(data: &[u8], seen: &mut Observed) {
+pub fn chat_json(data: &[u8], seen: &mut Observed) -> bool {
     let Ok(body) = serde_json::from_slice::<ChatBody<'_>>(data) else {
-        return;
+        return false;
     };
     seen.set_id(body.id);
     seen.set_meta(body.model, body.service_tier);
@@ -399,6 +404,7 @@ pub fn chat_json(data: &[u8], seen: &mut Observed) {
             }
         }
     }
+    true
 }
 
 /// Reads one line of a chat/completions SSE stream.
@@ -426,19 +432,97 @@ struct EmbeddingsUsage {
     prompt_tokens: u64,
 }
 
-pub fn embeddings_json(body: &[u8], seen: &mut Observed) {
-    if let Ok(body) = serde_json::from_slice::<EmbeddingsBody<'_>>(body) {
-        seen.set_meta(body.model, None);
-        seen.usage = body.usage.map(|u| Usage {
-            input: u.prompt_tokens,
-            ..Usage::default()
-        });
+pub fn embeddings_json(body: &[u8], seen: &mut Observed) -> bool {
+    let Ok(body) = serde_json::from_slice::<EmbeddingsBody<'_>>(body) else {
+        return false;
+    };
+    seen.set_meta(body.model, None);
+    seen.usage = body.usage.map(|u| Usage {
+        input: u.prompt_tokens,
+        ..Usage::default()
+    });
+    true
+}
+
+/// A JSON answer that ended before its end (the client left, or the upstream broke off): it
+/// was whole upstream — a non-streamed answer is generated before it is sent — and billed
+/// whole, usage last. What was delivered counts as its output text, JSON syntax and all: an
+/// estimate over rather than under, or a client could read all but the usage and leave.
+pub fn cut_json(body: &[u8], seen: &mut Observed) {
+    seen.push_text(&String::from_utf8_lossy(body));
+}
+
+/// Which usage object a JSON response carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonKind {
+    Responses,
+    Chat,
+    Embeddings,
+}
+
+/// The usage of a JSON response too large to parse whole, from its last bytes: OpenAI writes
+/// `usage` after the output. A `"usage"` inside a string has its quotes escaped, and a
+/// client-chosen field after the usage (Responses' `user`, `metadata`) cannot hold an object,
+/// so the last `"usage"` key whose value is a usage object is the response's own.
+pub fn usage_in_tail(kind: JsonKind, tail: &[u8], seen: &mut Observed) {
+    const KEY: &[u8] = b"\"usage\"";
+    let mut end = tail.len();
+    while let Some(at) = tail[..end].windows(KEY.len()).rposition(|w| w == KEY) {
+        end = at;
+        let Some(value) = tail[at + KEY.len()..].trim_ascii_start().strip_prefix(b":") else {
+            continue;
+        };
+        let mut value = serde_json::Deserializer::from_slice(value);
+        let usage = match kind {
+            JsonKind::Responses => ResponsesUsage::deserialize(&mut value)
+                .ok()
+                .map(Usage::from),
+            JsonKind::Chat => ChatUsage::deserialize(&mut value).ok().map(Usage::from),
+            JsonKind::Embeddings => EmbeddingsUsage::deserialize(&mut value)
+                .ok()
+                .map(|u| Usage {
+                    input: u.prompt_tokens,
+                    ..Usage::default()
+                }),
+        };
+        if usage.is_some() {
+            seen.usage = usage;
+            return;
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_usage_of_a_large_json_response_is_found_in_its_tail() {
+        let chat = br#"me, "\"usage\": {\"prompt_tokens\": 1}"}, "finish_reason": "stop"}],
+  "usage": {
+    "prompt_tokens": 10,
+    "completion_tokens": 5000000,
+    "completion_tokens_details": {"reasoning_tokens": 7}
+  },
+  "service_tier": "default"
+}"#;
+        let mut seen = Observed::default();
+        usage_in_tail(JsonKind::Chat, chat, &mut seen);
+        let usage = seen.usage.unwrap();
+        assert_eq!(
+            (usage.input, usage.output, usage.reasoning),
+            (10, 5_000_000, 7)
+        );
+        // A client's `user` or `metadata` after the usage cannot stand in for it.
+        let responses = br#"t"}]}],"usage":{"input_tokens":3,"output_tokens":4},"user":"\"usage","metadata":{"usage":"{\"input_tokens\":1,\"output_tokens\":1}"}}"#;
+        let mut seen = Observed::default();
+        usage_in_tail(JsonKind::Responses, responses, &mut seen);
+        let usage = seen.usage.unwrap();
+        assert_eq!((usage.input, usage.output), (3, 4));
+        let mut seen = Observed::default();
+        usage_in_tail(JsonKind::Responses, b"no usage here", &mut seen);
+        assert!(seen.usage.is_none());
+    }
 
     #[test]
     fn responses_stream_yields_usage_tools_and_text() {
