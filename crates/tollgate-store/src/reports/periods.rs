@@ -94,8 +94,14 @@ pub(crate) fn buckets(
     let mut at = from_ms;
     while let Some(next) = next_boundary(calendar, period, at).filter(|n| *n > at && *n < to_ms) {
         if out.len() == MAX_BUCKETS {
+            // Grouping by month is the way out only for days.
+            let or_months = if matches!(period, Period::Month) {
+                ""
+            } else {
+                " or group by month"
+            };
             return Err(StoreError::Invalid(format!(
-                "the range spans more than {MAX_BUCKETS} {}s; narrow it or group by month",
+                "the range spans more than {MAX_BUCKETS} {}s; narrow it{or_months}",
                 period.as_str()
             )));
         }
