@@ -1149,3 +1149,23 @@ async fn a_nul_in_an_id_query_or_body_is_refused_as_a_bad_request_not_a_database
     .await;
     assert_eq!(team["name"], "alpha");
 }
+
+/// A body over the admin API's fixed 1 MiB is refused with a message about that limit, not
+/// about the proxy's `limits.max_body_bytes`, which an operator would raise in vain.
+#[tokio::test]
+async fn an_oversized_admin_body_names_the_admin_apis_own_limit() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let big = json!({"name": "big", "cost_centre": "x".repeat(2 << 20)});
+    let reply = send(&h, "POST", "/admin/v1/teams", Some(ADMIN_TOKEN), Some(big)).await;
+    reply.assert_error(413, "request_too_large");
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("admin API's limit of 1048576 bytes")
+            && !message.contains("max_body_bytes"),
+        "{message}"
+    );
+    as_admin(&h, "GET", "/admin/v1/teams/big", None, 404).await;
+}
