@@ -1059,3 +1059,113 @@ async fn conflicts_unknown_ids_and_bad_input_have_their_statuses() {
         .await
         .assert_error(401, "invalid_admin_token");
 }
+
+/// A NUL anywhere in a request (`%00` in a path or query, `\u0000` in a body) is the caller's
+/// mistake, answered as one: Postgres cannot compare text with a NUL, and before this was
+/// checked every such request reached it and came back as a 503 "database unavailable",
+/// which tells clients to retry and wakes whoever watches the error log.
+#[tokio::test]
+async fn a_nul_in_an_id_query_or_body_is_refused_as_a_bad_request_not_a_database_outage() {
+    let h = Harness::start(Backend::Postgres).await;
+    let w = world(&h).await;
+    let own = w.tokens[CALLERS[1]].clone().unwrap();
+    for path in [
+        "/admin/v1/teams/%00",
+        "/admin/v1/teams/alpha%00/keys",
+        "/admin/v1/keys/%00",
+        "/admin/v1/budgets/%00",
+        "/admin/v1/sessions/%00",
+        "/admin/v1/requests/%00",
+        "/admin/v1/teams/alpha/sessions/%00",
+    ] {
+        for token in [ADMIN_TOKEN, own.as_str()] {
+            send(&h, "GET", path, Some(token), None)
+                .await
+                .assert_error(404, "unknown_url");
+        }
+    }
+    send(
+        &h,
+        "DELETE",
+        "/admin/v1/admin-tokens/%00",
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await
+    .assert_error(404, "unknown_url");
+    for path in [
+        "/admin/v1/keys?team=%00",
+        "/admin/v1/budgets?team=alpha%00",
+        "/admin/v1/sessions/sess-alpha?team=%00",
+        "/admin/v1/reports/spend?team=%00",
+        "/admin/v1/audit?after=1.%00",
+        "/admin/v1/teams/alpha/sessions?after=1.%00",
+    ] {
+        let reply = send(&h, "GET", path, Some(ADMIN_TOKEN), None).await;
+        reply.assert_error(422, "invalid_fields");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("NUL"), "{path}: {message}");
+    }
+    let bodies = [
+        ("PUT", "/admin/v1/rate-limits", json!({"team": "\0"})),
+        (
+            "POST",
+            "/admin/v1/budgets",
+            json!({"team": "alpha", "key": "k\0", "period": "day", "limit_usd": "1"}),
+        ),
+        (
+            "POST",
+            "/admin/v1/admin-tokens",
+            json!({"name": "x", "role": "team_admin", "team": "alpha\0"}),
+        ),
+    ];
+    for (method, path, body) in bodies {
+        let reply = send(&h, method, path, Some(ADMIN_TOKEN), Some(body)).await;
+        reply.assert_error(422, "invalid_fields");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("NUL"), "{method} {path}: {message}");
+    }
+    // Nothing was changed, so nothing was audited; and the API answers as before.
+    let entries = audit_log(&h, 100).await;
+    assert!(
+        entries
+            .iter()
+            .all(|e| !e["action"].as_str().unwrap().contains("rate-limits")),
+        "{entries:?}"
+    );
+    let team = as_admin(
+        &h,
+        "GET",
+        &format!("/admin/v1/teams/{}", w.alpha),
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(team["name"], "alpha");
+}
+
+/// A body over the admin API's fixed 1 MiB is refused with a message about that limit, not
+/// about the proxy's `limits.max_body_bytes`, which an operator would raise in vain.
+#[tokio::test]
+async fn an_oversized_admin_body_names_the_admin_apis_own_limit() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let big = json!({"name": "big", "cost_centre": "x".repeat(2 << 20)});
+    let reply = send(&h, "POST", "/admin/v1/teams", Some(ADMIN_TOKEN), Some(big)).await;
+    reply.assert_error(413, "request_too_large");
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("admin API's limit of 1048576 bytes")
+            && !message.contains("max_body_bytes"),
+        "{message}"
+    );
+    as_admin(&h, "GET", "/admin/v1/teams/big", None, 404).await;
+}

@@ -656,6 +656,40 @@ async fn bad_parameters_are_all_named_at_once() {
             .unwrap()
             .contains("to: must be after from")
     );
+    // A bound left out is this month's, and the message says so rather than contradicting
+    // a `from` the caller never gave.
+    for (query, left_out) in [("to=2020-11-01", "from"), ("from=2999-01-01", "to")] {
+        let reply = s.get(&format!("spend?{query}")).await;
+        reply.assert_error(422, "invalid_fields");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.contains(&format!(
+                "{left_out} was left out, so it is this month's bound"
+            )),
+            "{query}: {message}"
+        );
+    }
+    // Too many local buckets (the ledger is read, not the UTC rollups): the advice fits the
+    // grouping asked for.
+    for (group_by, advice) in [
+        ("day", "narrow it or group by month"),
+        ("month", "narrow it"),
+    ] {
+        let reply = s
+            .get(&format!(
+                "spend?from=1000-01-01&to=2999-01-01&tz=Europe/Berlin&group_by={group_by}"
+            ))
+            .await;
+        reply.assert_error(422, "invalid_fields");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.ends_with(advice), "{group_by}: {message}");
+    }
     s.get("reconcile?from=2026-11-31")
         .await
         .assert_error(422, "invalid_fields");

@@ -60,12 +60,23 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// `server` is the gateway's (or admin listener's) base URL; paths start at `/admin/v1`.
+    /// `server` is the gateway's (or admin listener's) base URL, possibly under a path prefix
+    /// of a reverse proxy; paths start at `/admin/v1`. The admin API's own URL (the base with
+    /// `/admin/v1`, as the docs print it) is taken as its base. A query, a fragment or a user
+    /// and password in the URL are refused: each would be dropped or mangled when a path is
+    /// appended, and the token is how the CLI authenticates.
     pub fn new(server: &str, token: &str) -> Result<AdminClient, ClientError> {
-        let base = server.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://"))
-            || base.parse::<http::Uri>().is_err()
-        {
+        let trimmed = server.trim_end_matches('/');
+        let base = trimmed
+            .strip_suffix("/admin/v1")
+            .unwrap_or(trimmed)
+            .to_string();
+        let usable = base.parse::<http::Uri>().is_ok_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.authority().is_some_and(|a| !a.as_str().contains('@'))
+                && uri.query().is_none()
+        }) && !base.contains(['#', '?']);
+        if !usable {
             return Err(ClientError::Url(server.to_string()));
         }
         let tls = tollgate_proxy::upstream::tls_client_config(None)
@@ -113,7 +124,7 @@ impl AdminClient {
                     .await
                     .map_err(|e| ClientError::Unreachable {
                         url: url.to_string(),
-                        reason: e.to_string(),
+                        reason: causes(&e),
                     })?;
             let status = response.status();
             let body = read_limited(response.into_body(), MAX_BODY)
@@ -150,6 +161,19 @@ impl AdminClient {
     }
 }
 
+/// An error with its causes: hyper's own message ("client error (Connect)") says nothing a
+/// user can act on; the causes say "Connection refused" or which certificate was wrong.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Everything but RFC 3986's unreserved characters: what a path segment or query value may
 /// carry as it is.
 const RESERVED: &AsciiSet = &NON_ALPHANUMERIC
@@ -175,12 +199,28 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_server_url() {
-        for bad in ["tollgate.example.com", "ftp://x", "http://"] {
+        for bad in [
+            "tollgate.example.com",
+            "ftp://x",
+            "http://",
+            "http://127.0.0.1:8080?x=1",
+            "http://127.0.0.1:8080/#top",
+            "http://admin:pw@127.0.0.1:8080",
+        ] {
             assert!(
                 matches!(AdminClient::new(bad, "t"), Err(ClientError::Url(_))),
                 "{bad}"
             );
         }
         assert!(AdminClient::new("http://127.0.0.1:8080/", "t").is_ok());
+        for base in [
+            "http://127.0.0.1:8080/admin/v1",
+            "http://127.0.0.1:8080/admin/v1/",
+        ] {
+            let client = AdminClient::new(base, "t").unwrap();
+            assert_eq!(client.base, "http://127.0.0.1:8080", "{base}");
+        }
+        let prefixed = AdminClient::new("https://corp.example/tollgate/", "t").unwrap();
+        assert_eq!(prefixed.base, "https://corp.example/tollgate");
     }
 }

@@ -42,7 +42,9 @@ impl AdminHttp {
         }
         let actor = self.authenticate(&request).await?;
         let query = request.uri().query().map(str::to_string);
-        let body = read_limited(request.into_body(), MAX_ADMIN_BODY).await?;
+        let body = read_limited(request.into_body(), MAX_ADMIN_BODY)
+            .await
+            .map_err(too_large)?;
         self.control
             .run(&actor, routed, query.as_deref(), &body)
             .await
@@ -74,6 +76,18 @@ impl AdminHttp {
             .map_err(store_error)?
             .ok_or_else(|| unauthorized("The admin token is not valid"))
     }
+}
+
+/// The body reader's 413 names the proxy's setting (`limits.max_body_bytes`), which does not
+/// govern the admin API: its limit is fixed, and the message says so.
+fn too_large(mut error: ApiError) -> ApiError {
+    if error.status == 413 {
+        error.message = format!(
+            "The request body exceeds the admin API's limit of {MAX_ADMIN_BODY} bytes (1 MiB; \
+             no admin request needs more)."
+        );
+    }
+    error
 }
 
 fn into_response(reply: Reply) -> Response<ProxyBody> {

@@ -407,3 +407,77 @@ async fn session_show_asks_for_the_team_when_two_teams_sent_the_id() {
     ));
     assert_eq!(own["requests"], 1, "{own}");
 }
+
+/// `tollgate <args>` in a clean environment, with only what `args` says.
+fn bare(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("tollgate runs")
+}
+
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The mistakes people make with `--server`: the admin API's URL pasted whole (it works), a
+/// URL with a query or credentials (refused, saying why, instead of a 404 from a mangled
+/// path), a gateway that is not there (the cause, not just "client error (Connect)"), and a
+/// wrong token (the API's 401).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_careless_server_url_or_token_gets_a_message_that_says_what_is_wrong() {
+    let h = Harness::start(Backend::Sqlite).await;
+    h.team_key("alpha").await;
+    let base = h.base();
+    for server in [format!("{base}/admin/v1"), format!("{base}/admin/v1/")] {
+        let out = bare(&["--server", &server, "--token", ADMIN_TOKEN, "team", "list"]);
+        assert!(ok(&out).contains("alpha"), "{server}");
+    }
+    for server in [
+        format!("{base}?team=alpha"),
+        format!("{base}#admin"),
+        base.replace("http://", "http://admin:pw@"),
+    ] {
+        let err = failed(&bare(&[
+            "--server",
+            &server,
+            "--token",
+            ADMIN_TOKEN,
+            "team",
+            "list",
+        ]));
+        assert!(err.contains("is not a server URL"), "{server}: {err}");
+    }
+    // A port nobody listens on (bound, then let go).
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = format!("http://{gone}");
+    let err = failed(&bare(&[
+        "--server",
+        &server,
+        "--token",
+        ADMIN_TOKEN,
+        "team",
+        "list",
+    ]));
+    assert!(err.contains("cannot reach"), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    let err = failed(&bare(&[
+        "--server",
+        &base,
+        "--token",
+        "tga-wrong",
+        "team",
+        "list",
+    ]));
+    assert!(
+        err.contains("401 invalid_admin_token") && err.contains("not valid"),
+        "{err}"
+    );
+}

@@ -83,10 +83,13 @@ impl Calendar {
     }
 
     /// The first instant of `date` in the zone (a day that starts inside a DST gap starts at
-    /// the first minute that exists).
+    /// the first minute that exists). A date the zone skipped altogether (Samoa went from 29
+    /// to 31 December 2011) starts where the next date does, so the day before it ends there
+    /// rather than at a made-up instant in its own middle.
     fn midnight_ms(&self, date: NaiveDate) -> i64 {
         let midnight: NaiveDateTime = date.and_hms_opt(0, 0, 0).unwrap_or_default();
-        for minutes in 0..=180 {
+        // A gap is at most a day long: a day and its next day's first three hours are enough.
+        for minutes in 0..=(24 + 3) * 60 {
             let wall = midnight + chrono::Duration::minutes(minutes);
             if let Some(instant) = self.tz.from_local_datetime(&wall).earliest() {
                 return instant.timestamp_millis();
@@ -153,6 +156,17 @@ mod tests {
         let day = ny.window(Period::Day, 0, ms("2026-03-08T12:00:00Z"));
         assert_eq!(day.start_ms, ms("2026-03-08T05:00:00Z"));
         assert_eq!(day.resets_at_ms, Some(ms("2026-03-09T04:00:00Z")));
+    }
+
+    #[test]
+    fn a_skipped_date_ends_the_day_before_at_the_next_midnight() {
+        let apia = Calendar::new("Pacific/Apia").unwrap();
+        // 29 Dec 2011 (UTC-10) was followed by 31 Dec (UTC+14): 30 Dec never happened there.
+        let on_29th = apia.window(Period::Day, i64::MIN, ms("2011-12-29T12:00:00-10:00"));
+        assert_eq!(on_29th.start_ms, ms("2011-12-29T00:00:00-10:00"));
+        assert_eq!(on_29th.resets_at_ms, Some(ms("2011-12-31T00:00:00+14:00")));
+        let on_31st = apia.window(Period::Day, i64::MIN, ms("2011-12-31T12:00:00+14:00"));
+        assert_eq!(on_31st.start_ms, ms("2011-12-31T00:00:00+14:00"));
     }
 
     #[test]

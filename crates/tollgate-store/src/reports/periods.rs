@@ -42,12 +42,16 @@ pub fn rfc3339(calendar: &Calendar, at_ms: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// The first instant of `date` in the calendar's zone. Local noon always exists (DST moves the
-/// small hours), so the day containing it is that date, and the calendar knows where it starts.
+/// The first instant of `date` in the calendar's zone. Local noon exists on every date a zone
+/// has (DST moves the small hours), so the day containing it is that date, and the calendar
+/// knows where it starts. A date the zone skipped (Samoa's 30 December 2011) starts where the
+/// next one does.
 fn start_of(calendar: &Calendar, date: NaiveDate) -> Option<i64> {
     let noon = date.and_time(NaiveTime::from_hms_opt(12, 0, 0)?);
-    let instant = tz(calendar).from_local_datetime(&noon).earliest()?;
-    Some(calendar.period_start(Period::Day, instant.timestamp_millis()))
+    match tz(calendar).from_local_datetime(&noon).earliest() {
+        Some(instant) => Some(calendar.period_start(Period::Day, instant.timestamp_millis())),
+        None => start_of(calendar, date.succ_opt()?),
+    }
 }
 
 /// `from`/`to` as finance writes them: an RFC 3339 instant (`2026-11-30T23:00:00Z`,
@@ -94,8 +98,14 @@ pub(crate) fn buckets(
     let mut at = from_ms;
     while let Some(next) = next_boundary(calendar, period, at).filter(|n| *n > at && *n < to_ms) {
         if out.len() == MAX_BUCKETS {
+            // Grouping by month is the way out only for days.
+            let or_months = if matches!(period, Period::Month) {
+                ""
+            } else {
+                " or group by month"
+            };
             return Err(StoreError::Invalid(format!(
-                "the range spans more than {MAX_BUCKETS} {}s; narrow it or group by month",
+                "the range spans more than {MAX_BUCKETS} {}s; narrow it{or_months}",
                 period.as_str()
             )));
         }
@@ -157,6 +167,22 @@ mod tests {
         DateTime::parse_from_rfc3339(text)
             .unwrap()
             .timestamp_millis()
+    }
+
+    #[test]
+    fn a_date_the_zone_skipped_has_no_day_of_its_own() {
+        // Samoa went from 29 to 31 December 2011: the 29th ends where the 31st begins, and a
+        // report by day labels every day after it correctly.
+        let apia = Calendar::new("Pacific/Apia").unwrap();
+        let (from, to) = (
+            parse_instant("2011-12-29", &apia).unwrap(),
+            parse_instant("2012-01-02", &apia).unwrap(),
+        );
+        let days = buckets(&apia, Period::Day, from, to).unwrap();
+        let labels: Vec<&str> = days.iter().map(|(_, day)| day.as_str()).collect();
+        assert_eq!(labels, ["2011-12-29", "2011-12-31", "2012-01-01"]);
+        assert_eq!(days[1].0, ms("2011-12-31T00:00:00+14:00"));
+        assert_eq!(parse_instant("2011-12-30", &apia), Some(days[1].0));
     }
 
     #[test]

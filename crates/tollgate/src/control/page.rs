@@ -33,7 +33,10 @@ impl Query {
         for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let (Some(name), Some(value)) = (percent_decode(name), percent_decode(value)) else {
-                errors.push("query", format!("'{pair}' is not valid percent-encoding"));
+                errors.push(
+                    "query",
+                    format!("'{pair}' is not valid percent-encoding of text without NUL"),
+                );
                 continue;
             };
             if !allowed.contains(&name.as_str()) {
@@ -193,7 +196,9 @@ impl<T> Listed<T> {
 
 /// Decodes `%XX` escapes. A `+` stays a plus, as in the reports' query strings: it is how an
 /// RFC 3339 offset is typed into curl. `None` for a malformed escape (which the crate would
-/// pass through as text) or text that is not UTF-8 once decoded.
+/// pass through as text), text that is not UTF-8 once decoded, or a NUL (`%00`): no id, name,
+/// cursor or date holds one, and Postgres cannot even compare with one (it would answer an
+/// error, not "no such row").
 pub fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let well_formed = bytes.iter().enumerate().all(|(i, b)| {
@@ -203,7 +208,7 @@ pub fn percent_decode(text: &str) -> Option<String> {
                 .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
     });
     let decoded = percent_encoding::percent_decode(bytes).decode_utf8().ok()?;
-    well_formed.then(|| decoded.into_owned())
+    (well_formed && !decoded.contains('\0')).then(|| decoded.into_owned())
 }
 
 #[cfg(test)]
@@ -242,7 +247,7 @@ mod tests {
         let mut errors = FieldErrors::default();
         assert_eq!(q.page(&mut errors).limit, 5);
         assert!(errors.into_result().is_ok());
-        for bad in ["nope=1", "limit=1&limit=2", "limit=%zz"] {
+        for bad in ["nope=1", "limit=1&limit=2", "limit=%zz", "limit=%00"] {
             assert_eq!(
                 Query::parse(Some(bad), &["limit"]).unwrap_err().status,
                 422,
@@ -255,5 +260,6 @@ mod tests {
         assert!(errors.into_result().is_err());
         assert_eq!(percent_decode("%E2%82%AC").as_deref(), Some("€"));
         assert_eq!(percent_decode("%FF"), None);
+        assert_eq!(percent_decode("a%00b"), None);
     }
 }

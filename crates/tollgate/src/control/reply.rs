@@ -5,6 +5,8 @@ use http::StatusCode;
 use tollgate_core::ApiError;
 use tollgate_store::StoreError;
 
+use crate::validate::FieldErrors;
+
 /// What an operation answers: JSON (almost all of them), a report, or a JSON document served
 /// byte for byte as written (the OpenAPI document, so its order and layout survive).
 #[derive(Debug)]
@@ -40,8 +42,31 @@ pub fn created(body: serde_json::Value) -> Answer {
 }
 
 /// The request body as `T`; a body that is not JSON, or not `T`, is a 400 naming the problem.
+/// A string holding a NUL (`"\u0000"`) is a 422 naming its field: no id, name or label holds
+/// one, and Postgres would refuse it with an error rather than answer "no such team".
 pub fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(ApiError::invalid_json)
+    let value = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    if let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(body) {
+        let mut errors = FieldErrors::default();
+        for (name, field) in &fields {
+            if holds_nul(field) {
+                errors.push("body", format!("'{name}' holds a NUL character (\\u0000)"));
+            }
+        }
+        errors.into_result()?;
+    }
+    Ok(value)
+}
+
+/// Any string in `value` (or key of an object in it) holds a NUL.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 /// Like [`read_json`], but an empty body means every field's default.

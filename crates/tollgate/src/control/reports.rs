@@ -182,7 +182,24 @@ fn period(errors: &mut FieldErrors, params: &Query, calendar: &Calendar) -> (i64
     if let (Some(from), Some(to)) = (from, to)
         && from >= to
     {
-        errors.push("to", "must be after from");
+        // A bound left out is this month's: say so, or `?to=2026-10-01` alone reads as a
+        // contradiction of something the caller never wrote.
+        let defaulted = |field: &str, at: i64| {
+            if params.get(field).is_some() {
+                String::new()
+            } else {
+                format!(
+                    " ({field} was left out, so it is this month's bound {}; give both)",
+                    rfc3339(calendar, at)
+                )
+            }
+        };
+        let why = format!(
+            "must be after from{}{}",
+            defaulted("from", from),
+            defaulted("to", to)
+        );
+        errors.push("to", why);
     }
     (from.unwrap_or(0), to.unwrap_or(0))
 }
