@@ -64,7 +64,7 @@ async fn run(cli: Cli) -> ExitCode {
                 Ok(api) => manage(&api, command).await,
                 Err(e) => Err(e),
             },
-            None => match Local::open(&config).await {
+            None => match Local::open(&config, cli.token.is_some()).await {
                 Ok(local) => {
                     let result = manage(&local, command).await;
                     local.close().await;

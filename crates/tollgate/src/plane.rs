@@ -82,7 +82,17 @@ pub struct Local {
 }
 
 impl Local {
-    pub async fn open(config: &Config) -> anyhow::Result<Local> {
+    /// `token_given`: an admin token was set (`--token`, `TOLLGATE_ADMIN_TOKEN`) although the
+    /// command runs locally. If the embedded database does not exist either, the user almost
+    /// certainly meant a gateway's `--server`: say so instead of creating an empty database.
+    pub async fn open(config: &Config, token_given: bool) -> anyhow::Result<Local> {
+        if token_given && let Some(path) = missing_sqlite_file(&config.store.database_url) {
+            anyhow::bail!(
+                "there is no database at {path}, and an admin token is set without --server. \
+                 To manage a running gateway, set --server URL (or TOLLGATE_SERVER); to start \
+                 a new local database here, unset TOLLGATE_ADMIN_TOKEN."
+            );
+        }
         let store = crate::app::open_store(config)
             .await?
             .with_budget_calendar(config.budgets.calendar());
@@ -118,6 +128,17 @@ impl ControlPlane for Local {
             Reply::Document(text) => Ok(Bytes::from_static(text.as_bytes())),
         }
     }
+}
+
+/// The file of a SQLite URL (`sqlite://tollgate.db?mode=rwc`, `sqlite:x.db`) when it does not
+/// exist yet; `None` for other databases, in-memory ones and files that exist.
+fn missing_sqlite_file(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    let in_memory = path.is_empty() || path.contains(":memory:");
+    (!in_memory && !std::path::Path::new(path).exists()).then(|| path.to_string())
 }
 
 /// A gateway's admin API (`--server`).

@@ -53,6 +53,33 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// An admin token without --server and no database yet: the user meant a gateway, so the CLI
+/// says so and creates nothing, instead of answering from a new empty database.
+#[test]
+fn a_token_without_server_and_no_database_points_at_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tollgate.db");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    let out = tollgate(
+        &["team", "list"],
+        &[
+            ("DATABASE_URL", &url),
+            ("TOLLGATE_ADMIN_TOKEN", "tga-something"),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("no database at") && err.contains("--server"),
+        "{err}"
+    );
+    assert!(!file.exists(), "an empty database was created");
+    // Without the token, first use creates the embedded database, as documented.
+    let out = tollgate(&["team", "list"], &[("DATABASE_URL", &url)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(file.exists());
+}
+
 #[test]
 fn every_command_has_help() {
     for args in [
