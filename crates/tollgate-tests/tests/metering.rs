@@ -537,7 +537,7 @@ async fn a_json_answer_too_large_to_parse_whole_is_still_charged_its_usage() {
     // Logprobs for many choices make a non-streamed answer tens of MB. The meter does not
     // parse one that large whole; it must still find the usage at its end, or the output of
     // such a call (all of it billed upstream) would cost its client nothing.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", upstream.local_addr().unwrap());
     let h = Harness::start_custom(
@@ -555,23 +555,7 @@ async fn a_json_answer_too_large_to_parse_whole_is_still_charged_its_usage() {
     );
     let server = tokio::spawn(async move {
         let (mut conn, _) = upstream.accept().await.unwrap();
-        let mut request = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = conn.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the request ended early");
-            request.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&request).to_lowercase();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let length: usize = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().unwrap());
-                if request.len() >= end + 4 + length {
-                    break;
-                }
-            }
-        }
+        read_request(&mut conn).await;
         let head = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             answer.len()
@@ -607,7 +591,7 @@ async fn a_responses_stream_whose_last_event_is_huge_is_still_charged_its_usage(
     // `response.completed` carries the whole response; with logprobs it can be tens of MB on
     // one line, more than the meter keeps. Its usage (reasoning tokens the client never saw
     // as text included) must still be read, not estimated from the deltas.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", upstream.local_addr().unwrap());
     let h = Harness::start_custom(
@@ -627,23 +611,7 @@ async fn a_responses_stream_whose_last_event_is_huge_is_still_charged_its_usage(
     );
     let server = tokio::spawn(async move {
         let (mut conn, _) = upstream.accept().await.unwrap();
-        let mut request = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = conn.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the request ended early");
-            request.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&request).to_lowercase();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let length: usize = text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().unwrap());
-                if request.len() >= end + 4 + length {
-                    break;
-                }
-            }
-        }
+        read_request(&mut conn).await;
         let head = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n",
             stream.len()
@@ -675,4 +643,26 @@ async fn a_responses_stream_whose_last_event_is_huge_is_still_charged_its_usage(
     assert_eq!(row["estimated"], false, "{row}");
     assert_eq!(tokens(&row), (12, 0, 150_000, 149_000), "{row}");
     assert_eq!(row["cost_nanos"], cost(&GPT_5_5, 12, 0, 150_000), "{row}");
+}
+
+/// Reads one HTTP/1.1 request (head and `content-length` body) from a raw upstream connection.
+async fn read_request(conn: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut request = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the request ended early");
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request).to_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if request.len() >= end + 4 + length {
+                return request;
+            }
+        }
+    }
 }
