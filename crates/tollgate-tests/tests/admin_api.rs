@@ -225,9 +225,12 @@ async fn request_for(h: &Harness, w: &World, action: &str, n: usize) -> (String,
             Some(json!({"grace_seconds": 60})),
         ),
         "GET /admin/v1/budgets" => ("/admin/v1/budgets".into(), None),
+        // One budget per scope and period: each caller budgets a key of its own.
         "POST /admin/v1/budgets" => (
             "/admin/v1/budgets".into(),
-            Some(json!({"team": "alpha", "period": "day", "limit_usd": "5"})),
+            Some(
+                json!({"team": "alpha", "key": fresh_key().await, "period": "day", "limit_usd": "5"}),
+            ),
         ),
         "GET /admin/v1/budgets/{id}" => (format!("/admin/v1/budgets/{}", w.budget), None),
         "PATCH /admin/v1/budgets/{id}" => (
@@ -239,7 +242,7 @@ async fn request_for(h: &Harness, w: &World, action: &str, n: usize) -> (String,
                 h,
                 "POST",
                 "/admin/v1/budgets",
-                Some(json!({"team": "alpha", "period": "week", "limit_usd": "1"})),
+                Some(json!({"team": "alpha", "key": fresh_key().await, "period": "week", "limit_usd": "1"})),
                 201,
             )
             .await;
@@ -432,6 +435,66 @@ async fn a_team_admin_may_change_labels_but_not_cost_centre_or_disabled() {
     for part in ["cost_centre:", "'bad name'", "label 'ok'"] {
         assert!(message.contains(part), "{message}");
     }
+}
+
+/// A second budget for the same scope and period would be enforced beside the first, and
+/// `tollgate budget set` would change only one: refused, naming the budget to change.
+#[tokio::test]
+async fn a_scope_has_one_budget_per_period() {
+    let h = Harness::start(Backend::Sqlite).await;
+    h.team_key("alpha").await;
+    let month = json!({"team": "alpha", "period": "month", "limit_usd": "10"});
+    let first = as_admin(&h, "POST", "/admin/v1/budgets", Some(month.clone()), 201).await;
+    let id = first["id"].as_str().unwrap();
+    let again = send(
+        &h,
+        "POST",
+        "/admin/v1/budgets",
+        Some(ADMIN_TOKEN),
+        Some(month),
+    )
+    .await;
+    again.assert_error(409, "conflict");
+    let message = again.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.contains("month budget")
+            && message.contains(&format!("PATCH /admin/v1/budgets/{id}")),
+        "{message}"
+    );
+    // Another period is another budget; moving it onto the month is the same conflict.
+    let day = as_admin(
+        &h,
+        "POST",
+        "/admin/v1/budgets",
+        Some(json!({"team": "alpha", "period": "day", "limit_usd": "1"})),
+        201,
+    )
+    .await;
+    let path = format!("/admin/v1/budgets/{}", day["id"].as_str().unwrap());
+    send(
+        &h,
+        "PATCH",
+        &path,
+        Some(ADMIN_TOKEN),
+        Some(json!({"period": "month"})),
+    )
+    .await
+    .assert_error(409, "conflict");
+    // A budget may keep its own period when it changes.
+    let path = format!("/admin/v1/budgets/{id}");
+    as_admin(
+        &h,
+        "PATCH",
+        &path,
+        Some(json!({"period": "month", "limit_usd": "20"})),
+        200,
+    )
+    .await;
+    let listed = as_admin(&h, "GET", "/admin/v1/budgets?team=alpha", None, 200).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
 }
 
 #[tokio::test]

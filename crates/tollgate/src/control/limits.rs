@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tollgate_core::ApiError;
 use tollgate_core::budget::BudgetDef;
 use tollgate_core::ratelimit::RateLimitDef;
-use tollgate_store::Team;
+use tollgate_store::{BudgetSpec, Team};
 
 use super::budgets;
 use super::page::{Listed, Query};
@@ -114,6 +114,7 @@ impl Control {
             .scope(call, body.team.as_deref(), body.key.as_deref())
             .await?;
         let spec = budgets::create_spec(&body, &team.id, key.as_deref())?;
+        self.refuse_a_second(&spec, None).await?;
         let budget = self
             .store
             .create_budget(&spec, self.calendar())
@@ -125,10 +126,45 @@ impl Control {
         created(self.budget_view(&budget).await?)
     }
 
+    /// One budget per team (or key) and period: a second would be enforced beside the first,
+    /// and `tollgate budget set` would change only one of them. 409, naming the one to change.
+    async fn refuse_a_second(
+        &self,
+        spec: &BudgetSpec,
+        except: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let existing = self
+            .store
+            .list_budgets(Some(&spec.team_id))
+            .await
+            .map_err(store_error)?;
+        let Some(other) = existing.iter().find(|b| {
+            b.key_id == spec.key_id && b.period == spec.period && Some(b.id.as_str()) != except
+        }) else {
+            return Ok(());
+        };
+        let scope = match &spec.key_id {
+            Some(key) => format!("key '{key}'"),
+            None => "this team".to_string(),
+        };
+        Err(ApiError::new(
+            409,
+            "invalid_request_error",
+            "conflict",
+            format!(
+                "{scope} already has a {} budget ({}); change it with PATCH /admin/v1/budgets/{}.",
+                spec.period.as_str(),
+                other.id,
+                other.id
+            ),
+        ))
+    }
+
     pub(super) async fn update_budget(&self, call: &Call<'_>) -> Answer {
         let current = self.own_budget(call, call.param(0)).await?;
         let body: budgets::UpdateBudget = read_json(call.body)?;
         let spec = budgets::update_spec(&current, &body)?;
+        self.refuse_a_second(&spec, Some(&current.id)).await?;
         let updated = self
             .store
             .update_budget(&current.id, &spec, body.reset)
