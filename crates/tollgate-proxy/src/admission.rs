@@ -143,11 +143,21 @@ impl Admission {
             });
         }
         let model = call.peek.model.as_deref().unwrap_or("");
-        let mut estimate = self.bound(&call, prices, model, input_bound);
+        // Input the upstream holds is not in the body: bound it by the configured context.
+        let stored = match call.endpoint {
+            Endpoint::Responses | Endpoint::ResponsesCompact
+                if call.peek.names_stored_input(call.body) =>
+            {
+                self.config.stored_input_tokens
+            }
+            _ => 0,
+        };
+        let mut estimate = self.bound(&call, prices, model, input_bound.saturating_add(stored));
         let headroom = self.budgets.headroom(&team.id, &call.key.id);
         if headroom.is_some_and(|h| h < estimate.nanos()) {
             let tokens = estimate::count_off_thread(model, call.body.clone()).await;
-            estimate = self.bound(&call, prices, model, tokens.min(input_bound));
+            let input = tokens.min(input_bound).saturating_add(stored);
+            estimate = self.bound(&call, prices, model, input);
         }
         let reservation = self
             .budgets
@@ -206,14 +216,8 @@ impl Admission {
             let choices = peek.n.max(peek.best_of).unwrap_or(1).max(1);
             per_choice.saturating_mul(choices)
         };
-        // Input the upstream holds is not in the body: bound it by the configured context.
-        let stored = if peek.names_stored_input(call.body) {
-            self.config.stored_input_tokens
-        } else {
-            0
-        };
         let usage = Usage {
-            input: input.max(1).saturating_add(stored),
+            input: input.max(1),
             cached_input: 0,
             output,
             reasoning: 0,

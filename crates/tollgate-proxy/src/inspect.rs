@@ -138,18 +138,16 @@ pub struct Peek {
 }
 
 impl Peek {
-    /// Whether part of the call's input is held by the upstream — a previous response, a
+    /// Whether a Responses call names input the upstream holds — a previous response, a
     /// conversation, a stored prompt, a stored item — so the body's length does not bound it.
-    /// A body that merely mentions `"item_reference"` in its text counts too: a larger
-    /// reservation, never a smaller one.
+    /// (Only Responses has these: a legacy completion's `prompt` is its text.) A body that
+    /// merely mentions `"item_reference"` in its text counts too: a larger reservation, never a
+    /// smaller one. One SIMD scan of the body, and only for calls a budget applies to.
     pub fn names_stored_input(&self, body: &[u8]) -> bool {
-        const ITEM_REFERENCE: &[u8] = b"\"item_reference\"";
         self.previous_response_id.is_some()
             || self.conversation.is_some()
             || self.prompt.is_some()
-            || body
-                .windows(ITEM_REFERENCE.len())
-                .any(|w| w == ITEM_REFERENCE)
+            || memchr::memmem::find(body, b"\"item_reference\"").is_some()
     }
 }
 

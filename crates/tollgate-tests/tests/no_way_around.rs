@@ -1019,6 +1019,30 @@ async fn a_call_that_continues_input_the_upstream_holds_reserves_for_it() {
     // Naming nothing (null) holds nothing back.
     let reply = send(json!({"previous_response_id": null, "conversation": null})).await;
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    // Only Responses holds input: a legacy completion's `prompt` is its text, and a chat
+    // message that says "item_reference" is a message.
+    for (path, body) in [
+        (
+            "/v1/completions",
+            json!({"model": "gpt-5.5", "prompt": "hi", "max_tokens": 64}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "gpt-5.5", "max_completion_tokens": 64,
+                   "messages": [{"role": "user", "content": "item_reference"}]}),
+        ),
+    ] {
+        let reply = h
+            .http
+            .json(
+                Method::POST,
+                &format!("{}{path}", h.base()),
+                &[bearer(&key)],
+                body,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {reply:?}");
+    }
 }
 
 #[tokio::test]
