@@ -20,5 +20,5 @@ pub use keys::{KeyHash, ParsedKey, SecretKind};
 pub use ledger::{CallOutcome, LedgerEvent, LedgerSink, ToolCount};
 pub use models::ModelAllowList;
 pub use money::Money;
-pub use pricing::{PriceEntry, PriceTable, Priced, UnpricedPolicy};
-pub use usage::Usage;
+pub use pricing::{ImagePrice, PriceEntry, PriceTable, Priced, ToolPrice, UnpricedPolicy};
+pub use usage::{ImageCount, ToolUse, Units, Usage};

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 
 use toml::{Table, Value};
 
-use super::units::{Ratio, parse_day, parse_rate};
-use super::{LongContext, PriceEntry, PriceTable, Rates, Unpriced};
+use super::units::{PER_1M_TOKENS, Ratio, parse_day, parse_usd};
+use super::{ImagePrice, LongContext, PriceEntry, PriceTable, Rates, ToolPrice, Unpriced};
 use crate::config::ConfigProblem;
 
-const TOP_FIELDS: &[&str] = &["model", "service_tiers", "unpriced"];
+const TOP_FIELDS: &[&str] = &["model", "tool", "service_tiers", "unpriced"];
 const ENTRY_FIELDS: &[&str] = &[
     "name",
     "aliases",
@@ -19,7 +19,22 @@ const ENTRY_FIELDS: &[&str] = &[
     "cached_input",
     "output",
     "long_context",
+    "image_input",
+    "image_output",
+    "audio_input",
+    "audio_output",
+    "per_image",
+    "per_1m_characters",
+    "per_minute",
 ];
+/// Fields that price a model by something other than tokens; any of them makes `input` optional.
+const NON_TOKEN_FIELDS: &[&str] = &["per_image", "per_1m_characters", "per_minute"];
+const PER_IMAGE_FIELDS: &[&str] = &["size", "quality", "usd"];
+const TOOL_FIELDS: &[&str] = &["name", "effective_from", "per_call", "models"];
+const PER_IMAGE: &str = "USD per image";
+const PER_1M_CHARACTERS: &str = "USD per 1M characters";
+const PER_MINUTE: &str = "USD per minute";
+const PER_CALL: &str = "USD per call";
 const LONG_CONTEXT_FIELDS: &[&str] = &["above_input_tokens", "input", "output"];
 const UNPRICED_FIELDS: &[&str] = &["policy", "input", "cached_input", "output"];
 
@@ -80,6 +95,20 @@ pub(super) fn parse(text: &str) -> Result<PriceTable, Vec<ConfigProblem>> {
         }
         Some(_) => p.push("model", "must be an array of tables ([[model]] … )"),
     }
+    let mut tools = Vec::new();
+    match root.get("tool") {
+        None => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::Table(t) => tools.extend(tool(i, t, &mut p).map(|e| (i, e))),
+                    _ => p.push(format!("tool[{i}]"), "must be a table ([[tool]])"),
+                }
+            }
+        }
+        Some(_) => p.push("tool", "must be an array of tables ([[tool]] … )"),
+    }
+    let tool_timelines = tool_timelines(&tools, &mut p);
     let tiers = service_tiers(root.get("service_tiers"), &mut p);
     let unpriced = unpriced(root.get("unpriced"), &mut p);
     let timelines = timelines(&entries, &mut p);
@@ -90,6 +119,8 @@ pub(super) fn parse(text: &str) -> Result<PriceTable, Vec<ConfigProblem>> {
             timelines,
             tiers,
             unpriced,
+            tools: tools.into_iter().map(|(_, t)| t).collect(),
+            tool_timelines,
         })
     } else {
         Err(p.0)
@@ -126,9 +157,24 @@ fn entry(i: usize, t: &Table, p: &mut Problems) -> Option<PriceEntry> {
         }
         Some(v) => day(v, &format!("{label}.effective_from"), p),
     };
-    let input = required_rate(t, "input", &label, p);
+    let priced_by_units = NON_TOKEN_FIELDS.iter().any(|k| t.contains_key(*k));
+    let input = if priced_by_units && !t.contains_key("input") {
+        Some(0)
+    } else {
+        required_rate(t, "input", &label, p)
+    };
     let cached_input = optional_rate(t, "cached_input", &label, p);
     let output = optional_rate(t, "output", &label, p);
+    let image_input = optional_rate(t, "image_input", &label, p);
+    let image_output = optional_rate(t, "image_output", &label, p);
+    let audio_input = optional_rate(t, "audio_input", &label, p);
+    let audio_output = optional_rate(t, "audio_output", &label, p);
+    let per_image = match t.get("per_image") {
+        None => Some(Vec::new()),
+        Some(v) => per_image(v, &format!("{label}.per_image"), p),
+    };
+    let per_1m_characters = optional_usd(t, "per_1m_characters", PER_1M_CHARACTERS, &label, p);
+    let per_minute = optional_usd(t, "per_minute", PER_MINUTE, &label, p);
     let long_context = match t.get("long_context") {
         None => Some(None),
         Some(Value::Table(lc)) => long_context(lc, &format!("{label}.long_context"), p).map(Some),
@@ -149,8 +195,179 @@ fn entry(i: usize, t: &Table, p: &mut Problems) -> Option<PriceEntry> {
         cached_input: cached_input?,
         output: output?,
         long_context: long_context?,
+        image_input: image_input?,
+        image_output: image_output?,
+        audio_input: audio_input?,
+        audio_output: audio_output?,
+        per_image: per_image?,
+        per_1m_characters: per_1m_characters?,
+        per_minute: per_minute?,
         effective_from_ms,
     })
+}
+
+/// `per_image = [ { size = "1024x1024", quality = "hd", usd = "0.08" }, … ]`; `None` after
+/// reporting what is wrong.
+fn per_image(value: &Value, path: &str, p: &mut Problems) -> Option<Vec<ImagePrice>> {
+    let shape = "must be an array of tables like [ { size = \"1024x1024\", quality = \"standard\", \
+                 usd = \"0.04\" } ]";
+    let items = match value {
+        Value::Array(items) if !items.is_empty() => items,
+        Value::Array(_) => {
+            p.push(
+                path,
+                "lists no image price; omit per_image for a model not billed per image",
+            );
+            return None;
+        }
+        _ => {
+            p.push(path, shape);
+            return None;
+        }
+    };
+    let mut out: Vec<ImagePrice> = Vec::new();
+    let mut ok = true;
+    for (j, item) in items.iter().enumerate() {
+        let field = format!("{path}[{j}]");
+        let Value::Table(t) = item else {
+            p.push(field, shape);
+            ok = false;
+            continue;
+        };
+        p.unknown_fields(t, &field, PER_IMAGE_FIELDS);
+        let text = |key: &str, p: &mut Problems| match t.get(key) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Some(_) => {
+                p.push(format!("{field}.{key}"), "must be a non-empty string");
+                None
+            }
+            None => None,
+        };
+        let size = text("size", p);
+        if !t.contains_key("size") {
+            p.push(format!("{field}.size"), "missing (e.g. \"1024x1024\")");
+        }
+        // A model without qualities (dall-e-2) has one, which requests call "standard".
+        let quality = match t.get("quality") {
+            None => Some("standard".to_string()),
+            Some(_) => text("quality", p),
+        };
+        let nanos = match t.get("usd") {
+            Some(v) => usd(v, &format!("{field}.usd"), PER_IMAGE, p),
+            None => {
+                p.push(
+                    format!("{field}.usd"),
+                    "missing (USD per image, e.g. \"0.04\")",
+                );
+                None
+            }
+        };
+        let (Some(size), Some(quality), Some(nanos)) = (size, quality, nanos) else {
+            ok = false;
+            continue;
+        };
+        if out.iter().any(|i| i.size == size && i.quality == quality) {
+            p.push(
+                field,
+                format!("size '{size}' at quality '{quality}' is listed twice"),
+            );
+            ok = false;
+            continue;
+        }
+        out.push(ImagePrice {
+            size,
+            quality,
+            nanos,
+        });
+    }
+    ok.then_some(out)
+}
+
+/// One `[[tool]]`; `None` when a field is missing or malformed (already reported).
+fn tool(i: usize, t: &Table, p: &mut Problems) -> Option<ToolPrice> {
+    let name = match t.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(_) => {
+            p.push(format!("tool[{i}].name"), "must be a non-empty string");
+            None
+        }
+        None => {
+            p.push(format!("tool[{i}].name"), "missing (e.g. \"web_search\")");
+            None
+        }
+    };
+    let label = match &name {
+        Some(n) => format!("tool[{i}] ({n})"),
+        None => format!("tool[{i}]"),
+    };
+    p.unknown_fields(t, &label, TOOL_FIELDS);
+    let effective = match t.get("effective_from") {
+        None => {
+            p.push(
+                format!("{label}.effective_from"),
+                "missing (a UTC day, \"YYYY-MM-DD\")",
+            );
+            None
+        }
+        Some(v) => day(v, &format!("{label}.effective_from"), p),
+    };
+    let per_call = match t.get("per_call") {
+        Some(v) => usd(v, &format!("{label}.per_call"), PER_CALL, p),
+        None => {
+            p.push(
+                format!("{label}.per_call"),
+                "missing (USD per call, e.g. \"0.01\")",
+            );
+            None
+        }
+    };
+    let models = match t.get("models") {
+        None => Some(Vec::new()),
+        Some(Value::Array(items)) if items.is_empty() => {
+            p.push(
+                format!("{label}.models"),
+                "lists no model; omit models to price the tool for every model",
+            );
+            None
+        }
+        Some(Value::Array(items)) => model_names(items, &format!("{label}.models"), p),
+        Some(_) => {
+            p.push(format!("{label}.models"), "must be an array of model names");
+            None
+        }
+    };
+    let (effective_from, effective_from_ms) = effective?;
+    Some(ToolPrice {
+        name: name?,
+        effective_from,
+        per_call: per_call?,
+        models: models?,
+        effective_from_ms,
+    })
+}
+
+fn model_names(items: &[Value], path: &str, p: &mut Problems) -> Option<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    let mut ok = true;
+    for (j, item) in items.iter().enumerate() {
+        let field = format!("{path}[{j}]");
+        match item {
+            Value::String(s) if !s.trim().is_empty() => {
+                let model = s.trim();
+                if out.iter().any(|m| m == model) {
+                    p.push(field, format!("'{model}' is listed twice"));
+                    ok = false;
+                } else {
+                    out.push(model.to_string());
+                }
+            }
+            _ => {
+                p.push(field, "must be a non-empty string");
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
 }
 
 fn aliases(
@@ -218,17 +435,22 @@ fn day(value: &Value, field: &str, p: &mut Problems) -> Option<(String, i64)> {
     }
 }
 
-/// `Some(rate)`, or `None` after reporting why not.
-fn rate(value: &Value, field: &str, p: &mut Problems) -> Option<u64> {
+/// `Some(rate)` in nano-USD `per` something, or `None` after reporting why not.
+fn usd(value: &Value, field: &str, per: &str, p: &mut Problems) -> Option<u64> {
     let parsed = match value {
-        Value::String(s) => parse_rate(s),
+        Value::String(s) => parse_usd(s, per),
         Value::Float(_) => Err("TOML floats are inexact; quote the rate: \"2.50\"".to_string()),
         other => Err(format!(
-            "must be a quoted decimal string of USD per 1M tokens like \"2.50\", not a {}",
+            "must be a quoted decimal string of {per} like \"2.50\", not a {}",
             other.type_str()
         )),
     };
     parsed.map_err(|message| p.push(field, message)).ok()
+}
+
+/// A token rate, in nano-USD per 1M tokens.
+fn rate(value: &Value, field: &str, p: &mut Problems) -> Option<u64> {
+    usd(value, field, PER_1M_TOKENS, p)
 }
 
 fn required_rate(t: &Table, key: &str, label: &str, p: &mut Problems) -> Option<u64> {
@@ -236,7 +458,15 @@ fn required_rate(t: &Table, key: &str, label: &str, p: &mut Problems) -> Option<
     match t.get(key) {
         Some(v) => rate(v, &field, p),
         None => {
-            p.push(field, "missing (USD per 1M tokens, e.g. \"2.50\")");
+            let hint = if key == "input" && !label.starts_with("unpriced") {
+                "; only entries priced per_image, per_1m_characters or per_minute may omit it"
+            } else {
+                ""
+            };
+            p.push(
+                field,
+                format!("missing (USD per 1M tokens, e.g. \"2.50\"){hint}"),
+            );
             None
         }
     }
@@ -347,6 +577,58 @@ fn unpriced(value: Option<&Value>, p: &mut Problems) -> Unpriced {
         }),
         _ => Unpriced::Reject,
     }
+}
+
+/// `Some(None)` when absent, `None` when present but bad.
+fn optional_usd(
+    t: &Table,
+    key: &str,
+    per: &str,
+    label: &str,
+    p: &mut Problems,
+) -> Option<Option<u64>> {
+    match t.get(key) {
+        None => Some(None),
+        Some(v) => usd(v, &format!("{label}.{key}"), per, p).map(Some),
+    }
+}
+
+/// Tool name → entry indices by `effective_from`. Two entries for the same tool from the same
+/// day that could both apply to one model (both for every model, or both listing it) would
+/// make the price of a call ambiguous: reported.
+fn tool_timelines(tools: &[(usize, ToolPrice)], p: &mut Problems) -> HashMap<String, Vec<usize>> {
+    let mut timelines: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, (file_index, tool)) in tools.iter().enumerate() {
+        let same_day = tools.iter().take(i).filter(|(_, earlier)| {
+            earlier.name == tool.name && earlier.effective_from_ms == tool.effective_from_ms
+        });
+        for (_, earlier) in same_day {
+            let clash = if tool.models.is_empty() || earlier.models.is_empty() {
+                (tool.models.is_empty() && earlier.models.is_empty())
+                    .then(|| "every model".to_string())
+            } else {
+                tool.models
+                    .iter()
+                    .find(|m| earlier.models.contains(m))
+                    .map(|m| format!("'{m}'"))
+            };
+            if let Some(what) = clash {
+                p.push(
+                    format!("tool[{file_index}] ({}).effective_from", tool.name),
+                    format!(
+                        "'{}' already has a price for {what} from {}; one entry per tool, \
+                         model and effective_from",
+                        tool.name, tool.effective_from
+                    ),
+                );
+            }
+        }
+        timelines.entry(tool.name.clone()).or_default().push(i);
+    }
+    for timeline in timelines.values_mut() {
+        timeline.sort_by_key(|&i| tools.get(i).map_or(0, |(_, t)| t.effective_from_ms));
+    }
+    timelines
 }
 
 /// Name or alias → entry indices by `effective_from`. Two entries pricing the same name from

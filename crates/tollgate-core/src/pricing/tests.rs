@@ -1,7 +1,7 @@
 //! Hand-computed prices. Rates are nano-USD per 1M tokens, so every cost below is
 //! Σ tokens × rate / 1_000_000, with the multipliers written out where they apply.
 
-use super::units::{Ratio, parse_day, parse_rate, strip_snapshot_suffix};
+use super::units::{PER_1M_TOKENS, Ratio, parse_day, parse_usd, strip_snapshot_suffix};
 use super::*;
 use crate::config::ConfigProblem;
 
@@ -22,6 +22,10 @@ fn usage(input: u64, cached_input: u64, output: u64, reasoning: u64) -> Usage {
         output,
         reasoning,
     }
+}
+
+fn parse_rate(text: &str) -> Result<u64, String> {
+    parse_usd(text, PER_1M_TOKENS)
 }
 
 fn ms(day: &str) -> i64 {

@@ -6,19 +6,24 @@ use std::fmt;
 /// Nano-USD in one USD: a rate of "1" USD per 1M tokens is 1_000_000_000 nano-USD per 1M tokens.
 const NANOS_PER_USD: u64 = 1_000_000_000;
 
-/// Decimals a rate may carry: nine, so the smallest rate is 1 nano-USD per 1M tokens.
+/// Decimals a rate may carry: nine, so the smallest rate is 1 nano-USD per 1M tokens (or per
+/// image, minute, call …).
 const MAX_DECIMALS: usize = 9;
 
 /// Largest numerator or denominator of a ratio. Keeps the request arithmetic far inside `i128`.
 pub const MAX_RATIO_PART: u64 = 1_000_000;
 
-/// Parses a rate written as a decimal string of USD per 1M tokens ("2.50", "0.005", "30") into
-/// integer nano-USD per 1M tokens ("0.005" → 5_000_000). No float is involved.
-pub fn parse_rate(text: &str) -> Result<u64, String> {
+/// The unit of a token rate, as the messages of [`parse_usd`] name it.
+pub const PER_1M_TOKENS: &str = "USD per 1M tokens";
+
+/// Parses a decimal string of USD `per` something ("2.50" USD per 1M tokens, "0.04" USD per
+/// image) into integer nano-USD per the same thing ("0.005" → 5_000_000). No float is involved;
+/// `per` only words the error messages.
+pub fn parse_usd(text: &str, per: &str) -> Result<u64, String> {
     let t = text.trim();
     if t.starts_with('-') {
         return Err(format!(
-            "'{text}' is negative; a rate is zero or more USD per 1M tokens"
+            "'{text}' is negative; a rate is zero or more {per}"
         ));
     }
     let (whole, frac, has_point) = match t.split_once('.') {
@@ -28,12 +33,12 @@ pub fn parse_rate(text: &str) -> Result<u64, String> {
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     if whole.is_empty() || (has_point && frac.is_empty()) || !digits(whole) || !digits(frac) {
         return Err(format!(
-            "'{text}' is not a decimal number of USD per 1M tokens like \"2.50\""
+            "'{text}' is not a decimal number of {per} like \"2.50\""
         ));
     }
     if frac.len() > MAX_DECIMALS {
         return Err(format!(
-            "'{text}' has {} decimals; at most {MAX_DECIMALS} (1 nano-USD per 1M tokens)",
+            "'{text}' has {} decimals; at most {MAX_DECIMALS} (1 nano-{per})",
             frac.len()
         ));
     }
