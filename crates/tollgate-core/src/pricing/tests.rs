@@ -2,8 +2,11 @@
 //! Σ tokens × rate / 1_000_000, with the multipliers written out where they apply.
 
 use super::units::{PER_1M_TOKENS, Ratio, parse_day, parse_usd, strip_snapshot_suffix};
+mod units;
+
 use super::*;
 use crate::config::ConfigProblem;
+use crate::usage::{ImageCount, ToolUse, Units};
 
 const SHIPPED: &str = include_str!("../../../../config/prices.toml");
 
