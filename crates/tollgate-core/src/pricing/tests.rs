@@ -3,6 +3,7 @@
 
 use super::units::{PER_1M_TOKENS, Ratio, parse_day, parse_usd, strip_snapshot_suffix};
 mod units;
+mod validation;
 
 use super::*;
 use crate::config::ConfigProblem;

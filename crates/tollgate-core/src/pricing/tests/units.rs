@@ -458,3 +458,95 @@ fn units_serialize_only_what_is_billed() {
     );
     assert_eq!(serde_json::from_str::<Units>(&json).unwrap(), units);
 }
+
+#[test]
+fn shipped_price_file_prices_images_speech_transcription_and_tools() {
+    let t = shipped();
+    let price = |model: &str, u: &Usage, units: &Units| {
+        t.price_call(model, now(), u, units, None)
+            .unwrap_or_else(|| panic!("{model} {units:?} unpriced"))
+            .cost
+            .nanos()
+    };
+    // gpt-image-1, a high-quality square image: 100 text tokens × 5e9 + 4,160 image output
+    // tokens × 40e9 = 1.669e14 → 166,900,000.
+    let image_out = Units {
+        output_image_tokens: 4_160,
+        ..Units::default()
+    };
+    assert_eq!(
+        price("gpt-image-1", &usage(100, 0, 4_160, 0), &image_out),
+        166_900_000
+    );
+    // DALL·E per image.
+    for (model, size, quality, nanos) in [
+        ("dall-e-3", "1024x1024", "standard", 40_000_000),
+        ("dall-e-3", "1024x1792", "standard", 80_000_000),
+        ("dall-e-3", "1792x1024", "hd", 120_000_000),
+        ("dall-e-2", "512x512", "", 18_000_000),
+        ("dall-e-2", "1024x1024", "standard", 20_000_000),
+    ] {
+        assert_eq!(
+            price(model, &NONE, &images(1, size, quality)),
+            nanos,
+            "{model} {size}"
+        );
+    }
+    assert!(!t.can_price("dall-e-2", now(), &images(1, "1024x1024", "hd")));
+    // Speech: 1,000 characters × 15e9 / 1e6; tts-1-hd doubles it.
+    let chars = Units {
+        characters: 1_000,
+        ..Units::default()
+    };
+    assert_eq!(price("tts-1", &NONE, &chars), 15_000_000);
+    assert_eq!(price("tts-1-hd", &NONE, &chars), 30_000_000);
+    // gpt-4o-mini-tts: 100 × 0.6e9 + 1,000 audio output × 12e9 = 1.206e13 → 12,060,000.
+    let audio_out = Units {
+        output_audio_tokens: 1_000,
+        ..Units::default()
+    };
+    assert_eq!(
+        price("gpt-4o-mini-tts", &usage(100, 0, 1_000, 0), &audio_out),
+        12_060_000
+    );
+    // Transcription: a minute of whisper-1 is $0.006; gpt-4o-transcribe bills 1,000 audio
+    // input tokens × 6e9 + 100 output × 10e9 = 7e12 → 7,000,000.
+    let minute = Units {
+        audio_ms: 60_000,
+        ..Units::default()
+    };
+    assert_eq!(price("whisper-1", &NONE, &minute), 6_000_000);
+    let audio_in = Units {
+        input_audio_tokens: 1_000,
+        ..Units::default()
+    };
+    assert_eq!(
+        price("gpt-4o-transcribe", &usage(1_000, 0, 100, 0), &audio_in),
+        7_000_000
+    );
+    // Moderation is priced, at zero.
+    let u = usage(5_000, 0, 10, 0);
+    assert_eq!(price("omni-moderation-latest", &u, &Units::default()), 0);
+    assert_eq!(price("text-moderation-latest", &u, &Units::default()), 0);
+    // Tools: web_search_preview is $25 / 1K calls on non-reasoning models (snapshots included),
+    // $10 / 1K on the rest.
+    let preview = tools(&[("web_search_preview", 1)]);
+    for model in [
+        "gpt-4o",
+        "gpt-4o-2024-08-06",
+        "gpt-4o-2024-05-13",
+        "gpt-4.1-nano",
+    ] {
+        assert_eq!(price(model, &NONE, &preview), 25_000_000, "{model}");
+    }
+    for model in ["o3", "gpt-5", "gpt-5.5"] {
+        assert_eq!(price(model, &NONE, &preview), 10_000_000, "{model}");
+    }
+    let others = tools(&[
+        ("web_search", 1),
+        ("file_search", 1),
+        ("code_interpreter", 1),
+    ]);
+    // 10,000,000 + 2,500,000 + 30,000,000.
+    assert_eq!(price("gpt-5.5", &NONE, &others), 42_500_000);
+}
