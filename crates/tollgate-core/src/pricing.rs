@@ -1,9 +1,9 @@
 //! The price table: what one OpenAI call costs, exactly, in integer nano-USD.
 //!
-//! Rates are read from `config/prices.toml` as decimal strings of USD per 1M tokens and held as
-//! integer **nano-USD per 1M tokens** (`"0.005"` → 5_000_000), so every published rate, down to
-//! nine decimals, is exact. Multipliers (long context, service tier) are exact ratios. No float is
-//! involved anywhere.
+//! Rates are read from `config/prices.toml` as decimal strings of USD per 1M tokens (or per
+//! image, 1M characters, minute of audio, tool call) and held as integer **nano-USD** per the
+//! same thing (`"0.005"` → 5_000_000), so every published rate, down to nine decimals, is exact.
+//! Multipliers (long context, service tier) are exact ratios. No float is involved anywhere.
 //!
 //! ## Which entry prices a call
 //! A model name is looked up exactly (trimmed, case-sensitive) among entry names and aliases;
@@ -389,6 +389,11 @@ impl PriceTable {
     /// Every entry, in file order.
     pub fn entries(&self) -> &[PriceEntry] {
         &self.entries
+    }
+
+    /// Every `[[tool]]` entry, in file order.
+    pub fn tools(&self) -> &[ToolPrice] {
+        &self.tools
     }
 
     /// Number of `[[model]]` entries.

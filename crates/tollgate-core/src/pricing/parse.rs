@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use toml::{Table, Value};
 
 use super::units::{PER_1M_TOKENS, Ratio, parse_day, parse_usd};
-use super::{ImagePrice, LongContext, PriceEntry, PriceTable, Rates, ToolPrice, Unpriced};
+use super::{LongContext, PriceEntry, PriceTable, Rates, Unpriced};
 use crate::config::ConfigProblem;
+
+mod per_image;
+mod tool;
 
 const TOP_FIELDS: &[&str] = &["model", "tool", "service_tiers", "unpriced"];
 const ENTRY_FIELDS: &[&str] = &[
@@ -29,12 +32,8 @@ const ENTRY_FIELDS: &[&str] = &[
 ];
 /// Fields that price a model by something other than tokens; any of them makes `input` optional.
 const NON_TOKEN_FIELDS: &[&str] = &["per_image", "per_1m_characters", "per_minute"];
-const PER_IMAGE_FIELDS: &[&str] = &["size", "quality", "usd"];
-const TOOL_FIELDS: &[&str] = &["name", "effective_from", "per_call", "models"];
-const PER_IMAGE: &str = "USD per image";
 const PER_1M_CHARACTERS: &str = "USD per 1M characters";
 const PER_MINUTE: &str = "USD per minute";
-const PER_CALL: &str = "USD per call";
 const LONG_CONTEXT_FIELDS: &[&str] = &["above_input_tokens", "input", "output"];
 const UNPRICED_FIELDS: &[&str] = &["policy", "input", "cached_input", "output"];
 
@@ -101,14 +100,14 @@ pub(super) fn parse(text: &str) -> Result<PriceTable, Vec<ConfigProblem>> {
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 match item {
-                    Value::Table(t) => tools.extend(tool(i, t, &mut p).map(|e| (i, e))),
+                    Value::Table(t) => tools.extend(tool::tool(i, t, &mut p).map(|e| (i, e))),
                     _ => p.push(format!("tool[{i}]"), "must be a table ([[tool]])"),
                 }
             }
         }
         Some(_) => p.push("tool", "must be an array of tables ([[tool]] … )"),
     }
-    let tool_timelines = tool_timelines(&tools, &mut p);
+    let tool_timelines = tool::timelines(&tools, &mut p);
     let tiers = service_tiers(root.get("service_tiers"), &mut p);
     let unpriced = unpriced(root.get("unpriced"), &mut p);
     let timelines = timelines(&entries, &mut p);
@@ -171,7 +170,7 @@ fn entry(i: usize, t: &Table, p: &mut Problems) -> Option<PriceEntry> {
     let audio_output = optional_rate(t, "audio_output", &label, p);
     let per_image = match t.get("per_image") {
         None => Some(Vec::new()),
-        Some(v) => per_image(v, &format!("{label}.per_image"), p),
+        Some(v) => per_image::per_image(v, &format!("{label}.per_image"), p),
     };
     let per_1m_characters = optional_usd(t, "per_1m_characters", PER_1M_CHARACTERS, &label, p);
     let per_minute = optional_usd(t, "per_minute", PER_MINUTE, &label, p);
@@ -204,170 +203,6 @@ fn entry(i: usize, t: &Table, p: &mut Problems) -> Option<PriceEntry> {
         per_minute: per_minute?,
         effective_from_ms,
     })
-}
-
-/// `per_image = [ { size = "1024x1024", quality = "hd", usd = "0.08" }, … ]`; `None` after
-/// reporting what is wrong.
-fn per_image(value: &Value, path: &str, p: &mut Problems) -> Option<Vec<ImagePrice>> {
-    let shape = "must be an array of tables like [ { size = \"1024x1024\", quality = \"standard\", \
-                 usd = \"0.04\" } ]";
-    let items = match value {
-        Value::Array(items) if !items.is_empty() => items,
-        Value::Array(_) => {
-            p.push(
-                path,
-                "lists no image price; omit per_image for a model not billed per image",
-            );
-            return None;
-        }
-        _ => {
-            p.push(path, shape);
-            return None;
-        }
-    };
-    let mut out: Vec<ImagePrice> = Vec::new();
-    let mut ok = true;
-    for (j, item) in items.iter().enumerate() {
-        let field = format!("{path}[{j}]");
-        let Value::Table(t) = item else {
-            p.push(field, shape);
-            ok = false;
-            continue;
-        };
-        p.unknown_fields(t, &field, PER_IMAGE_FIELDS);
-        let text = |key: &str, p: &mut Problems| match t.get(key) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            Some(_) => {
-                p.push(format!("{field}.{key}"), "must be a non-empty string");
-                None
-            }
-            None => None,
-        };
-        let size = text("size", p);
-        if !t.contains_key("size") {
-            p.push(format!("{field}.size"), "missing (e.g. \"1024x1024\")");
-        }
-        // A model without qualities (dall-e-2) has one, which requests call "standard".
-        let quality = match t.get("quality") {
-            None => Some("standard".to_string()),
-            Some(_) => text("quality", p),
-        };
-        let nanos = match t.get("usd") {
-            Some(v) => usd(v, &format!("{field}.usd"), PER_IMAGE, p),
-            None => {
-                p.push(
-                    format!("{field}.usd"),
-                    "missing (USD per image, e.g. \"0.04\")",
-                );
-                None
-            }
-        };
-        let (Some(size), Some(quality), Some(nanos)) = (size, quality, nanos) else {
-            ok = false;
-            continue;
-        };
-        if out.iter().any(|i| i.size == size && i.quality == quality) {
-            p.push(
-                field,
-                format!("size '{size}' at quality '{quality}' is listed twice"),
-            );
-            ok = false;
-            continue;
-        }
-        out.push(ImagePrice {
-            size,
-            quality,
-            nanos,
-        });
-    }
-    ok.then_some(out)
-}
-
-/// One `[[tool]]`; `None` when a field is missing or malformed (already reported).
-fn tool(i: usize, t: &Table, p: &mut Problems) -> Option<ToolPrice> {
-    let name = match t.get("name") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Some(_) => {
-            p.push(format!("tool[{i}].name"), "must be a non-empty string");
-            None
-        }
-        None => {
-            p.push(format!("tool[{i}].name"), "missing (e.g. \"web_search\")");
-            None
-        }
-    };
-    let label = match &name {
-        Some(n) => format!("tool[{i}] ({n})"),
-        None => format!("tool[{i}]"),
-    };
-    p.unknown_fields(t, &label, TOOL_FIELDS);
-    let effective = match t.get("effective_from") {
-        None => {
-            p.push(
-                format!("{label}.effective_from"),
-                "missing (a UTC day, \"YYYY-MM-DD\")",
-            );
-            None
-        }
-        Some(v) => day(v, &format!("{label}.effective_from"), p),
-    };
-    let per_call = match t.get("per_call") {
-        Some(v) => usd(v, &format!("{label}.per_call"), PER_CALL, p),
-        None => {
-            p.push(
-                format!("{label}.per_call"),
-                "missing (USD per call, e.g. \"0.01\")",
-            );
-            None
-        }
-    };
-    let models = match t.get("models") {
-        None => Some(Vec::new()),
-        Some(Value::Array(items)) if items.is_empty() => {
-            p.push(
-                format!("{label}.models"),
-                "lists no model; omit models to price the tool for every model",
-            );
-            None
-        }
-        Some(Value::Array(items)) => model_names(items, &format!("{label}.models"), p),
-        Some(_) => {
-            p.push(format!("{label}.models"), "must be an array of model names");
-            None
-        }
-    };
-    let (effective_from, effective_from_ms) = effective?;
-    Some(ToolPrice {
-        name: name?,
-        effective_from,
-        per_call: per_call?,
-        models: models?,
-        effective_from_ms,
-    })
-}
-
-fn model_names(items: &[Value], path: &str, p: &mut Problems) -> Option<Vec<String>> {
-    let mut out: Vec<String> = Vec::new();
-    let mut ok = true;
-    for (j, item) in items.iter().enumerate() {
-        let field = format!("{path}[{j}]");
-        match item {
-            Value::String(s) if !s.trim().is_empty() => {
-                let model = s.trim();
-                if out.iter().any(|m| m == model) {
-                    p.push(field, format!("'{model}' is listed twice"));
-                    ok = false;
-                } else {
-                    out.push(model.to_string());
-                }
-            }
-            _ => {
-                p.push(field, "must be a non-empty string");
-                ok = false;
-            }
-        }
-    }
-    ok.then_some(out)
 }
 
 fn aliases(
@@ -591,44 +426,6 @@ fn optional_usd(
         None => Some(None),
         Some(v) => usd(v, &format!("{label}.{key}"), per, p).map(Some),
     }
-}
-
-/// Tool name → entry indices by `effective_from`. Two entries for the same tool from the same
-/// day that could both apply to one model (both for every model, or both listing it) would
-/// make the price of a call ambiguous: reported.
-fn tool_timelines(tools: &[(usize, ToolPrice)], p: &mut Problems) -> HashMap<String, Vec<usize>> {
-    let mut timelines: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, (file_index, tool)) in tools.iter().enumerate() {
-        let same_day = tools.iter().take(i).filter(|(_, earlier)| {
-            earlier.name == tool.name && earlier.effective_from_ms == tool.effective_from_ms
-        });
-        for (_, earlier) in same_day {
-            let clash = if tool.models.is_empty() || earlier.models.is_empty() {
-                (tool.models.is_empty() && earlier.models.is_empty())
-                    .then(|| "every model".to_string())
-            } else {
-                tool.models
-                    .iter()
-                    .find(|m| earlier.models.contains(m))
-                    .map(|m| format!("'{m}'"))
-            };
-            if let Some(what) = clash {
-                p.push(
-                    format!("tool[{file_index}] ({}).effective_from", tool.name),
-                    format!(
-                        "'{}' already has a price for {what} from {}; one entry per tool, \
-                         model and effective_from",
-                        tool.name, tool.effective_from
-                    ),
-                );
-            }
-        }
-        timelines.entry(tool.name.clone()).or_default().push(i);
-    }
-    for timeline in timelines.values_mut() {
-        timeline.sort_by_key(|&i| tools.get(i).map_or(0, |(_, t)| t.effective_from_ms));
-    }
-    timelines
 }
 
 /// Name or alias → entry indices by `effective_from`. Two entries pricing the same name from
