@@ -211,6 +211,7 @@ fn event(rng: &mut Lcg, i: usize, rows: usize) -> LedgerEvent {
         tool_calls: Vec::new(),
         outcome: Default::default(),
         unmetered: false,
+        units: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
-use crate::usage::Usage;
+use crate::usage::{Units, Usage};
 
 /// Everything recorded about one proxied call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +34,10 @@ pub struct LedgerEvent {
     /// HTTP status returned to the client.
     pub status: u16,
     pub usage: Usage,
+    /// What the call billed beyond text tokens (image and audio tokens, images, characters,
+    /// audio, built-in tool calls); empty for most calls.
+    #[serde(default)]
+    pub units: Units,
     pub cost: Money,
     /// The price entry used (`<model family>@<effective_from>`), so a report can show which
     /// rates applied without copying them into the row.

@@ -21,12 +21,14 @@ use tollgate_core::budget::{Budgets, Refusal as BudgetRefusal, Reservation};
 use tollgate_core::config::{BudgetsConfig, ProxyConfig};
 use tollgate_core::pricing::{PriceTable, UnpricedPolicy};
 use tollgate_core::ratelimit::{RateCharge, RateLimits};
-use tollgate_core::{ApiError, CallOutcome, KeyRecord, LedgerEvent, Money, Usage};
+use tollgate_core::{ApiError, CallOutcome, KeyRecord, LedgerEvent, Money, ToolUse, Units, Usage};
 use tollgate_telemetry::{RequestSpan, Telemetry};
 
 use crate::attribution::Started;
 use crate::auth::Authed;
+use crate::bill;
 use crate::estimate;
+use crate::inspect::media::MediaAsk;
 use crate::inspect::{Inspected, Peek};
 use crate::route::{self, Endpoint};
 
@@ -57,6 +59,8 @@ pub struct Call<'a> {
     pub key: &'a KeyRecord,
     pub endpoint: Endpoint,
     pub peek: &'a Peek,
+    /// What an image or audio request bills by (empty for the others).
+    pub media: &'a MediaAsk,
     pub body: &'a Bytes,
     pub session_id: Option<&'a str>,
     pub now_ms: i64,
@@ -106,16 +110,18 @@ impl Admission {
             };
         };
         let peek = &what.peek;
+        let endpoint = who.endpoint;
         if let Some(model) = peek.model.as_deref() {
             model_allowed(key, model)?;
             model_priced(prices, model, now_ms)?;
+            media_priced(prices, endpoint, model, now_ms, what)?;
         }
         refuse_background(peek)?;
-        let endpoint = who.endpoint;
         let call = Call {
             key,
             endpoint,
             peek,
+            media: &what.media,
             body,
             session_id,
             now_ms,
@@ -154,7 +160,8 @@ impl Admission {
         };
         let mut estimate = self.bound(&call, prices, model, input_bound.saturating_add(stored));
         let headroom = self.budgets.headroom(&team.id, &call.key.id);
-        if headroom.is_some_and(|h| h < estimate.nanos()) {
+        // A tighter bound tokenizes the body: text, never an upload's bytes.
+        if headroom.is_some_and(|h| h < estimate.nanos()) && !call.endpoint.is_multipart() {
             let tokens = estimate::count_off_thread(model, call.body.clone()).await;
             let input = tokens.min(input_bound).saturating_add(stored);
             estimate = self.bound(&call, prices, model, input);
@@ -203,7 +210,15 @@ impl Admission {
     /// The most the call can cost with `input` input tokens and its output bound.
     fn bound(&self, call: &Call<'_>, prices: &PriceTable, model: &str, input: u64) -> Money {
         let peek = call.peek;
-        let output = if call.endpoint == Endpoint::Embeddings {
+        let tier = peek.service_tier.as_deref();
+        let entry = prices.resolve(model, call.now_ms);
+        if let Some((usage, units)) = bill::bound(call.endpoint, entry, call.media, peek.n, input) {
+            return prices
+                .price_call(model, call.now_ms, &usage, &units, tier)
+                .or_else(|| prices.price_unpriced(&usage, tier))
+                .map_or(Money::ZERO, |p| p.cost);
+        }
+        let output = if matches!(call.endpoint, Endpoint::Embeddings | Endpoint::Moderations) {
             0
         } else {
             let per_choice = peek
@@ -222,12 +237,86 @@ impl Admission {
             output,
             reasoning: 0,
         };
-        let tier = peek.service_tier.as_deref();
+        let units = Units {
+            tool_calls: builtin_bound(peek),
+            ..Units::default()
+        };
         prices
-            .price(model, call.now_ms, &usage, tier)
+            .price_call(model, call.now_ms, &usage, &units, tier)
+            .or_else(|| prices.price(model, call.now_ms, &usage, tier))
             .or_else(|| prices.price_unpriced(&usage, tier))
             .map_or(Money::ZERO, |p| p.cost)
     }
+}
+
+/// Built-in tool calls a request that offers them is bounded by: its `max_tool_calls`, else
+/// this many of each tool. A call past the bound is still charged when it settles.
+const BUILTIN_CALLS_BOUND: u64 = 16;
+
+/// The per-call tools a request offers, each at its bound.
+fn builtin_bound(peek: &Peek) -> Vec<ToolUse> {
+    let calls = peek.max_tool_calls.unwrap_or(BUILTIN_CALLS_BOUND);
+    let tools = peek.tools.as_deref().unwrap_or_default();
+    let offers = |prefix: &str| {
+        tools
+            .iter()
+            .any(|t| t.kind.as_deref().is_some_and(|k| k.starts_with(prefix)))
+    };
+    let web = peek.web_search_tool().or(peek
+        .web_search_options
+        .is_some()
+        .then_some("web_search_preview"));
+    let searches = if peek.web_search_options.is_some() {
+        1
+    } else {
+        calls
+    };
+    [
+        (web, searches),
+        (offers("file_search").then_some("file_search"), calls),
+        (
+            offers("code_interpreter").then_some("code_interpreter"),
+            calls,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(tool, calls)| {
+        tool.map(|tool| ToolUse {
+            tool: tool.to_string(),
+            calls,
+        })
+    })
+    .collect()
+}
+
+/// An image request for a size and quality the price table has no per-image price for is
+/// refused before it is forwarded, as an unpriced model is.
+fn media_priced(
+    prices: &PriceTable,
+    endpoint: Endpoint,
+    model: &str,
+    now_ms: i64,
+    what: &Inspected,
+) -> Result<(), Refused> {
+    let entry = prices.resolve(model, now_ms);
+    let Some((_, units)) = bill::bound(endpoint, entry, &what.media, what.peek.n, 0) else {
+        return Ok(());
+    };
+    if entry.is_none() || prices.can_price(model, now_ms, &units) {
+        return Ok(());
+    }
+    let what_for = match &units.images {
+        Some(images) => format!(
+            "{} images of size '{}' at quality '{}'",
+            model, images.size, images.quality
+        ),
+        None => format!("this use of model '{model}'"),
+    };
+    let message = format!(
+        "tollgate has no price for {what_for}, so it cannot meter this call. Use a size and quality the price table lists, or ask your platform team to add it."
+    );
+    let error = ApiError::new(400, "invalid_request_error", "model_not_priced", message);
+    Err(Refused::new(error.with_param("size"), "model_not_priced"))
 }
 
 /// The key and its team may use the model. Refusals are 400s: Codex stops on them instead of
@@ -338,6 +427,7 @@ impl Refused {
             tool_calls: Vec::new(),
             outcome: CallOutcome::Complete,
             unmetered: false,
+            units: Units::default(),
         };
         let rejected = tollgate_telemetry::Outcome::Rejected;
         telemetry.finish(span, &event, &team.name, rejected, None);

@@ -2,6 +2,7 @@
 //! it is a JSON object and peek at the few fields the gateway acts on, parsing it exactly
 //! once — and leave any other body to stream through under the size limit and deadlines.
 
+pub mod media;
 pub mod usage_option;
 
 use std::io::Read;
@@ -18,12 +19,15 @@ use tollgate_core::ApiError;
 
 use crate::body::{BodyDeadline, DeadlineBody, read_limited};
 use crate::route::Endpoint;
+use media::MediaAsk;
 
 /// A request as inspect hands it on: its head, what its body says, and the body to forward.
 pub struct Inspected {
     pub parts: Parts,
     /// The body's fields; all empty when the body was not read.
     pub peek: Peek,
+    /// What an image or audio request bills by; empty for every other endpoint.
+    pub media: MediaAsk,
     pub body: OutgoingBody,
 }
 
@@ -57,23 +61,43 @@ pub async fn read(
         return Ok(Inspected {
             parts,
             peek: Peek::default(),
+            media: MediaAsk::default(),
             body,
         });
     }
     let raw = read_limited(body, limit).await?;
-    let encoding = parts
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    let read = inspect(raw, encoding, limit)?;
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let encoding = header(header::CONTENT_ENCODING);
+    let (body, peek, media, decoded) = if endpoint.is_multipart() {
+        let (body, decoded) = decode_if_encoded(raw, encoding, limit)?;
+        let mut peek = Peek::default();
+        let form = media::from_multipart(body.clone(), header(header::CONTENT_TYPE), &mut peek);
+        let media = form.await?;
+        (body, peek, media, decoded)
+    } else {
+        let read = inspect(raw, encoding, limit)?;
+        let media = match endpoint {
+            Endpoint::ImagesGenerations | Endpoint::AudioSpeech => media::from_json(&read.body)?,
+            _ => MediaAsk::default(),
+        };
+        (read.body, read.peek, media, read.decoded)
+    };
+    let mut peek = peek;
+    if peek.model.is_none() {
+        peek.model = endpoint.default_model().map(str::to_string);
+    }
     // The meter must read the response: ask for it uncompressed.
     parts.headers.insert(
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    let (peek, body, decoded) = (read.peek, read.body, read.decoded);
     let body = OutgoingBody::Read { body, decoded };
-    Ok(Inspected { parts, peek, body })
+    Ok(Inspected {
+        parts,
+        peek,
+        media,
+        body,
+    })
 }
 
 impl Inspected {
@@ -135,6 +159,21 @@ pub struct Peek {
     pub previous_response_id: Option<IgnoredAny>,
     pub conversation: Option<IgnoredAny>,
     pub prompt: Option<IgnoredAny>,
+    /// Responses and Chat: the tools offered, by type only (a web search's calls are priced as
+    /// the tool the request offered).
+    #[serde(default)]
+    pub tools: Option<Vec<ToolType>>,
+    /// Chat with a search model: every call searches.
+    pub web_search_options: Option<IgnoredAny>,
+    /// Responses: the most built-in tool calls the model may make.
+    pub max_tool_calls: Option<u64>,
+}
+
+/// A tool of the request, as far as pricing cares.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+pub struct ToolType {
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
 }
 
 impl Peek {
@@ -148,6 +187,25 @@ impl Peek {
             || self.conversation.is_some()
             || self.prompt.is_some()
             || memchr::memmem::find(body, b"\"item_reference\"").is_some()
+    }
+}
+
+impl Peek {
+    /// The web search tool offered, as the price table names it: `web_search_preview` (and its
+    /// dated versions) or `web_search` (and its dated versions).
+    pub fn web_search_tool(&self) -> Option<&'static str> {
+        let tools = self.tools.as_deref().unwrap_or_default();
+        let kinds = tools.iter().filter_map(|t| t.kind.as_deref());
+        let mut found = None;
+        for kind in kinds {
+            if kind.starts_with("web_search_preview") {
+                return Some("web_search_preview");
+            }
+            if kind.starts_with("web_search") {
+                found = Some("web_search");
+            }
+        }
+        found
     }
 }
 
@@ -182,15 +240,24 @@ pub fn inspect(
     content_encoding: Option<&str>,
     limit: u64,
 ) -> Result<Decoded, ApiError> {
-    let (body, decoded) = match content_encoding.map(str::trim) {
-        None | Some("") | Some("identity") => (body, false),
-        Some(encoding) => (decode(&body, encoding, limit)?, true),
-    };
+    let (body, decoded) = decode_if_encoded(body, content_encoding, limit)?;
     let peek = peek(&body)?;
     Ok(Decoded {
         body,
         peek,
         decoded,
+    })
+}
+
+/// The body as sent, or decompressed when it came with a `Content-Encoding`; true when decoded.
+fn decode_if_encoded(
+    body: Bytes,
+    content_encoding: Option<&str>,
+    limit: u64,
+) -> Result<(Bytes, bool), ApiError> {
+    Ok(match content_encoding.map(str::trim) {
+        None | Some("") | Some("identity") => (body, false),
+        Some(encoding) => (decode(&body, encoding, limit)?, true),
     })
 }
 

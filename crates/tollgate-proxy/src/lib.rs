@@ -23,6 +23,7 @@
 pub mod admission;
 pub mod attribution;
 pub mod auth;
+pub mod bill;
 pub mod body;
 pub mod estimate;
 pub mod first_byte;
@@ -51,8 +52,8 @@ use attribution::Started;
 pub use body::BodyDeadline;
 use inspect::Inspected;
 pub use response::{ProxyBody, error_response, json_response};
-use settle::Pending;
 pub use settle::Settler;
+use settle::{Asked, Pending};
 pub use upstream::{Upstream, UpstreamSetupError};
 
 /// Everything the hot path needs, shared by all connections.
@@ -128,6 +129,12 @@ impl Gateway {
         span.inject(&mut what.parts.headers);
         // From here the call may reach the upstream: whatever happens next, including the
         // client leaving before the response headers, it is settled exactly once.
+        let asked = Asked {
+            media: std::mem::take(&mut what.media),
+            n: what.peek.n,
+            web_search_tool: what.peek.web_search_tool(),
+            chat_search: what.peek.web_search_options.is_some(),
+        };
         let mut pending = SettleIfDropped(Some(Pending {
             started: started.clone(),
             who,
@@ -136,6 +143,7 @@ impl Gateway {
             settler: Arc::clone(&self.settler),
             admitted,
             span,
+            asked,
         }));
         let Inspected { parts, body, .. } = what;
         let forwarded = forward::forward(&self.upstream, parts, body).await;

@@ -4,6 +4,7 @@
 //! end, on an upstream error, or when dropped because the client went away.
 
 pub mod lines;
+pub mod media;
 pub mod observe;
 pub mod strip;
 
@@ -20,6 +21,7 @@ use crate::body::BoxError;
 use crate::forward::UpstreamStream;
 use crate::route::Endpoint;
 use lines::LineSplitter;
+use media::Media;
 use observe::{Observed, ResponsesStream};
 use strip::UsageChunkFilter;
 
@@ -47,6 +49,10 @@ const JSON_TAIL: usize = 64 * 1024;
 enum Reader {
     ResponsesSse(LineSplitter, ResponsesStream),
     ChatSse(LineSplitter),
+    /// Image, speech and transcription event streams.
+    MediaSse(LineSplitter, Media),
+    /// A plain-text transcript (`text`, `srt`, `vtt`): kept for an estimate.
+    Text,
     Json {
         endpoint: Endpoint,
         frames: Vec<Bytes>,
@@ -54,6 +60,43 @@ enum Reader {
     },
     /// Not metered beyond status and timing (models, pass-through endpoints, error bodies).
     Opaque,
+}
+
+/// What the answer's `Content-Type` says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    EventStream,
+    Json,
+    /// Anything else: audio bytes, plain text.
+    Other,
+}
+
+impl Content {
+    pub fn of(content_type: Option<&str>) -> Content {
+        let mime = content_type
+            .and_then(|ct| ct.split(';').next())
+            .map(str::trim)
+            .unwrap_or_default();
+        if mime.eq_ignore_ascii_case("text/event-stream") {
+            Content::EventStream
+        } else if mime.eq_ignore_ascii_case("application/json") {
+            Content::Json
+        } else {
+            Content::Other
+        }
+    }
+}
+
+/// The media an endpoint's answers carry, if it is an image or audio endpoint.
+fn media_of(endpoint: Endpoint) -> Option<Media> {
+    match endpoint {
+        Endpoint::ImagesGenerations | Endpoint::ImagesEdits | Endpoint::ImagesVariations => {
+            Some(Media::Image)
+        }
+        Endpoint::AudioSpeech => Some(Media::Speech),
+        Endpoint::AudioTranscriptions | Endpoint::AudioTranslations => Some(Media::Transcript),
+        _ => None,
+    }
 }
 
 /// The upstream's body as the client receives it, metered on the way.
@@ -79,28 +122,38 @@ impl<S: Settle> std::fmt::Debug for Metered<S> {
 }
 
 impl<S: Settle> Metered<S> {
-    /// `sse`: the response is an event stream. `strip`: tollgate added `include_usage` to a
-    /// chat stream the client did not ask usage for. `started`: when the call began, for the
-    /// time to first byte.
+    /// `content`: what the answer is (an event stream, JSON, other bytes). `strip`: tollgate
+    /// added `include_usage` to a chat stream the client did not ask usage for. `started`: when
+    /// the call began, for the time to first byte.
     pub fn new(
         inner: UpstreamStream,
         status: u16,
         endpoint: Endpoint,
-        sse: bool,
+        content: Content,
         strip: bool,
         started: Instant,
         pending: S,
     ) -> Metered<S> {
         let success = (200..300).contains(&status);
-        let reader = match (endpoint, sse) {
+        let sse = content == Content::EventStream;
+        let reader = match (endpoint, content) {
             (_, _) if !success => Reader::Opaque,
-            (Endpoint::Responses | Endpoint::ResponsesCompact, true) => {
+            (Endpoint::Responses | Endpoint::ResponsesCompact, Content::EventStream) => {
                 Reader::ResponsesSse(LineSplitter::default(), ResponsesStream::default())
             }
-            (Endpoint::ChatCompletions | Endpoint::Completions, true) => {
+            (Endpoint::ChatCompletions | Endpoint::Completions, Content::EventStream) => {
                 Reader::ChatSse(LineSplitter::default())
             }
-            (endpoint, false) if endpoint.is_priced() => Reader::Json {
+            (endpoint, Content::EventStream) => match media_of(endpoint) {
+                Some(media) => Reader::MediaSse(LineSplitter::default(), media),
+                None => Reader::Opaque,
+            },
+            // Speech is audio bytes: only counted. Transcripts asked for as text are kept.
+            (Endpoint::AudioTranscriptions | Endpoint::AudioTranslations, Content::Other) => {
+                Reader::Text
+            }
+            (Endpoint::AudioSpeech, _) => Reader::Opaque,
+            (endpoint, _) if endpoint.is_priced() => Reader::Json {
                 endpoint,
                 frames: Vec::new(),
                 len: 0,
@@ -123,9 +176,15 @@ impl<S: Settle> Metered<S> {
 
     fn observe(&mut self, data: &Bytes) {
         let seen = &mut self.seen;
+        seen.bytes += data.len() as u64;
         match &mut self.reader {
             Reader::ResponsesSse(lines, stream) => lines.feed(data, |line| stream.line(line, seen)),
             Reader::ChatSse(lines) => lines.feed(data, |line| observe::chat_line(line, seen)),
+            Reader::MediaSse(lines, media) => {
+                let media = *media;
+                lines.feed(data, |line| media::media_line(media, line, seen))
+            }
+            Reader::Text => seen.push_text(&String::from_utf8_lossy(data)),
             Reader::Json { frames, len, .. } => {
                 *len += data.len();
                 frames.push(data.clone());
@@ -156,6 +215,9 @@ impl<S: Settle> Metered<S> {
                 lines.finish(|line| stream.line(line, seen))
             }
             Reader::ChatSse(mut lines) => lines.finish(|line| observe::chat_line(line, seen)),
+            Reader::MediaSse(mut lines, media) => {
+                lines.finish(|line| media::media_line(media, line, seen))
+            }
             Reader::Json {
                 endpoint,
                 frames,
@@ -169,11 +231,13 @@ impl<S: Settle> Metered<S> {
                         &joined
                     }
                 };
-                let whole = match endpoint {
-                    Endpoint::Responses | Endpoint::ResponsesCompact => {
+                let whole = match (endpoint, media_of(endpoint)) {
+                    (_, Some(media)) => media::media_json(media, body, seen),
+                    (Endpoint::Responses | Endpoint::ResponsesCompact, _) => {
                         observe::response_json(body, seen)
                     }
-                    Endpoint::Embeddings => observe::embeddings_json(body, seen),
+                    (Endpoint::Embeddings, _) => observe::embeddings_json(body, seen),
+                    (Endpoint::Moderations, _) => observe::moderations_json(body, seen),
                     _ => observe::chat_json(body, seen),
                 };
                 if !whole {
@@ -185,11 +249,12 @@ impl<S: Settle> Metered<S> {
                 frames,
                 len,
             } => {
-                let kind = match endpoint {
-                    Endpoint::Responses | Endpoint::ResponsesCompact => {
+                let kind = match (endpoint, media_of(endpoint)) {
+                    (_, Some(media)) => observe::JsonKind::Media(media),
+                    (Endpoint::Responses | Endpoint::ResponsesCompact, _) => {
                         observe::JsonKind::Responses
                     }
-                    Endpoint::Embeddings => observe::JsonKind::Embeddings,
+                    (Endpoint::Embeddings, _) => observe::JsonKind::Embeddings,
                     _ => observe::JsonKind::Chat,
                 };
                 let tail = frames.concat();
@@ -200,7 +265,7 @@ impl<S: Settle> Metered<S> {
                     seen.text_overflow += len.saturating_sub(tail.len());
                 }
             }
-            Reader::Opaque => {}
+            Reader::Text | Reader::Opaque => {}
         }
     }
 

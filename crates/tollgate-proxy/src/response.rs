@@ -8,7 +8,7 @@ use tollgate_core::ApiError;
 
 use crate::body::Relay;
 use crate::forward::UpstreamStream;
-use crate::meter::Metered;
+use crate::meter::{Content, Metered};
 use crate::settle::Pending;
 
 /// What the gateway sends back to its client: a buffer it built itself (errors, admin JSON) or
@@ -23,11 +23,8 @@ pub fn metered(
     mut pending: Pending,
 ) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
-    let sse = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    let content_type = parts.headers.get(header::CONTENT_TYPE);
+    let content = Content::of(content_type.and_then(|v| v.to_str().ok()));
     // tollgate's limits, not the upstream organisation's, are the ones this client has.
     let rate_headers = pending.admitted.rate.as_mut().map(|r| r.headers.drain(..));
     for (name, value) in rate_headers.into_iter().flatten() {
@@ -44,7 +41,7 @@ pub fn metered(
         pending.who.endpoint,
         pending.started.at,
     );
-    let metered = Metered::new(body, status, endpoint, sse, strip, started, pending);
+    let metered = Metered::new(body, status, endpoint, content, strip, started, pending);
     Response::from_parts(parts, ProxyBody::Streamed(Box::new(metered)))
 }
 

@@ -30,8 +30,20 @@ pub enum Endpoint {
     Embeddings,
     /// Listing and reading models: free.
     Models,
-    /// `POST /v1/moderations`: free.
+    /// `POST /v1/moderations`: free, metered at cost 0 by its price entry.
     Moderations,
+    /// `POST /v1/images/generations`: per image (dall-e) or in text and image tokens (gpt-image).
+    ImagesGenerations,
+    /// `POST /v1/images/edits` (multipart): like generations, plus the input images' tokens.
+    ImagesEdits,
+    /// `POST /v1/images/variations` (multipart, dall-e-2): per image.
+    ImagesVariations,
+    /// `POST /v1/audio/speech`: per character (tts-1) or in text and audio tokens.
+    AudioSpeech,
+    /// `POST /v1/audio/transcriptions` (multipart): per minute of audio (whisper-1) or in tokens.
+    AudioTranscriptions,
+    /// `POST /v1/audio/translations` (multipart, whisper-1): per minute of audio.
+    AudioTranslations,
     /// Reading, cancelling or deleting a stored response or chat completion, and counting a
     /// request's input tokens: free.
     Stored,
@@ -83,6 +95,12 @@ impl Endpoint {
             (&Method::POST, ["completions"]) => Endpoint::Completions,
             (&Method::POST, ["embeddings"]) => Endpoint::Embeddings,
             (&Method::POST, ["moderations"]) => Endpoint::Moderations,
+            (&Method::POST, ["images", "generations"]) => Endpoint::ImagesGenerations,
+            (&Method::POST, ["images", "edits"]) => Endpoint::ImagesEdits,
+            (&Method::POST, ["images", "variations"]) => Endpoint::ImagesVariations,
+            (&Method::POST, ["audio", "speech"]) => Endpoint::AudioSpeech,
+            (&Method::POST, ["audio", "transcriptions"]) => Endpoint::AudioTranscriptions,
+            (&Method::POST, ["audio", "translations"]) => Endpoint::AudioTranslations,
             (&Method::GET, ["models"] | ["models", _]) => Endpoint::Models,
             _ => Endpoint::Other,
         };
@@ -94,7 +112,9 @@ impl Endpoint {
         self.is_priced()
     }
 
-    /// Endpoints whose calls are priced from usage (and so reserved against budgets).
+    /// Endpoints whose calls are priced from the price table (and so reserved against
+    /// budgets). Moderations are priced too, at their entry's zero rates, so their rows name
+    /// the model and the price version like any other call.
     pub fn is_priced(self) -> bool {
         matches!(
             self,
@@ -103,7 +123,36 @@ impl Endpoint {
                 | Endpoint::ChatCompletions
                 | Endpoint::Completions
                 | Endpoint::Embeddings
+                | Endpoint::Moderations
+                | Endpoint::ImagesGenerations
+                | Endpoint::ImagesEdits
+                | Endpoint::ImagesVariations
+                | Endpoint::AudioSpeech
+                | Endpoint::AudioTranscriptions
+                | Endpoint::AudioTranslations
         )
+    }
+
+    /// Endpoints whose request is a multipart form (an upload), not a JSON object.
+    pub fn is_multipart(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ImagesEdits
+                | Endpoint::ImagesVariations
+                | Endpoint::AudioTranscriptions
+                | Endpoint::AudioTranslations
+        )
+    }
+
+    /// The model OpenAI uses when the request names none.
+    pub fn default_model(self) -> Option<&'static str> {
+        match self {
+            Endpoint::Moderations => Some("omni-moderation-latest"),
+            Endpoint::ImagesGenerations | Endpoint::ImagesEdits | Endpoint::ImagesVariations => {
+                Some("dall-e-2")
+            }
+            _ => None,
+        }
     }
 
     /// A stable, bounded label for the ledger, logs and metrics.
@@ -116,6 +165,12 @@ impl Endpoint {
             Endpoint::Embeddings => "embeddings",
             Endpoint::Models => "models",
             Endpoint::Moderations => "moderations",
+            Endpoint::ImagesGenerations => "images.generations",
+            Endpoint::ImagesEdits => "images.edits",
+            Endpoint::ImagesVariations => "images.variations",
+            Endpoint::AudioSpeech => "audio.speech",
+            Endpoint::AudioTranscriptions => "audio.transcriptions",
+            Endpoint::AudioTranslations => "audio.translations",
             Endpoint::Stored => "stored",
             Endpoint::Other => "other",
         }
@@ -212,10 +267,14 @@ mod tests {
             classify(Method::GET, "/v1/responses/r/input_items/x/y"),
             Endpoint::Other
         );
+        assert_eq!(
+            classify(Method::POST, "/v1/images/edits"),
+            Endpoint::ImagesEdits
+        );
+        assert_eq!(classify(Method::GET, "/v1/audio/speech"), Endpoint::Other);
         for paid in [
-            "/v1/images/generations",
-            "/v1/audio/speech",
-            "/v1/batches",
+            "/v1/images/generations/x",
+            "/v1/audio/voices",
             "/v1/realtime/sessions",
             "/v1/Responses",
             "/v1",

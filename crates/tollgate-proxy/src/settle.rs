@@ -12,14 +12,16 @@ use bytes::Bytes;
 use tokio_util::task::TaskTracker;
 
 use tollgate_core::pricing::{PriceTable, UnpricedPolicy};
-use tollgate_core::{CallOutcome, LedgerEvent, LedgerSink, Money, Usage};
+use tollgate_core::{CallOutcome, LedgerEvent, LedgerSink, Money, ToolUse, Units, Usage};
 use tollgate_telemetry::{RequestSpan, Telemetry, UpstreamErrorKind};
 
 use crate::admission::Admitted;
 use crate::attribution::Started;
 use crate::auth::Authed;
+use crate::bill::{self, Bill};
 use crate::estimate;
-use crate::meter::observe::Observed;
+use crate::inspect::media::MediaAsk;
+use crate::meter::observe::{BuiltinCalls, Observed};
 use crate::meter::{Reading, Settle};
 use crate::route::Endpoint;
 
@@ -68,24 +70,47 @@ pub struct Pending {
     pub admitted: Admitted,
     /// The call's trace span (empty when export is off).
     pub span: RequestSpan,
+    /// What the request asked for that bills beyond tokens.
+    pub asked: Asked,
+}
+
+/// What a request asked for that its price depends on beyond tokens.
+#[derive(Debug, Default, Clone)]
+pub struct Asked {
+    /// Images and audio: sizes, characters, uploads.
+    pub media: MediaAsk,
+    /// Images: how many.
+    pub n: Option<u64>,
+    /// The web search tool the request offered (`web_search` or `web_search_preview`): its
+    /// calls are priced as that tool.
+    pub web_search_tool: Option<&'static str>,
+    /// A chat request with `web_search_options` (search models): one search per call.
+    pub chat_search: bool,
 }
 
 impl Settle for Pending {
     /// Settles a call that got a response.
     fn settle(self, reading: Reading) {
         let charged = (200..300).contains(&reading.status) && self.who.endpoint.is_priced();
-        let needs_estimate = charged && reading.seen.usage.is_none();
-        tracing::debug!(request_id = %self.started.request_id, status = reading.status, outcome = ?reading.outcome, estimated = needs_estimate, "settling");
-        if needs_estimate {
-            return self.estimate_then_record(reading);
+        tracing::debug!(request_id = %self.started.request_id, status = reading.status, outcome = ?reading.outcome, "settling");
+        if !charged {
+            return self.record(Usage::default(), Units::default(), Charge::Nothing, reading);
         }
-        let usage = reading.seen.usage.unwrap_or_default();
-        let charge = if charged {
-            Charge::Reported
-        } else {
-            Charge::Nothing
-        };
-        self.record(usage, charge, reading);
+        if let Some(bill) = self.measure_media(&reading.seen) {
+            let charge = if bill.estimated {
+                Charge::Estimated
+            } else {
+                Charge::Reported
+            };
+            return self.record(bill.usage, bill.units, charge, reading);
+        }
+        match reading.seen.usage {
+            None => self.estimate_then_record(reading),
+            Some(usage) => {
+                let units = reading.seen.units.clone();
+                self.record(usage, units, Charge::Reported, reading)
+            }
+        }
     }
 }
 
@@ -112,9 +137,42 @@ impl Pending {
             outcome,
         };
         if reached_upstream && self.who.endpoint.is_priced() {
+            if let Some(bill) = self.measure_media(&reading.seen) {
+                return self.record(bill.usage, bill.units, Charge::Estimated, reading);
+            }
             return self.estimate_then_record(reading);
         }
-        self.record(Usage::default(), Charge::Nothing, reading);
+        self.record(Usage::default(), Units::default(), Charge::Nothing, reading);
+    }
+
+    /// What an image or audio call bills (`None` for other endpoints): its units, from the
+    /// answer where it says and from the request where the price entry bills by it.
+    fn measure_media(&self, seen: &Observed) -> Option<Bill> {
+        let model = self.model(seen);
+        let entry = self.settler.prices.resolve(model, self.started.at_ms);
+        let body = self.request_body.as_deref().unwrap_or_default();
+        // The request's text, for an estimate; a large body is an upload, not text.
+        let text_tokens = || match body.len() {
+            len if len <= 64 * 1024 => estimate::count(model, body, 0),
+            len => len as u64 / 4,
+        };
+        let asked = &self.asked;
+        bill::measure(
+            self.who.endpoint,
+            entry,
+            &asked.media,
+            asked.n,
+            seen,
+            text_tokens,
+        )
+    }
+
+    /// The model to price by: the one the upstream says it served, else the one requested.
+    fn model<'a>(&'a self, seen: &'a Observed) -> &'a str {
+        seen.model
+            .as_deref()
+            .or(self.model_requested.as_deref())
+            .unwrap_or("")
     }
 
     /// Estimates usage with the tokenizer (milliseconds of CPU: on a blocking thread, which
@@ -123,7 +181,8 @@ impl Pending {
         let tracker = self.settler.estimates.clone();
         let estimate = move || {
             let usage = self.estimate(&reading.seen);
-            self.record(usage, Charge::Estimated, reading);
+            let units = reading.seen.units.clone();
+            self.record(usage, units, Charge::Estimated, reading);
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             tracker.spawn_blocking(estimate);
@@ -133,11 +192,7 @@ impl Pending {
     }
 
     fn estimate(&self, seen: &Observed) -> Usage {
-        let model = seen
-            .model
-            .as_deref()
-            .or(self.model_requested.as_deref())
-            .unwrap_or("");
+        let model = self.model(seen);
         let input_text = self.request_body.as_deref().unwrap_or_default();
         let input = estimate::count(model, input_text, 0).max(1);
         let output = if self.who.endpoint == Endpoint::Embeddings {
@@ -153,7 +208,7 @@ impl Pending {
         }
     }
 
-    fn record(mut self, usage: Usage, charge: Charge, reading: Reading) {
+    fn record(mut self, usage: Usage, mut units: Units, charge: Charge, reading: Reading) {
         let Reading {
             status,
             seen,
@@ -164,13 +219,18 @@ impl Pending {
         let tier = seen.service_tier.as_deref();
         let charged = charge != Charge::Nothing;
         let estimated = charge == Charge::Estimated;
+        if charged {
+            units.tool_calls = tool_uses(&seen.builtin, &self.asked);
+        }
         // Price by the model the upstream says it served (a dated snapshot resolves to its
         // family), else by the one requested; by the price entry in force when the call began.
         let priced = if charged {
             [seen.model.as_deref(), self.model_requested.as_deref()]
                 .into_iter()
                 .flatten()
-                .find_map(|model| prices.price(model, self.started.at_ms, &usage, tier))
+                .find_map(|model| {
+                    prices.price_call(model, self.started.at_ms, &usage, &units, tier)
+                })
         } else {
             None
         };
@@ -216,6 +276,7 @@ impl Pending {
             model_served: seen.model,
             status,
             usage,
+            units,
             cost,
             price_id,
             estimated,
@@ -243,6 +304,28 @@ impl Pending {
         }
         self.settler.sink.record(event);
     }
+}
+
+/// The built-in tool calls an answer made, as the price table bills them: web searches as the
+/// tool the request offered, file searches, code interpreter containers.
+fn tool_uses(builtin: &BuiltinCalls, asked: &Asked) -> Vec<ToolUse> {
+    let web_search = builtin.web_search + u64::from(asked.chat_search);
+    let web_tool = match asked.chat_search {
+        true => "web_search_preview",
+        false => asked.web_search_tool.unwrap_or("web_search"),
+    };
+    [
+        (web_tool, web_search),
+        ("file_search", builtin.file_search),
+        ("code_interpreter", builtin.container_count()),
+    ]
+    .into_iter()
+    .filter(|&(_, calls)| calls > 0)
+    .map(|(tool, calls)| ToolUse {
+        tool: tool.to_string(),
+        calls,
+    })
+    .collect()
 }
 
 /// Whether and how a settled call is charged.

@@ -27,6 +27,7 @@ fn event() -> LedgerEvent {
         }],
         outcome: Default::default(),
         unmetered: false,
+        units: Default::default(),
         ..testing::event()
     }
 }

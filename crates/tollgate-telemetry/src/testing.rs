@@ -222,6 +222,7 @@ pub fn event() -> LedgerEvent {
         }],
         outcome: Default::default(),
         unmetered: false,
+        units: Default::default(),
     }
 }
 

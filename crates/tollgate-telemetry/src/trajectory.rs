@@ -236,6 +236,7 @@ mod tests {
                 .collect(),
             outcome: Default::default(),
             unmetered: false,
+            units: Default::default(),
         }
     }
 

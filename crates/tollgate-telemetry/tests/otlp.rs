@@ -31,6 +31,7 @@ fn event(request_id: &str, team_id: &str, cost_centre: Option<&str>, session: &s
         }],
         outcome: Default::default(),
         unmetered: false,
+        units: Default::default(),
         ..testing::event()
     }
 }

@@ -38,6 +38,7 @@ fn event(request_id: &str, team_id: &str, cost_centre: Option<&str>) -> LedgerEv
         ],
         outcome: Default::default(),
         unmetered: false,
+        units: Default::default(),
         ..testing::event()
     }
 }

@@ -443,6 +443,7 @@ fn event(team: &str, at: i64, cost: i64) -> LedgerEvent {
         tool_calls: Vec::new(),
         outcome: Default::default(),
         unmetered: false,
+        units: Default::default(),
     }
 }
 

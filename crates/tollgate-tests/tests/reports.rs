@@ -138,6 +138,7 @@ fn events(teams: &[(String, String)]) -> Vec<LedgerEvent> {
                     CallOutcome::ClientGone,
                 ]),
                 unmetered: rng.below(9) == 0,
+                units: Default::default(),
             }
         })
         .collect()

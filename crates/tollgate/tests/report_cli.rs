@@ -62,6 +62,7 @@ fn event(i: usize, started_at_ms: i64, team: &str, model: &str, cost_nanos: i64)
         tool_calls: Vec::new(),
         outcome: Default::default(),
         unmetered: false,
+        units: Default::default(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use tollgate_core::{ToolCount, Usage};
+use tollgate_core::{ToolCount, Units, Usage};
 
 /// The text kept for an estimate is capped; past it only its length grows the estimate.
 const MAX_TEXT: usize = 4 * 1024 * 1024;
@@ -24,10 +24,50 @@ pub struct Observed {
     pub text: String,
     /// Bytes of delivered text beyond `MAX_TEXT`.
     pub text_overflow: usize,
+    /// What the answer says it billed beyond text tokens: image and audio tokens (subsets of
+    /// `usage`), seconds of audio.
+    pub units: Units,
+    /// Built-in tools that bill per call, counted by their output items' types (never by a
+    /// name, which a function of the client's could share).
+    pub builtin: BuiltinCalls,
+    /// Body bytes delivered (a speech answer's audio, for an estimate of its length).
+    pub bytes: u64,
+}
+
+/// Built-in tool calls in one answer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BuiltinCalls {
+    pub web_search: u64,
+    pub file_search: u64,
+    /// Code interpreter containers used (distinct ids); calls that name none count one each.
+    pub containers: Vec<String>,
+    pub unnamed_containers: u64,
+}
+
+impl BuiltinCalls {
+    fn count(&mut self, item: &OutputItem<'_>) {
+        match item.kind.as_ref() {
+            "web_search_call" => self.web_search += 1,
+            "file_search_call" => self.file_search += 1,
+            "code_interpreter_call" => match item.container_id.as_deref() {
+                Some(id) if !self.containers.iter().any(|c| c == id) => {
+                    self.containers.push(id.to_string())
+                }
+                Some(_) => {}
+                None => self.unnamed_containers += 1,
+            },
+            _ => {}
+        }
+    }
+
+    /// Containers billed: one per distinct container.
+    pub fn container_count(&self) -> u64 {
+        self.containers.len() as u64 + self.unnamed_containers
+    }
 }
 
 impl Observed {
-    fn push_text(&mut self, text: &str) {
+    pub(crate) fn push_text(&mut self, text: &str) {
         if self.text.len() + text.len() <= MAX_TEXT {
             self.text.push_str(text);
         } else {
@@ -45,14 +85,14 @@ impl Observed {
         }
     }
 
-    fn set_id(&mut self, id: Option<Cow<'_, str>>) {
+    pub(crate) fn set_id(&mut self, id: Option<Cow<'_, str>>) {
         // Every chat chunk repeats it: keep the first.
         if self.response_id.is_none() {
             self.response_id = id.map(Cow::into_owned);
         }
     }
 
-    fn set_meta(&mut self, model: Option<Cow<'_, str>>, tier: Option<Cow<'_, str>>) {
+    pub(crate) fn set_meta(&mut self, model: Option<Cow<'_, str>>, tier: Option<Cow<'_, str>>) {
         if let Some(model) = model {
             self.model = Some(model.into_owned());
         }
@@ -135,6 +175,9 @@ struct OutputItem<'a> {
     /// A custom tool call's input (`apply_patch`'s patch).
     #[serde(borrow)]
     input: Option<Cow<'a, str>>,
+    /// A code interpreter call's container.
+    #[serde(borrow)]
+    container_id: Option<Cow<'a, str>>,
 }
 
 /// A part of an output item that carries model-written text.
@@ -232,9 +275,11 @@ impl ResponsesStream {
                 if let Ok(ResponseEvent {
                     item: Some(item), ..
                 }) = serde_json::from_slice(data)
-                    && let Some(name) = tool_name(&item)
                 {
-                    seen.count_tool(name);
+                    seen.builtin.count(&item);
+                    if let Some(name) = tool_name(&item) {
+                        seen.count_tool(name);
+                    }
                 }
             }
             Some(kind) if kind.ends_with(".delta") => {
@@ -277,6 +322,7 @@ pub fn response_json(body: &[u8], seen: &mut Observed) -> bool {
     seen.set_meta(r.model, r.service_tier);
     seen.usage = r.usage.map(Into::into);
     for item in &r.output {
+        seen.builtin.count(item);
         if let Some(name) = tool_name(item) {
             seen.count_tool(name);
         }
@@ -452,12 +498,23 @@ pub fn cut_json(body: &[u8], seen: &mut Observed) {
     seen.push_text(&String::from_utf8_lossy(body));
 }
 
+/// A moderation answer reports no usage: moderations are free, so one is complete with none.
+pub fn moderations_json(body: &[u8], seen: &mut Observed) -> bool {
+    let Ok(body) = serde_json::from_slice::<EmbeddingsBody<'_>>(body) else {
+        return false;
+    };
+    seen.set_meta(body.model, None);
+    seen.usage = Some(Usage::default());
+    true
+}
+
 /// Which usage object a JSON response carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JsonKind {
     Responses,
     Chat,
     Embeddings,
+    Media(super::media::Media),
 }
 
 /// The usage of a JSON response too large to parse whole, from its last bytes: OpenAI writes
@@ -472,6 +529,12 @@ pub fn usage_in_tail(kind: JsonKind, tail: &[u8], seen: &mut Observed) {
         let Some(value) = tail[at + KEY.len()..].trim_ascii_start().strip_prefix(b":") else {
             continue;
         };
+        if let JsonKind::Media(media) = kind {
+            if super::media::usage_at(media, value, seen) {
+                return;
+            }
+            continue;
+        }
         let mut value = serde_json::Deserializer::from_slice(value);
         let usage = match kind {
             JsonKind::Responses => ResponsesUsage::deserialize(&mut value)
@@ -484,6 +547,7 @@ pub fn usage_in_tail(kind: JsonKind, tail: &[u8], seen: &mut Observed) {
                     input: u.prompt_tokens,
                     ..Usage::default()
                 }),
+            JsonKind::Media(_) => None,
         };
         if usage.is_some() {
             seen.usage = usage;

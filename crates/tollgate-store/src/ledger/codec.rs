@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use tollgate_core::ToolCount;
 
 /// Endpoint labels by their `ledger.endpoint` code; unknown labels are stored as 0, `other`.
-const ENDPOINTS: [&str; 9] = [
+const ENDPOINTS: [&str; 18] = [
     "other",
     "responses",
     "chat.completions",
@@ -17,6 +17,15 @@ const ENDPOINTS: [&str; 9] = [
     "responses.compact",
     "moderations",
     "stored",
+    "images.generations",
+    "images.edits",
+    "images.variations",
+    "audio.speech",
+    "audio.transcriptions",
+    "audio.translations",
+    "batches",
+    "files",
+    "batch",
 ];
 
 pub(crate) fn endpoint_code(label: &str) -> i16 {

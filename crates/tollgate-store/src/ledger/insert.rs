@@ -15,7 +15,7 @@ use crate::store::{Backend, Store};
 /// Bind parameters per statement: SQLite's limit (32,766), which is below PostgreSQL's (65,535).
 pub(super) const MAX_PARAMS: usize = 32_766;
 
-const LEDGER_COLUMNS: [&str; 27] = [
+const LEDGER_COLUMNS: [&str; 28] = [
     "started_at_ms",
     "finished_at_ms",
     "cost_nanos",
@@ -43,6 +43,7 @@ const LEDGER_COLUMNS: [&str; 27] = [
     "tool_calls",
     "outcome",
     "unmetered",
+    "units",
 ];
 
 /// What a batch did: rows inserted, and events skipped because their request id was already in
@@ -129,7 +130,8 @@ impl Store {
                     .bind(row.turn_id.as_deref())
                     .bind(row.tool_calls.as_deref())
                     .bind(e.outcome.code())
-                    .bind(i16::from(e.unmetered));
+                    .bind(i16::from(e.unmetered))
+                    .bind(row.units.as_deref());
             }
             let returned = query.fetch_all(&mut *tx).await?;
             for id in &returned {
@@ -211,6 +213,8 @@ pub(super) struct NewRow<'a> {
     pub(super) output: i32,
     pub(super) reasoning: i32,
     tool_calls: Option<String>,
+    /// The event's units as JSON; `None` when there are none.
+    units: Option<String>,
 }
 
 impl<'a> NewRow<'a> {
@@ -234,6 +238,10 @@ impl<'a> NewRow<'a> {
             output: small_count(event.usage.output),
             reasoning: small_count(event.usage.reasoning),
             tool_calls: encode_tools(&event.tool_calls).map(|t| t.replace('\0', "")),
+            // JSON escapes a NUL, so the text is storable in PostgreSQL as it is.
+            units: (!event.units.is_empty())
+                .then(|| serde_json::to_string(&event.units).ok())
+                .flatten(),
         }
     }
 

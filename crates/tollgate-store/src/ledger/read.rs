@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
-use tollgate_core::{CallOutcome, LedgerEvent, Money, ToolCount, Usage};
+use tollgate_core::{CallOutcome, LedgerEvent, Money, ToolCount, Units, Usage};
 
 use super::codec::{decode_tools, endpoint_label};
 use crate::error::Result;
@@ -46,6 +46,8 @@ pub struct LedgerRow {
     pub outcome: CallOutcome,
     /// Forwarded under `proxy.unmetered`: an endpoint tollgate cannot price.
     pub unmetered: bool,
+    /// What the call billed beyond text tokens (images, characters, audio, tool calls).
+    pub units: Units,
 }
 
 impl LedgerRow {
@@ -82,6 +84,7 @@ impl LedgerRow {
             tool_calls: self.tool_calls.clone(),
             outcome: self.outcome,
             unmetered: self.unmetered,
+            units: self.units.clone(),
         }
     }
 }
@@ -181,7 +184,7 @@ impl Store {
              user_name, session_id, turn_id, endpoint, model_requested, model_served, status, \
              input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos, \
              price_id, estimated, unpriced, service_tier, ttfb_ms, latency_ms, tool_calls, \
-             outcome, unmetered FROM ledger_readable WHERE request_id = $1",
+             outcome, unmetered, units FROM ledger_readable WHERE request_id = $1",
         )
         .bind(request_id)
         .fetch_optional(&self.pool)
@@ -293,6 +296,7 @@ fn ledger_row_from(row: &AnyRow) -> Result<LedgerRow> {
     let status: i64 = row.try_get("status")?;
     let endpoint: i64 = row.try_get("endpoint")?;
     let tool_calls: Option<String> = row.try_get("tool_calls")?;
+    let units: Option<String> = row.try_get("units")?;
     Ok(LedgerRow {
         request_id: row.try_get("request_id")?,
         started_at_ms: row.try_get("started_at_ms")?,
@@ -322,5 +326,9 @@ fn ledger_row_from(row: &AnyRow) -> Result<LedgerRow> {
         tool_calls: tool_calls.as_deref().map(decode_tools).unwrap_or_default(),
         outcome: CallOutcome::from_code(row.try_get("outcome")?),
         unmetered: row.try_get::<i64, _>("unmetered")? != 0,
+        units: units
+            .as_deref()
+            .and_then(|u| serde_json::from_str(u).ok())
+            .unwrap_or_default(),
     })
 }

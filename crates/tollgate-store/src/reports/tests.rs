@@ -60,6 +60,7 @@ fn event(s: &Spec) -> LedgerEvent {
         tool_calls: Vec::new(),
         outcome: Default::default(),
         unmetered: false,
+        units: Default::default(),
     }
 }
 

@@ -45,6 +45,7 @@ pub fn event(request_id: &str, started_at_ms: i64) -> LedgerEvent {
         tool_calls: vec![tool("exec_command", 3), tool("apply_patch", 1)],
         outcome: Default::default(),
         unmetered: false,
+        units: Default::default(),
     }
 }
 

@@ -1,0 +1,254 @@
+//! What an image or audio request says about what it will bill: how many images at which size
+//! and quality, how many characters to speak, how much audio was uploaded. Image edits,
+//! variations and audio uploads are multipart forms: their text fields are read and their files
+//! only counted (a WAV file's header also gives its exact length), from the body already read
+//! under the body limit.
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use tollgate_core::ApiError;
+
+use crate::inspect::Peek;
+
+/// The billable facts of a media request. Empty for every other endpoint.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MediaAsk {
+    /// Images: `size` and `quality` as sent (`None`: the model's default).
+    pub size: Option<String>,
+    pub quality: Option<String>,
+    /// gpt-image streams: partial images, each billed as extra output image tokens.
+    pub partial_images: Option<u64>,
+    /// Speech: the characters of `input` (what per-character models bill).
+    pub characters: u64,
+    /// Speech: `sse` when the audio comes as events that end with the usage.
+    pub stream_format: Option<String>,
+    /// Audio and image answers: `json`, `text`, `srt`, `verbose_json`, `vtt`, `mp3`, `url`, …
+    pub response_format: Option<String>,
+    /// Uploaded files (images to edit, audio to transcribe) and their bytes.
+    pub files: u64,
+    pub file_bytes: u64,
+    /// The uploaded audio's length, when it is a WAV file whose header says so exactly.
+    pub wav_ms: Option<u64>,
+}
+
+/// The JSON fields of an image generation or speech request beyond [`Peek`]'s.
+#[derive(Debug, Default, Deserialize)]
+struct JsonMedia {
+    size: Option<String>,
+    quality: Option<String>,
+    partial_images: Option<u64>,
+    input: Option<String>,
+    response_format: Option<String>,
+    stream_format: Option<String>,
+}
+
+/// Reads the media fields of a JSON request (`/v1/images/generations`, `/v1/audio/speech`).
+pub fn from_json(body: &[u8]) -> Result<MediaAsk, ApiError> {
+    let media: JsonMedia = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    Ok(MediaAsk {
+        size: media.size,
+        quality: media.quality,
+        partial_images: media.partial_images,
+        characters: media.input.map_or(0, |i| i.chars().count() as u64),
+        stream_format: media.stream_format,
+        response_format: media.response_format,
+        ..MediaAsk::default()
+    })
+}
+
+/// A text field longer than this is not one tollgate reads (a prompt): skipped, not kept.
+const MAX_FIELD: usize = 256;
+/// Enough of an upload's start to find a WAV file's `fmt ` and `data` chunks.
+const WAV_HEAD: usize = 64 * 1024;
+
+/// Reads a multipart form: the fields tollgate acts on into `peek` (model, stream, n) and the
+/// returned [`MediaAsk`]. A body that is not a well-formed form is refused as the upstream
+/// would refuse it.
+pub async fn from_multipart(
+    body: Bytes,
+    content_type: Option<&str>,
+    peek: &mut Peek,
+) -> Result<MediaAsk, ApiError> {
+    let boundary = content_type
+        .and_then(|ct| multer::parse_boundary(ct).ok())
+        .ok_or_else(|| {
+            bad_form("the Content-Type must be multipart/form-data with a boundary".into())
+        })?;
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    let mut media = MediaAsk::default();
+    while let Some(mut field) = form.next_field().await.map_err(form_error)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if field.file_name().is_some() {
+            media.files += 1;
+            let mut head = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(form_error)? {
+                media.file_bytes += chunk.len() as u64;
+                if head.len() < WAV_HEAD {
+                    let room = WAV_HEAD - head.len();
+                    head.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+            }
+            if name == "file" && media.wav_ms.is_none() {
+                media.wav_ms = wav_duration_ms(&head);
+            }
+            continue;
+        }
+        let mut value = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(form_error)? {
+            if value.len() <= MAX_FIELD {
+                value.extend_from_slice(&chunk);
+            }
+        }
+        if value.len() > MAX_FIELD {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&value).trim().to_string();
+        let number = || {
+            text.parse::<u64>()
+                .map_err(|_| bad_form(format!("'{name}' must be a whole number, not '{text}'")))
+        };
+        match name.as_str() {
+            "model" => peek.model = Some(text),
+            "stream" => peek.stream = text.eq_ignore_ascii_case("true"),
+            "n" => peek.n = Some(number()?),
+            "partial_images" => media.partial_images = Some(number()?),
+            "size" => media.size = Some(text),
+            "quality" => media.quality = Some(text),
+            "response_format" => media.response_format = Some(text),
+            _ => {}
+        }
+    }
+    Ok(media)
+}
+
+fn form_error(error: multer::Error) -> ApiError {
+    bad_form(format!("the multipart form could not be read: {error}"))
+}
+
+fn bad_form(message: String) -> ApiError {
+    ApiError::new(400, "invalid_request_error", "invalid_multipart", message)
+}
+
+/// The length of a RIFF/WAVE file from its header: the `data` chunk's size over the `fmt `
+/// chunk's byte rate, exact to the millisecond (rounded up). `None` for anything else.
+pub fn wav_duration_ms(head: &[u8]) -> Option<u64> {
+    if head.get(0..4)? != b"RIFF" || head.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let le32 = |at: usize| -> Option<u64> {
+        let b = head.get(at..at + 4)?;
+        Some(u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    };
+    let mut at = 12;
+    let mut byte_rate = None;
+    while at + 8 <= head.len() {
+        let id = head.get(at..at + 4)?;
+        let size = le32(at + 4)?;
+        match id {
+            b"fmt " => byte_rate = le32(at + 16).filter(|&rate| rate > 0),
+            b"data" => {
+                let rate = byte_rate?;
+                return Some((size * 1000).div_ceil(rate));
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even length.
+        at = at
+            .checked_add(8)?
+            .checked_add(usize::try_from(size + size % 2).ok()?)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PCM WAV header: `rate` samples per second, 16-bit mono, `data_len` bytes of samples.
+    fn wav(rate: u32, data_len: u32) -> Vec<u8> {
+        let mut w = Vec::new();
+        w.extend_from_slice(b"RIFF");
+        w.extend_from_slice(&(36 + data_len).to_le_bytes());
+        w.extend_from_slice(b"WAVEfmt ");
+        w.extend_from_slice(&16u32.to_le_bytes());
+        w.extend_from_slice(&1u16.to_le_bytes());
+        w.extend_from_slice(&1u16.to_le_bytes());
+        w.extend_from_slice(&rate.to_le_bytes());
+        w.extend_from_slice(&(rate * 2).to_le_bytes());
+        w.extend_from_slice(&2u16.to_le_bytes());
+        w.extend_from_slice(&16u16.to_le_bytes());
+        w.extend_from_slice(b"data");
+        w.extend_from_slice(&data_len.to_le_bytes());
+        w.resize(w.len() + data_len as usize, 0);
+        w
+    }
+
+    #[test]
+    fn a_wav_header_gives_the_exact_length() {
+        // 24 kHz, 16-bit mono: 48,000 bytes a second.
+        assert_eq!(wav_duration_ms(&wav(24_000, 48_000 * 3)), Some(3000));
+        assert_eq!(wav_duration_ms(&wav(24_000, 48_001)), Some(1001));
+        assert_eq!(wav_duration_ms(b"ID3\x04 not a wav"), None);
+        assert_eq!(wav_duration_ms(&wav(24_000, 10)[..20]), None);
+    }
+
+    #[tokio::test]
+    async fn a_form_yields_its_fields_and_counts_its_files() {
+        let audio = wav(16_000, 32_000 * 2);
+        let mut body = Vec::new();
+        let part = |body: &mut Vec<u8>, head: &str, value: &[u8]| {
+            body.extend_from_slice(b"--XyZ\r\n");
+            body.extend_from_slice(head.as_bytes());
+            body.extend_from_slice(b"\r\n\r\n");
+            body.extend_from_slice(value);
+            body.extend_from_slice(b"\r\n");
+        };
+        part(
+            &mut body,
+            "Content-Disposition: form-data; name=\"model\"",
+            b"whisper-1",
+        );
+        part(
+            &mut body,
+            "Content-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav",
+            &audio,
+        );
+        part(
+            &mut body,
+            "Content-Disposition: form-data; name=\"n\"",
+            b"3",
+        );
+        part(
+            &mut body,
+            "Content-Disposition: form-data; name=\"response_format\"",
+            b"verbose_json",
+        );
+        body.extend_from_slice(b"--XyZ--\r\n");
+        let mut peek = Peek::default();
+        let media = from_multipart(
+            Bytes::from(body),
+            Some("multipart/form-data; boundary=XyZ"),
+            &mut peek,
+        )
+        .await
+        .unwrap();
+        assert_eq!(peek.model.as_deref(), Some("whisper-1"));
+        assert_eq!(peek.n, Some(3));
+        assert_eq!(media.files, 1);
+        assert_eq!(media.file_bytes, audio.len() as u64);
+        assert_eq!(media.wav_ms, Some(2000));
+        assert_eq!(media.response_format.as_deref(), Some("verbose_json"));
+
+        let mut peek = Peek::default();
+        let err = from_multipart(
+            Bytes::from_static(b"{}"),
+            Some("application/json"),
+            &mut peek,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!((err.status, err.code), (400, "invalid_multipart"));
+    }
+}
