@@ -134,10 +134,13 @@ async fn an_exhausted_budget_refuses_every_paid_endpoint_and_every_spelling(back
     send(Method::POST, "/v1/responses/compact")
         .await
         .assert_error(429, "usage_limit_reached");
+    // Images and speech are metered now: refused by the budget like any paid call.
+    for path in ["/v1/images/generations", "/v1/audio/speech"] {
+        send(Method::POST, path)
+            .await
+            .assert_error(429, "usage_limit_reached");
+    }
     for path in [
-        "/v1/images/generations",
-        "/v1/audio/speech",
-        "/v1/batches",
         "/v1/realtime/sessions",
         "/v1/fine_tuning/jobs",
         "/v1/Responses",

@@ -1,0 +1,516 @@
+//! Every OpenAI endpoint that costs money is metered, priced from the price table and held to
+//! the budget: images (per image and in tokens), speech (per character and in tokens),
+//! transcriptions and translations (per minute and in tokens), moderations (free, still
+//! metered) and the built-in tools Responses bills per call. Each row's cost is checked against
+//! a hand computation from `config/prices.toml`'s rates, in nano-USD per token (USD per 1M
+//! tokens × 1,000) or per unit.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, Reply, bearer, both_stores};
+
+both_stores!(
+    images_are_priced_per_image_or_in_tokens,
+    speech_is_priced_per_character_or_in_tokens,
+    transcripts_are_priced_per_minute_or_in_tokens,
+    built_in_tools_are_priced_per_call_on_top_of_tokens,
+    an_exhausted_budget_refuses_every_media_endpoint_before_the_upstream,
+);
+
+/// Sends a JSON body with the team key.
+async fn post_json(h: &Harness, key: &str, path: &str, body: Value) -> Reply {
+    h.http
+        .send(
+            Method::POST,
+            &format!("{}{path}", h.base()),
+            &[bearer(key), ("content-type", "application/json".into())],
+            body.to_string(),
+        )
+        .await
+}
+
+/// One part of a multipart form: a text field, or a file with its name and bytes.
+enum Part<'a> {
+    Text(&'a str, &'a str),
+    File(&'a str, &'a str, &'a [u8]),
+}
+
+/// Sends a multipart form with the team key.
+async fn post_form(h: &Harness, key: &str, path: &str, parts: &[Part<'_>]) -> Reply {
+    let boundary = "tollgate-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for part in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match part {
+            Part::Text(name, value) => {
+                body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}")
+                        .as_bytes(),
+                );
+            }
+            Part::File(name, file_name, bytes) => {
+                body.extend_from_slice(
+                    format!(
+                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(bytes);
+            }
+        }
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    h.http
+        .send(
+            Method::POST,
+            &format!("{}{path}", h.base()),
+            &[
+                bearer(key),
+                (
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                ),
+            ],
+            body,
+        )
+        .await
+}
+
+/// The ledger row of a reply, once written.
+async fn row_of(h: &Harness, reply: &Reply) -> Value {
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    h.ledger_row(reply.headers["x-request-id"].to_str().unwrap())
+        .await
+}
+
+fn int(value: &Value) -> i64 {
+    value
+        .as_i64()
+        .unwrap_or_else(|| panic!("{value} is not an integer"))
+}
+
+/// A PCM WAV file: 16 kHz, 16-bit mono, `ms` milliseconds of silence.
+fn wav(ms: u32) -> Vec<u8> {
+    let data_len = 32 * ms;
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data_len).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    for (value, width) in [
+        (16u32, 4),
+        (1, 2),
+        (1, 2),
+        (16_000, 4),
+        (32_000, 4),
+        (2, 2),
+        (16, 2),
+    ] {
+        w.extend_from_slice(&value.to_le_bytes()[..width]);
+    }
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&data_len.to_le_bytes());
+    w.resize(w.len() + data_len as usize, 0);
+    w
+}
+
+async fn images_are_priced_per_image_or_in_tokens(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("pictures").await;
+
+    // dall-e-3 bills per image by size and quality: hd 1024x1792 is $0.12.
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/images/generations",
+        json!({"model": "dall-e-3", "prompt": "a gate", "size": "1024x1792", "quality": "hd"}),
+    )
+    .await;
+    assert_eq!(
+        reply.json()["data"].as_array().unwrap().len(),
+        1,
+        "{reply:?}"
+    );
+    let row = row_of(&h, &reply).await;
+    assert_eq!(row["endpoint"], "images.generations");
+    assert_eq!(row["cost_nanos"], 120_000_000, "{row}");
+    assert_eq!(
+        row["units"]["images"],
+        json!({"count": 1, "size": "1024x1792", "quality": "hd"})
+    );
+    assert_eq!(
+        (row["estimated"].clone(), row["unpriced"].clone()),
+        (json!(false), json!(false))
+    );
+
+    // dall-e-2 is the default model; variations are a multipart upload: 2 × $0.018 at 512x512.
+    let reply = post_form(
+        &h,
+        &key,
+        "/v1/images/variations",
+        &[
+            Part::File("image", "gate.png", b"\x89PNG\r\n\x1a\nnot really a png"),
+            Part::Text("n", "2"),
+            Part::Text("size", "512x512"),
+        ],
+    )
+    .await;
+    let row = row_of(&h, &reply).await;
+    assert_eq!(row["endpoint"], "images.variations");
+    assert_eq!(row["model_requested"], "dall-e-2");
+    assert_eq!(row["cost_nanos"], 36_000_000, "{row}");
+
+    // gpt-image-1 bills tokens: text in $5, image in $10, image out $40 per 1M.
+    for (path, reply) in [
+        (
+            "/v1/images/generations",
+            post_json(
+                &h,
+                &key,
+                "/v1/images/generations",
+                json!({"model": "gpt-image-1", "prompt": "a gate at dawn", "quality": "low"}),
+            )
+            .await,
+        ),
+        (
+            "/v1/images/edits",
+            post_form(
+                &h,
+                &key,
+                "/v1/images/edits",
+                &[
+                    Part::Text("model", "gpt-image-1"),
+                    Part::Text("prompt", "paint it red"),
+                    Part::File("image[]", "a.png", &[7u8; 5000]),
+                    Part::File("image[]", "b.png", &[9u8; 3000]),
+                ],
+            )
+            .await,
+        ),
+    ] {
+        let usage = reply.json()["usage"].clone();
+        assert!(usage.is_object(), "{path}: {reply:?}");
+        let row = row_of(&h, &reply).await;
+        let input = int(&usage["input_tokens"]);
+        let image_in = int(&usage["input_tokens_details"]["image_tokens"]);
+        let output = int(&usage["output_tokens"]);
+        assert!(output > 0, "{path}: {usage}");
+        let expected = (input - image_in) * 5_000 + image_in * 10_000 + output * 40_000;
+        assert_eq!(row["cost_nanos"], expected, "{path}: {row} for {usage}");
+        assert_eq!(row["units"]["output_image_tokens"], output, "{path}: {row}");
+        assert_eq!(row["estimated"], false, "{path}");
+    }
+
+    // A size the price table has no per-image price for is refused before it is forwarded.
+    let before = h.mock.requests().len();
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/images/generations",
+        json!({"model": "dall-e-3", "prompt": "x", "size": "4096x4096"}),
+    )
+    .await;
+    reply.assert_error(400, "model_not_priced");
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("4096x4096"), "{message}");
+    assert_eq!(h.mock.requests().len(), before);
+}
+
+async fn speech_is_priced_per_character_or_in_tokens(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("voices").await;
+
+    // tts-1 bills $15 per 1M characters of input: 15,000 nano-USD each, counted as characters
+    // (é and 🚀 are one each), not bytes.
+    let input = "Hello, gate! Café 🚀";
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/audio/speech",
+        json!({"model": "tts-1", "input": input, "voice": "alloy"}),
+    )
+    .await;
+    assert!(!reply.body.is_empty(), "{reply:?}");
+    let row = row_of(&h, &reply).await;
+    assert_eq!(row["endpoint"], "audio.speech");
+    let characters = input.chars().count() as i64;
+    assert_eq!(row["units"]["characters"], characters);
+    assert_eq!(row["cost_nanos"], characters * 15_000, "{row}");
+    assert_eq!(row["estimated"], false);
+
+    // gpt-4o-mini-tts streamed as events reports tokens: text in $0.60, audio out $12 per 1M.
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/audio/speech",
+        json!({"model": "gpt-4o-mini-tts", "input": input, "voice": "alloy", "stream_format": "sse"}),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&reply.body).to_string();
+    let done = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .find(|e| e["type"] == "speech.audio.done")
+        .unwrap_or_else(|| panic!("no speech.audio.done in {text}"));
+    let row = row_of(&h, &reply).await;
+    let (input_tokens, output_tokens) = (
+        int(&done["usage"]["input_tokens"]),
+        int(&done["usage"]["output_tokens"]),
+    );
+    assert_eq!(
+        row["cost_nanos"],
+        input_tokens * 600 + output_tokens * 12_000,
+        "{row}"
+    );
+    assert_eq!(row["units"]["output_audio_tokens"], output_tokens);
+}
+
+async fn transcripts_are_priced_per_minute_or_in_tokens(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("ears").await;
+    let audio = wav(2_500);
+
+    // whisper-1 bills $0.006 a minute, by the millisecond: 100 nano-USD a millisecond. The
+    // JSON answer reports the seconds; a plain-text answer does not, and the WAV header says.
+    for format in ["json", "verbose_json", "text", "srt"] {
+        for path in ["/v1/audio/transcriptions", "/v1/audio/translations"] {
+            let reply = post_form(
+                &h,
+                &key,
+                path,
+                &[
+                    Part::Text("model", "whisper-1"),
+                    Part::File("file", "speech.wav", &audio),
+                    Part::Text("response_format", format),
+                ],
+            )
+            .await;
+            let row = row_of(&h, &reply).await;
+            assert_eq!(row["units"]["audio_ms"], 2_500, "{path} {format}: {row}");
+            assert_eq!(row["cost_nanos"], 250_000, "{path} {format}: {row}");
+            assert_eq!(row["estimated"], false, "{path} {format}");
+        }
+    }
+
+    // gpt-4o-transcribe bills tokens: text in $2.50, audio in $6, text out $10 per 1M.
+    let reply = post_form(
+        &h,
+        &key,
+        "/v1/audio/transcriptions",
+        &[
+            Part::Text("model", "gpt-4o-transcribe"),
+            Part::File("file", "speech.wav", &audio),
+        ],
+    )
+    .await;
+    let usage = reply.json()["usage"].clone();
+    let row = row_of(&h, &reply).await;
+    let input = int(&usage["input_tokens"]);
+    let audio_in = int(&usage["input_token_details"]["audio_tokens"]);
+    let output = int(&usage["output_tokens"]);
+    assert!(audio_in > 0, "{usage}");
+    let expected = (input - audio_in) * 2_500 + audio_in * 6_000 + output * 10_000;
+    assert_eq!(row["cost_nanos"], expected, "{row} for {usage}");
+    assert_eq!(row["endpoint"], "audio.transcriptions");
+
+    // Moderations are free and still metered: a row at cost 0, priced, not flagged.
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/moderations",
+        json!({"input": "is this fine?"}),
+    )
+    .await;
+    let row = row_of(&h, &reply).await;
+    assert_eq!(row["endpoint"], "moderations");
+    assert_eq!(row["cost_nanos"], 0);
+    assert!(
+        row["price_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("omni-moderation-latest@"),
+        "{row}"
+    );
+    assert_eq!(
+        (row["estimated"].clone(), row["unpriced"].clone()),
+        (json!(false), json!(false))
+    );
+}
+
+async fn built_in_tools_are_priced_per_call_on_top_of_tokens(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("searchers").await;
+    let tools = |kind: &str| json!([{"type": kind}, {"type": "function", "name": "web_search", "parameters": {}}]);
+    // (model, tool, header calls, per-call nano-USD, input/cached/output nano-USD per token)
+    let cases = [
+        ("gpt-5.5", "web_search", 3, 10_000_000, (5_000, 500, 30_000)),
+        (
+            "gpt-4o",
+            "web_search_preview",
+            2,
+            25_000_000,
+            (2_500, 1_250, 10_000),
+        ),
+        ("gpt-5.5", "file_search", 2, 2_500_000, (5_000, 500, 30_000)),
+        (
+            "gpt-5.5",
+            "code_interpreter",
+            2,
+            30_000_000,
+            (5_000, 500, 30_000),
+        ),
+    ];
+    for (model, tool, calls, per_call, (r_in, r_cached, r_out)) in cases {
+        for stream in [false, true] {
+            let reply = h
+                .http
+                .send(
+                    Method::POST,
+                    &format!("{}/v1/responses", h.base()),
+                    &[
+                        bearer(&key),
+                        ("content-type", "application/json".into()),
+                        ("x-mock-builtin-calls", calls.to_string()),
+                    ],
+                    json!({"model": model, "input": "look it up", "tools": tools(tool), "stream": stream})
+                        .to_string(),
+                )
+                .await;
+            let usage = if stream {
+                let text = String::from_utf8_lossy(&reply.body).to_string();
+                text.lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                    .find(|e| e["type"] == "response.completed")
+                    .unwrap_or_else(|| panic!("no response.completed in {text}"))["response"]
+                    ["usage"]
+                    .clone()
+            } else {
+                reply.json()["usage"].clone()
+            };
+            let row = row_of(&h, &reply).await;
+            let input = int(&usage["input_tokens"]);
+            let cached = int(&usage["input_tokens_details"]["cached_tokens"]);
+            let output = int(&usage["output_tokens"]);
+            // Code interpreter calls of one answer share one container: billed once.
+            let billed = if tool == "code_interpreter" { 1 } else { calls };
+            let expected =
+                (input - cached) * r_in + cached * r_cached + output * r_out + billed * per_call;
+            assert_eq!(row["cost_nanos"], expected, "{tool} stream={stream}: {row}");
+            assert_eq!(
+                row["units"]["tool_calls"],
+                json!([{"tool": tool, "calls": billed}]),
+                "{tool} stream={stream}: {row}"
+            );
+        }
+    }
+}
+
+async fn an_exhausted_budget_refuses_every_media_endpoint_before_the_upstream(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("broke").await;
+    let reply = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/admin/v1/budgets", h.base()),
+            &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+            json!({"team": "broke", "period": "month", "limit_usd": "0.000001"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    let audio = wav(1_000);
+    let replies = [
+        post_json(
+            &h,
+            &key,
+            "/v1/images/generations",
+            json!({"model": "dall-e-3", "prompt": "x"}),
+        )
+        .await,
+        post_json(
+            &h,
+            &key,
+            "/v1/images/generations",
+            json!({"model": "gpt-image-1", "prompt": "x"}),
+        )
+        .await,
+        post_form(
+            &h,
+            &key,
+            "/v1/images/edits",
+            &[
+                Part::Text("model", "gpt-image-1"),
+                Part::Text("prompt", "x"),
+                Part::File("image", "a.png", b"png"),
+            ],
+        )
+        .await,
+        post_form(
+            &h,
+            &key,
+            "/v1/images/variations",
+            &[Part::File("image", "a.png", b"png")],
+        )
+        .await,
+        post_json(
+            &h,
+            &key,
+            "/v1/audio/speech",
+            json!({"model": "tts-1", "input": "hello", "voice": "alloy"}),
+        )
+        .await,
+        post_json(
+            &h,
+            &key,
+            "/v1/audio/speech",
+            json!({"model": "gpt-4o-mini-tts", "input": "hello", "voice": "alloy"}),
+        )
+        .await,
+        post_form(
+            &h,
+            &key,
+            "/v1/audio/transcriptions",
+            &[
+                Part::Text("model", "whisper-1"),
+                Part::File("file", "a.wav", &audio),
+            ],
+        )
+        .await,
+        post_form(
+            &h,
+            &key,
+            "/v1/audio/transcriptions",
+            &[
+                Part::Text("model", "gpt-4o-transcribe"),
+                Part::File("file", "a.wav", &audio),
+            ],
+        )
+        .await,
+        post_form(
+            &h,
+            &key,
+            "/v1/audio/translations",
+            &[
+                Part::Text("model", "whisper-1"),
+                Part::File("file", "a.wav", &audio),
+            ],
+        )
+        .await,
+    ];
+    for reply in replies {
+        reply.assert_error(429, "usage_limit_reached");
+    }
+    assert!(h.mock.requests().is_empty(), "{:?}", h.mock.requests());
+}
