@@ -20,17 +20,25 @@
 //! request whose last item is a tool result gets the text `done`.
 
 mod answer;
+mod audio;
+mod batches;
 mod body;
+mod builtin;
 mod chat;
 mod completions;
 mod control;
 mod embeddings;
+mod files;
+mod images;
 mod models;
+mod moderations;
+mod multipart;
 mod request;
 mod responses;
 mod route;
 mod server;
 mod state;
+mod transcribe;
 mod wire;
 
 use std::future::Future;
@@ -69,6 +77,9 @@ pub struct MockOptions {
     pub deltas: usize,
     /// Keep the last 1000 requests for [`MockServer::requests`] and `GET /__mock/requests`.
     pub record: bool,
+    /// Complete a batch the first time it is retrieved (`GET /v1/batches/{id}`), so a user's
+    /// CI can poll a batch to its end without calling the `/__mock/batches/…` controls.
+    pub batch_auto_complete: bool,
 }
 
 impl Default for MockOptions {
@@ -81,6 +92,7 @@ impl Default for MockOptions {
             no_usage: false,
             deltas: 20,
             record: true,
+            batch_auto_complete: false,
         }
     }
 }

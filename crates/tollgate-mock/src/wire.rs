@@ -94,12 +94,22 @@ struct ErrorDetail<'a> {
 }
 
 pub(crate) fn error_json(message: &str, kind: &str, code: Option<&str>) -> Vec<u8> {
+    error_json_param(message, kind, None, code)
+}
+
+/// [`error_json`] with the `param` at fault.
+pub(crate) fn error_json_param(
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(128 + message.len());
     let body = ErrorBody {
         error: ErrorDetail {
             message,
             kind,
-            param: None,
+            param,
             code,
         },
     };
