@@ -53,9 +53,11 @@ pub use answer::{
     DONE_TEXT, EXEC_ARGUMENTS, MockUsage, PATCH_INPUT, REASONING_TOKENS, SENTENCE, SENTENCE_PIECES,
     answer_text,
 };
+pub use audio::speech_duration_ms;
 pub use embeddings::embedding_value;
 pub use models::MODELS;
 pub use state::RecordedRequest;
+pub use transcribe::{TRANSCRIPT, audio_duration_ms};
 
 use state::State;
 
