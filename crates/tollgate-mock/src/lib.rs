@@ -6,14 +6,20 @@
 //!
 //! ```text
 //! accept (server) → route::handle: record → knobs (options + x-mock-* headers)
-//!     → fail? → endpoint (responses | chat | completions | embeddings | models)
-//!     → first-byte delay → JSON body, or an SSE body generating one event per poll (body)
+//!     → fail? → endpoint (responses | chat | completions | embeddings | models | moderations
+//!                         | images | audio | transcribe | files | batches)
+//!     → first-byte delay → JSON / raw body, or an SSE body generating one event per poll (body)
 //! ```
 //!
 //! Per-request header switches (they pass through the gateway): `x-mock-chunk-delay-ms`,
 //! `x-mock-first-byte-delay-ms`, `x-mock-status`, `x-mock-cut-after`, `x-mock-no-usage: 1`, `x-mock-malformed` (broken SSE or truncated JSON),
-//! `x-mock-deltas`. Control endpoints: `GET /__mock/requests`, `DELETE /__mock/requests`,
-//! `GET /__mock/stats`.
+//! `x-mock-deltas`, `x-mock-builtin-calls` and `x-mock-containers` (hosted tool calls, see
+//! `builtin`). Control endpoints: `GET /__mock/requests`, `DELETE /__mock/requests`,
+//! `GET /__mock/stats`, and `POST /__mock/batches/{id}/complete`, `…/cancel-partly?lines=N`,
+//! `…/expire?lines=N` (see `batches`).
+//!
+//! Files and batches live in memory for the life of the server. Image, audio and transcript
+//! usage follow the formulas documented in `images::tokens`, `audio` and `transcribe`.
 //!
 //! Scripted turns for agents: a last user message containing `mock:exec` gets an
 //! `exec_command` function call, `mock:patch` an `apply_patch` custom tool call, and a
@@ -54,6 +60,8 @@ pub use answer::{
     answer_text,
 };
 pub use audio::speech_duration_ms;
+pub use builtin::{INTERPRETER_CODE, WEB_SEARCH_QUERY};
+pub use chat::CITATION_URL;
 pub use embeddings::embedding_value;
 pub use models::MODELS;
 pub use state::RecordedRequest;
