@@ -183,7 +183,7 @@ async fn an_exhausted_budget_refuses_every_paid_endpoint_and_every_spelling(back
 
 async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
     let h = Harness::start_custom(backend, MockOptions::default(), |c| {
-        c.proxy.unmetered = vec!["/v1/files".into()];
+        c.proxy.unmetered = vec!["/v1/vector_stores".into()];
     })
     .await;
     let key = h.team_key("files").await;
@@ -191,17 +191,17 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
         .http
         .send(
             Method::GET,
-            &format!("{}/v1/files?purpose=batch", h.base()),
+            &format!("{}/v1/vector_stores?limit=5", h.base()),
             &[bearer(&key)],
             "",
         )
         .await;
-    // Forwarded as is (the mock has no files API, so its own 404 comes back).
+    // Forwarded as is (the mock has no vector stores API, so its own 404 comes back).
     reply.assert_error(404, "unknown_url");
     let last = h.mock.requests().pop().unwrap();
     assert_eq!(
         (last.path.as_str(), last.query.as_deref()),
-        ("/v1/files", Some("purpose=batch"))
+        ("/v1/vector_stores", Some("limit=5"))
     );
     let request_id = reply.headers["x-request-id"].to_str().unwrap().to_string();
     let rows = wait_rows(&h, &key, 1).await;
@@ -213,11 +213,11 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
         (row["unmetered"].clone(), row["endpoint"].clone()),
         (json!(true), json!("other"))
     );
-    // A prefix is whole segments: /v1/filesystem is not under /v1/files.
+    // A prefix is whole segments: /v1/vector_stores_x is not under /v1/vector_stores.
     h.http
         .send(
             Method::GET,
-            &format!("{}/v1/filesystem", h.base()),
+            &format!("{}/v1/vector_stores_x", h.base()),
             &[bearer(&key)],
             "",
         )
@@ -228,7 +228,7 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
     h.http
         .send(
             Method::GET,
-            &format!("{}/v1/files", h.base()),
+            &format!("{}/v1/vector_stores", h.base()),
             &[bearer("tg-nope")],
             "",
         )
@@ -264,7 +264,7 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
             .http
             .send(
                 Method::GET,
-                &format!("{}/v1/files", h.base()),
+                &format!("{}/v1/vector_stores", h.base()),
                 &[bearer(&key)],
                 "",
             )
@@ -276,7 +276,7 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
     h.http
         .send(
             Method::GET,
-            &format!("{}/v1/files", h.base()),
+            &format!("{}/v1/vector_stores", h.base()),
             &[bearer(&key)],
             "",
         )
