@@ -68,7 +68,10 @@ pub async fn read(
     let raw = read_limited(body, limit).await?;
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let encoding = header(header::CONTENT_ENCODING);
-    let (body, peek, media, decoded) = if endpoint.is_multipart() {
+    // Uploads are forms; image edits may also be JSON naming files or URLs.
+    let form = endpoint.is_multipart()
+        && (endpoint != Endpoint::ImagesEdits || media::is_form(header(header::CONTENT_TYPE)));
+    let (body, peek, media, decoded) = if form {
         let (body, decoded) = decode_if_encoded(raw, encoding, limit)?;
         let mut peek = Peek::default();
         let form = media::from_multipart(body.clone(), header(header::CONTENT_TYPE), &mut peek);
@@ -77,7 +80,9 @@ pub async fn read(
     } else {
         let read = inspect(raw, encoding, limit)?;
         let media = match endpoint {
-            Endpoint::ImagesGenerations | Endpoint::AudioSpeech => media::from_json(&read.body)?,
+            Endpoint::ImagesGenerations | Endpoint::ImagesEdits | Endpoint::AudioSpeech => {
+                media::from_json(&read.body)?
+            }
             _ => MediaAsk::default(),
         };
         (read.body, read.peek, media, read.decoded)

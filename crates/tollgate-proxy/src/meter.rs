@@ -57,6 +57,9 @@ enum Reader {
         endpoint: Endpoint,
         frames: Vec<Bytes>,
         len: usize,
+        /// Past this many bytes only the tail is kept ([`MAX_JSON`], or 0 for image answers:
+        /// megabytes of base64 images before a usage object at the end).
+        whole_up_to: usize,
     },
     /// Not metered beyond status and timing (models, pass-through endpoints, error bodies).
     Opaque,
@@ -157,6 +160,10 @@ impl<S: Settle> Metered<S> {
                 endpoint,
                 frames: Vec::new(),
                 len: 0,
+                whole_up_to: match media_of(endpoint) {
+                    Some(Media::Image) => 0,
+                    _ => MAX_JSON,
+                },
             },
             _ => Reader::Opaque,
         };
@@ -185,10 +192,15 @@ impl<S: Settle> Metered<S> {
                 lines.feed(data, |line| media::media_line(media, line, seen))
             }
             Reader::Text => seen.push_text(&String::from_utf8_lossy(data)),
-            Reader::Json { frames, len, .. } => {
+            Reader::Json {
+                frames,
+                len,
+                whole_up_to,
+                ..
+            } => {
                 *len += data.len();
                 frames.push(data.clone());
-                if *len > MAX_JSON {
+                if *len > *whole_up_to {
                     // Too large to parse whole (logprobs, many choices): keep only the tail,
                     // where the usage is, or a client could make its output free.
                     let mut kept = 0;
@@ -222,7 +234,8 @@ impl<S: Settle> Metered<S> {
                 endpoint,
                 frames,
                 len,
-            } if len <= MAX_JSON => {
+                whole_up_to,
+            } if len <= whole_up_to => {
                 let joined;
                 let body: &[u8] = match frames.as_slice() {
                     [one] => one,
@@ -248,6 +261,7 @@ impl<S: Settle> Metered<S> {
                 endpoint,
                 frames,
                 len,
+                ..
             } => {
                 let kind = match (endpoint, media_of(endpoint)) {
                     (_, Some(media)) => observe::JsonKind::Media(media),

@@ -41,9 +41,12 @@ struct JsonMedia {
     input: Option<String>,
     response_format: Option<String>,
     stream_format: Option<String>,
+    /// JSON image edits: the images to edit (by file id or URL).
+    images: Option<Vec<serde::de::IgnoredAny>>,
 }
 
-/// Reads the media fields of a JSON request (`/v1/images/generations`, `/v1/audio/speech`).
+/// Reads the media fields of a JSON request (`/v1/images/generations`, `/v1/audio/speech`, and
+/// image edits sent as JSON with `images` by file id or URL).
 pub fn from_json(body: &[u8]) -> Result<MediaAsk, ApiError> {
     let media: JsonMedia = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
     Ok(MediaAsk {
@@ -53,6 +56,7 @@ pub fn from_json(body: &[u8]) -> Result<MediaAsk, ApiError> {
         characters: media.input.map_or(0, |i| i.chars().count() as u64),
         stream_format: media.stream_format,
         response_format: media.response_format,
+        files: media.images.map_or(0, |images| images.len() as u64),
         ..MediaAsk::default()
     })
 }
@@ -61,6 +65,15 @@ pub fn from_json(body: &[u8]) -> Result<MediaAsk, ApiError> {
 const MAX_FIELD: usize = 256;
 /// Enough of an upload's start to find a WAV file's `fmt ` and `data` chunks.
 const WAV_HEAD: usize = 64 * 1024;
+
+/// Whether a request's `Content-Type` is a multipart form.
+pub fn is_form(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .get(..19)
+            .is_some_and(|m| m.eq_ignore_ascii_case("multipart/form-data"))
+    })
+}
 
 /// Reads a multipart form: the fields tollgate acts on into `peek` (model, stream, n) and the
 /// returned [`MediaAsk`]. A body that is not a well-formed form is refused as the upstream
@@ -78,6 +91,7 @@ pub async fn from_multipart(
     let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
     let mut form = multer::Multipart::new(stream, boundary);
     let mut media = MediaAsk::default();
+    let mut read: Vec<String> = Vec::new();
     while let Some(mut field) = form.next_field().await.map_err(form_error)? {
         let name = field.name().unwrap_or_default().to_string();
         if field.file_name().is_some() {
@@ -104,6 +118,16 @@ pub async fn from_multipart(
         if value.len() > MAX_FIELD {
             continue;
         }
+        if READ_FIELDS.contains(&name.as_str()) {
+            // Which of two values the upstream would use is its business; tollgate must bill
+            // the one it uses, so it accepts only one.
+            if read.contains(&name) {
+                return Err(bad_form(format!(
+                    "the field '{name}' is sent twice; send it once"
+                )));
+            }
+            read.push(name.clone());
+        }
         let text = String::from_utf8_lossy(&value).trim().to_string();
         let number = || {
             text.parse::<u64>()
@@ -122,6 +146,17 @@ pub async fn from_multipart(
     }
     Ok(media)
 }
+
+/// The text fields tollgate reads from a form.
+const READ_FIELDS: [&str; 7] = [
+    "model",
+    "stream",
+    "n",
+    "partial_images",
+    "size",
+    "quality",
+    "response_format",
+];
 
 fn form_error(error: multer::Error) -> ApiError {
     bad_form(format!("the multipart form could not be read: {error}"))
