@@ -22,7 +22,17 @@ both_stores!(
     transcripts_are_priced_per_minute_or_in_tokens,
     built_in_tools_are_priced_per_call_on_top_of_tokens,
     an_exhausted_budget_refuses_every_media_endpoint_before_the_upstream,
+    streams_uploads_and_compaction_are_metered_and_attributed,
 );
+
+/// The `data:` payloads of an event stream, parsed.
+fn events(reply: &Reply) -> Vec<Value> {
+    String::from_utf8_lossy(&reply.body)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .collect()
+}
 
 /// Sends a JSON body with the team key.
 async fn post_json(h: &Harness, key: &str, path: &str, body: Value) -> Reply {
@@ -513,4 +523,127 @@ async fn an_exhausted_budget_refuses_every_media_endpoint_before_the_upstream(ba
         reply.assert_error(429, "usage_limit_reached");
     }
     assert!(h.mock.requests().is_empty(), "{:?}", h.mock.requests());
+}
+
+async fn streams_uploads_and_compaction_are_metered_and_attributed(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("streams").await;
+
+    // A streamed gpt-image-1 generation of two images with partial images: each completed
+    // event reports its image's usage, and the row is their sum.
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/images/generations",
+        json!({"model": "gpt-image-1", "prompt": "two gates", "n": 2, "stream": true, "partial_images": 2}),
+    )
+    .await;
+    let completed: Vec<Value> = events(&reply)
+        .into_iter()
+        .filter(|e| e["type"] == "image_generation.completed")
+        .collect();
+    assert_eq!(completed.len(), 2, "{reply:?}");
+    let sum =
+        |field: &dyn Fn(&Value) -> i64| completed.iter().map(|e| field(&e["usage"])).sum::<i64>();
+    let input = sum(&|u| int(&u["input_tokens"]));
+    let image_in = sum(&|u| int(&u["input_tokens_details"]["image_tokens"]));
+    let output = sum(&|u| int(&u["output_tokens"]));
+    let row = row_of(&h, &reply).await;
+    assert_eq!(
+        row["cost_nanos"],
+        (input - image_in) * 5_000 + image_in * 10_000 + output * 40_000,
+        "{row}"
+    );
+
+    // A streamed gpt-4o-mini-transcribe transcript: text in $1.25, audio in $3, out $5 per 1M.
+    let reply = post_form(
+        &h,
+        &key,
+        "/v1/audio/transcriptions",
+        &[
+            Part::Text("model", "gpt-4o-mini-transcribe"),
+            Part::Text("stream", "true"),
+            Part::File("file", "speech.wav", &wav(4_000)),
+        ],
+    )
+    .await;
+    let done = events(&reply)
+        .into_iter()
+        .find(|e| e["type"] == "transcript.text.done")
+        .unwrap_or_else(|| panic!("no transcript.text.done in {reply:?}"));
+    let usage = &done["usage"];
+    let (input, audio_in, output) = (
+        int(&usage["input_tokens"]),
+        int(&usage["input_token_details"]["audio_tokens"]),
+        int(&usage["output_tokens"]),
+    );
+    let row = row_of(&h, &reply).await;
+    assert_eq!(
+        row["cost_nanos"],
+        (input - audio_in) * 1_250 + audio_in * 3_000 + output * 5_000,
+        "{row}"
+    );
+
+    // An mp3 transcribed to plain text: nothing says its length, so it is estimated from its
+    // size (128 kbit/s) and flagged.
+    let mp3 = vec![0xFFu8; 48_000];
+    let reply = post_form(
+        &h,
+        &key,
+        "/v1/audio/transcriptions",
+        &[
+            Part::Text("model", "whisper-1"),
+            Part::Text("response_format", "text"),
+            Part::File("file", "speech.mp3", &mp3),
+        ],
+    )
+    .await;
+    let row = row_of(&h, &reply).await;
+    assert_eq!(row["estimated"], true, "{row}");
+    assert_eq!(row["units"]["audio_ms"], 3_000, "{row}");
+    assert_eq!(row["cost_nanos"], 300_000, "{row}");
+
+    // A form that names its model twice is refused: tollgate bills the model the upstream
+    // uses, and will not guess which one that is.
+    let before = h.mock.requests().len();
+    post_form(
+        &h,
+        &key,
+        "/v1/images/edits",
+        &[
+            Part::Text("model", "dall-e-2"),
+            Part::Text("model", "gpt-image-1"),
+            Part::Text("prompt", "x"),
+            Part::File("image", "a.png", b"png"),
+        ],
+    )
+    .await
+    .assert_error(400, "invalid_multipart");
+    assert_eq!(h.mock.requests().len(), before);
+
+    // Codex compacts a long thread: the row belongs to the session and turn that caused it.
+    let reply = h
+        .http
+        .send(
+            Method::POST,
+            &format!("{}/v1/responses/compact", h.base()),
+            &[
+                bearer(&key),
+                ("content-type", "application/json".into()),
+                ("originator", "codex_exec".into()),
+                ("session-id", "019a-compact-session".into()),
+                (
+                    "x-codex-turn-metadata",
+                    json!({"session_id": "019a-compact-session", "turn_id": "turn-7"}).to_string(),
+                ),
+            ],
+            json!({"model": "gpt-5.5", "input": [{"role": "user", "content": "a long thread"}]})
+                .to_string(),
+        )
+        .await;
+    let row = row_of(&h, &reply).await;
+    assert_eq!(row["endpoint"], "responses.compact");
+    assert_eq!(row["session_id"], "019a-compact-session", "{row}");
+    assert_eq!(row["turn_id"], "turn-7", "{row}");
+    assert!(int(&row["cost_nanos"]) > 0, "{row}");
 }
