@@ -28,6 +28,20 @@ pub(super) fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
 }
 
+/// The `model` of the first line's body, which OpenAI reports as the batch's model.
+pub(super) fn first_model(data: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Body {
+        model: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct First {
+        body: Body,
+    }
+    let first = lines(data).next()?;
+    serde_json::from_slice::<First>(first).ok()?.body.model
+}
+
 #[derive(Deserialize)]
 struct Line<'a> {
     #[serde(default)]
