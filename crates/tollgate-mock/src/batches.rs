@@ -177,8 +177,11 @@ fn create(ctx: &Ctx, state: &State, body: &[u8]) -> Reply {
             "input_file_id",
         );
     };
-    let total = match lock(&state.files).get(&input_file_id) {
-        Some(file) => run::lines(&file.data).count() as u64,
+    let (total, model) = match lock(&state.files).get(&input_file_id) {
+        Some(file) => (
+            run::lines(&file.data).count() as u64,
+            run::first_model(&file.data),
+        ),
         None => {
             let message = format!("No such File object: {input_file_id}");
             return Reply::not_found(&message, "input_file_id");
@@ -189,7 +192,7 @@ fn create(ctx: &Ctx, state: &State, body: &[u8]) -> Reply {
         id: Id::new("batch_", ctx.id).to_string(),
         object: "batch",
         endpoint,
-        model: None,
+        model,
         errors: None,
         input_file_id,
         completion_window: window,

@@ -26,7 +26,8 @@ pub enum MockError {
 
 /// The event generator behind one stream; each knows its endpoint's wire format.
 pub(crate) enum Script {
-    Responses(responses::Stream),
+    /// Boxed: with its hosted tool calls it is the largest script by far.
+    Responses(Box<responses::Stream>),
     Chat(chat::Stream),
     Completions(completions::Stream),
     /// A short stream rendered up front (images, audio, transcripts), one entry per event.

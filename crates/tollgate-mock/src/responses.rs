@@ -61,7 +61,7 @@ pub(crate) fn handle(ctx: &Ctx, body: &[u8]) -> Reply {
         ),
     };
     if request.stream == Some(true) {
-        Reply::Stream(Script::Responses(stream))
+        Reply::Stream(Script::Responses(Box::new(stream)))
     } else {
         let mut out = Vec::with_capacity(1024);
         write_json(

@@ -108,6 +108,7 @@ async fn a_completed_batch_answers_each_line_with_the_usage_of_a_direct_request(
         json!({"total": 2, "completed": 0, "failed": 0})
     );
     assert_eq!(batch["metadata"], json!({"job": "nightly"}));
+    assert_eq!(batch["model"], "gpt-4o", "the first line's model");
     assert_eq!(batch["output_file_id"], Value::Null);
     let id = batch["id"].as_str().unwrap();
 

@@ -28,6 +28,20 @@ pub(super) fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
 }
 
+/// The `model` of the first line's body, which OpenAI reports as the batch's model.
+pub(super) fn first_model(data: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Body {
+        model: Option<String>,
+    }
+    #[derive(Deserialize)]
+    struct First {
+        body: Body,
+    }
+    let first = lines(data).next()?;
+    serde_json::from_slice::<First>(first).ok()?.body.model
+}
+
 #[derive(Deserialize)]
 struct Line<'a> {
     #[serde(default)]
@@ -49,7 +63,8 @@ struct OutputLine<'a> {
 struct LineResponse {
     status_code: u16,
     request_id: Id,
-    body: Value,
+    /// The handler's JSON verbatim, field order included.
+    body: Box<RawValue>,
 }
 
 #[derive(Serialize)]
@@ -156,10 +171,14 @@ fn run_line(state: &State, endpoint: &str, line: &[u8], written: &mut Written) {
             return error_line(written, line_id, custom_id, "invalid_request", message);
         }
     };
-    let body: Value = serde_json::from_slice(&json).unwrap_or(Value::Null);
+    let parsed: Value = serde_json::from_slice(&json).unwrap_or(Value::Null);
+    let body = String::from_utf8(json.to_vec())
+        .ok()
+        .and_then(|text| RawValue::from_string(text).ok())
+        .unwrap_or_else(|| RawValue::NULL.to_owned());
     let ok = status == StatusCode::OK;
     if ok {
-        add_usage(&mut written.usage, &body);
+        add_usage(&mut written.usage, &parsed);
         written.counts.completed += 1;
     } else {
         written.counts.failed += 1;

@@ -1,6 +1,16 @@
 //! A small HTTP client for the mock's endpoint tests: JSON, raw bodies and multipart uploads.
 
 #![allow(dead_code, reason = "each test file uses a different part")]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the mock's answers in these tests are small and bounded"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly on purpose"
+)]
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
