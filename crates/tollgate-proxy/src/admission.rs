@@ -237,8 +237,13 @@ impl Admission {
             output,
             reasoning: 0,
         };
+        // An audio model's tokens may all be audio, billed dearer than text: bound them so.
+        let audio_in = entry.is_some_and(|e| e.audio_input.is_some());
+        let audio_out = entry.is_some_and(|e| e.audio_output.is_some());
         let units = Units {
             tool_calls: builtin_bound(peek),
+            input_audio_tokens: if audio_in { usage.input } else { 0 },
+            output_audio_tokens: if audio_out { usage.output } else { 0 },
             ..Units::default()
         };
         prices

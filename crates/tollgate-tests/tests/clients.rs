@@ -32,7 +32,8 @@ async fn openai_python_sdk_sees_the_same_objects_through_tollgate() {
         .env("DIRECT_BASE_URL", h.mock.base_url())
         .env("DIRECT_KEY", UPSTREAM_KEY)
         .env("GATEWAY_BASE_URL", format!("{}/v1", h.base()))
-        .env("GATEWAY_KEY", &key);
+        .env("GATEWAY_KEY", &key)
+        .env("SDK_PARITY_CALLS", "all");
     let out = run(cmd).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -42,7 +43,7 @@ async fn openai_python_sdk_sees_the_same_objects_through_tollgate() {
     );
     assert_eq!(
         stdout.lines().filter(|l| l.starts_with("ok ")).count(),
-        8,
+        32,
         "{stdout}"
     );
     // Every gateway call reached the upstream with the upstream key, never the team key.

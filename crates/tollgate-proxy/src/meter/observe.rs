@@ -118,12 +118,60 @@ struct ResponsesUsage {
 struct InputDetails {
     #[serde(default)]
     cached_tokens: u64,
+    /// Audio models (gpt-audio, gpt-4o-audio-preview): billed at the audio input rate.
+    #[serde(default)]
+    audio_tokens: u64,
 }
 
 #[derive(Deserialize)]
 struct OutputDetails {
     #[serde(default)]
     reasoning_tokens: u64,
+    #[serde(default)]
+    audio_tokens: u64,
+}
+
+/// A usage object that may count audio tokens among its input and output tokens.
+trait AudioTokens: Into<Usage> {
+    /// Audio tokens of the input and of the output.
+    fn audio(&self) -> (u64, u64);
+}
+
+impl Observed {
+    /// Records a reported usage, with the audio tokens it counts.
+    fn set_usage(&mut self, usage: impl AudioTokens) {
+        let (input, output) = usage.audio();
+        let usage: Usage = usage.into();
+        self.units.input_audio_tokens = input.min(usage.input);
+        self.units.output_audio_tokens = output.min(usage.output);
+        self.usage = Some(usage);
+    }
+}
+
+impl AudioTokens for ResponsesUsage {
+    fn audio(&self) -> (u64, u64) {
+        (
+            self.input_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.audio_tokens),
+            self.output_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.audio_tokens),
+        )
+    }
+}
+
+impl AudioTokens for ChatUsage {
+    fn audio(&self) -> (u64, u64) {
+        (
+            self.prompt_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.audio_tokens),
+            self.completion_tokens_details
+                .as_ref()
+                .map_or(0, |d| d.audio_tokens),
+        )
+    }
 }
 
 impl From<ResponsesUsage> for Usage {
@@ -263,7 +311,7 @@ impl ResponsesStream {
                     seen.set_id(r.id);
                     seen.set_meta(r.model, r.service_tier);
                     if let Some(usage) = r.usage {
-                        seen.usage = Some(usage.into());
+                        seen.set_usage(usage);
                     }
                 }
                 Ok(_) => {}
@@ -320,7 +368,9 @@ pub fn response_json(body: &[u8], seen: &mut Observed) -> bool {
     };
     seen.set_id(r.id);
     seen.set_meta(r.model, r.service_tier);
-    seen.usage = r.usage.map(Into::into);
+    if let Some(usage) = r.usage {
+        seen.set_usage(usage);
+    }
     for item in &r.output {
         seen.builtin.count(item);
         if let Some(name) = tool_name(item) {
@@ -426,7 +476,7 @@ pub fn chat_json(data: &[u8], seen: &mut Observed) -> bool {
     seen.set_id(body.id);
     seen.set_meta(body.model, body.service_tier);
     if let Some(usage) = body.usage {
-        seen.usage = Some(usage.into());
+        seen.set_usage(usage);
     }
     for choice in body.choices {
         if let Some(text) = &choice.text {
@@ -536,21 +586,24 @@ pub fn usage_in_tail(kind: JsonKind, tail: &[u8], seen: &mut Observed) {
             continue;
         }
         let mut value = serde_json::Deserializer::from_slice(value);
-        let usage = match kind {
+        let found = match kind {
             JsonKind::Responses => ResponsesUsage::deserialize(&mut value)
-                .ok()
-                .map(Usage::from),
-            JsonKind::Chat => ChatUsage::deserialize(&mut value).ok().map(Usage::from),
+                .map(|u| seen.set_usage(u))
+                .is_ok(),
+            JsonKind::Chat => ChatUsage::deserialize(&mut value)
+                .map(|u| seen.set_usage(u))
+                .is_ok(),
             JsonKind::Embeddings => EmbeddingsUsage::deserialize(&mut value)
-                .ok()
-                .map(|u| Usage {
-                    input: u.prompt_tokens,
-                    ..Usage::default()
-                }),
-            JsonKind::Media(_) => None,
+                .map(|u| {
+                    seen.usage = Some(Usage {
+                        input: u.prompt_tokens,
+                        ..Usage::default()
+                    })
+                })
+                .is_ok(),
+            JsonKind::Media(_) => false,
         };
-        if usage.is_some() {
-            seen.usage = usage;
+        if found {
             return;
         }
     }
@@ -653,6 +706,31 @@ mod tests {
         );
         assert_eq!(seen.text, "Hi");
         assert_eq!(seen.tools[0].name, "exec_command");
+    }
+
+    #[test]
+    fn audio_tokens_of_audio_models_are_kept_apart() {
+        let mut seen = Observed::default();
+        let body = br#"{"model":"gpt-audio","choices":[],"usage":{"prompt_tokens":120,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":100},"completion_tokens":300,"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":250}}}"#;
+        assert!(chat_json(body, &mut seen));
+        assert_eq!(
+            (
+                seen.units.input_audio_tokens,
+                seen.units.output_audio_tokens
+            ),
+            (100, 250)
+        );
+        let mut seen = Observed::default();
+        let tail = br#"..."usage":{"input_tokens":10,"input_tokens_details":{"cached_tokens":0,"audio_tokens":9000},"output_tokens":5,"output_tokens_details":{"audio_tokens":4}}}"#;
+        usage_in_tail(JsonKind::Responses, tail, &mut seen);
+        // Never more audio tokens than tokens.
+        assert_eq!(
+            (
+                seen.units.input_audio_tokens,
+                seen.units.output_audio_tokens
+            ),
+            (10, 4)
+        );
     }
 
     #[test]
