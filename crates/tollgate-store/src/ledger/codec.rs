@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use tollgate_core::ToolCount;
 
 /// Endpoint labels by their `ledger.endpoint` code; unknown labels are stored as 0, `other`.
-const ENDPOINTS: [&str; 9] = [
+const ENDPOINTS: [&str; 18] = [
     "other",
     "responses",
     "chat.completions",
@@ -17,6 +17,15 @@ const ENDPOINTS: [&str; 9] = [
     "responses.compact",
     "moderations",
     "stored",
+    "images.generations",
+    "images.edits",
+    "images.variations",
+    "audio.speech",
+    "audio.transcriptions",
+    "audio.translations",
+    "batches",
+    "files",
+    "batch",
 ];
 
 pub(crate) fn endpoint_code(label: &str) -> i16 {
@@ -139,7 +148,10 @@ mod tests {
             assert_eq!(endpoint_label(i64::from(endpoint_code(label))), label);
         }
         assert_eq!(endpoint_code("responses"), 1);
-        assert_eq!(endpoint_code("audio.speech"), 0);
+        assert_eq!(endpoint_code("batches"), 15);
+        assert_eq!(endpoint_code("files"), 16);
+        assert_eq!(endpoint_code("batch"), 17);
+        assert_eq!(endpoint_code("audio.speak"), 0);
         assert_eq!(endpoint_label(99), "other");
         assert_eq!(endpoint_label(-1), "other");
     }
