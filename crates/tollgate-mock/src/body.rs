@@ -26,9 +26,12 @@ pub enum MockError {
 
 /// The event generator behind one stream; each knows its endpoint's wire format.
 pub(crate) enum Script {
-    Responses(responses::Stream),
+    /// Boxed: with its hosted tool calls it is the largest script by far.
+    Responses(Box<responses::Stream>),
     Chat(chat::Stream),
     Completions(completions::Stream),
+    /// A short stream rendered up front (images, audio, transcripts), one entry per event.
+    Prerendered(Vec<Vec<u8>>),
     /// `x-mock-malformed`: SSE that breaks the wire format (truncated JSON, a bare line, a
     /// data line that is not JSON) and no terminating event, for gateways' fault tests.
     Malformed,
@@ -41,6 +44,13 @@ impl Script {
             Script::Responses(s) => s.write_event(index, out),
             Script::Chat(s) => s.write_event(index, out),
             Script::Completions(s) => s.write_event(index, out),
+            Script::Prerendered(events) => match events.get(index) {
+                Some(event) => {
+                    out.extend_from_slice(event);
+                    true
+                }
+                None => false,
+            },
             Script::Malformed => {
                 let event: &[u8] = match index {
                     0 => b"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_x\"\n\n",

@@ -9,13 +9,13 @@ use crate::answer::{Answer, EXEC_ARGUMENTS, MockUsage};
 use crate::body::Script;
 use crate::request::{Ask, Conversation, StreamOptions};
 use crate::route::{Ctx, DEFAULT_MODEL, Reply};
-use crate::wire::{DONE, EMPTY, Id, sse_data, write_json};
+use crate::wire::{DONE, Id, sse_data, write_json};
 
 mod objects;
 
 use objects::{
-    Choice, Chunk, ChunkChoice, Completion, Delta, Function, FunctionDelta, Message, ToolCall,
-    ToolCallDelta, Usage,
+    Annotation, Choice, Chunk, ChunkChoice, Completion, Delta, Function, FunctionDelta, Message,
+    ToolCall, ToolCallDelta, UrlCitation, Usage,
 };
 
 const FINGERPRINT: &str = "fp_tollgate_mock";
@@ -32,7 +32,12 @@ struct Request<'a> {
     messages: Option<Conversation>,
     #[serde(default)]
     tools: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    web_search_options: Option<IgnoredAny>,
 }
+
+/// The page a search-preview answer cites.
+pub const CITATION_URL: &str = "https://tollgate-mock.invalid/search-result";
 
 pub(crate) fn handle(ctx: &Ctx, body: &[u8]) -> Reply {
     let request: Request<'_> = match serde_json::from_slice(body) {
@@ -61,6 +66,25 @@ pub(crate) fn handle(ctx: &Ctx, body: &[u8]) -> Reply {
         return Reply::Stream(Script::Chat(stream));
     }
     let tool_call = (answer == Answer::Exec).then(|| [stream.tool_call()]);
+    // A search-preview model with `web_search_options` searched once and cites the result
+    // over its whole answer (OpenAI bills the search per call on top of tokens).
+    let searched = request.web_search_options.is_some()
+        && request
+            .model
+            .as_deref()
+            .is_some_and(|m| m.contains("search-preview"));
+    let annotations: Vec<Annotation> = searched
+        .then(|| Annotation {
+            kind: "url_citation",
+            url_citation: UrlCitation {
+                end_index: stream.text.chars().count(),
+                start_index: 0,
+                title: "tollgate mock search result",
+                url: CITATION_URL,
+            },
+        })
+        .into_iter()
+        .collect();
     let completion = Completion {
         id: Id::new("chatcmpl-", stream.id),
         object: "chat.completion",
@@ -72,7 +96,7 @@ pub(crate) fn handle(ctx: &Ctx, body: &[u8]) -> Reply {
                 role: "assistant",
                 content: tool_call.is_none().then_some(stream.text.as_str()),
                 refusal: None,
-                annotations: EMPTY,
+                annotations: &annotations,
                 tool_calls: tool_call,
             },
             logprobs: None,

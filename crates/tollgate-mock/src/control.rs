@@ -1,10 +1,14 @@
-//! `/__mock/*`: the control endpoints for users outside the process (CLI, other languages).
+//! `/__mock/*`: the control endpoints for users outside the process (CLI, other languages),
+//! and the batch controls (`/__mock/batches/{id}/complete|cancel-partly|expire`).
 
 use http::{Method, Response, StatusCode};
 use serde::Serialize;
 
+use bytes::Bytes;
+
+use crate::batches;
 use crate::body::MockBody;
-use crate::route::json_response;
+use crate::route::{Reply, json_response};
 use crate::state::{RecordedRequest, State};
 use crate::wire::{error_json, write_json};
 
@@ -33,7 +37,20 @@ impl<'a> View<'a> {
 }
 
 /// `path` is what follows `/__mock/`.
-pub(crate) fn handle(state: &State, method: &Method, path: &str) -> Response<MockBody> {
+pub(crate) fn handle(
+    state: &State,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+) -> Response<MockBody> {
+    if let Some(rest) = path.strip_prefix("batches/") {
+        return match batches::control(state, method, rest, query) {
+            Reply::Json(status, json) => json_response(status, json),
+            // The batch controls only ever answer JSON.
+            Reply::Raw(status, _, body) => json_response(status, body),
+            Reply::Stream(_) => json_response(StatusCode::INTERNAL_SERVER_ERROR, Bytes::new()),
+        };
+    }
     let mut out = Vec::new();
     match (method, path) {
         (&Method::GET, "requests") => {

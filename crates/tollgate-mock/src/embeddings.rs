@@ -8,7 +8,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::route::{Ctx, Reply};
-use crate::wire::write_json;
+use crate::wire::{base64, write_json};
 
 const DEFAULT_MODEL: &str = "text-embedding-3-small";
 const DEFAULT_DIMENSIONS: usize = 8;
@@ -175,31 +175,9 @@ impl Serialize for Vector {
     }
 }
 
-/// Standard base64 with padding; small enough not to warrant a dependency.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        for k in 0..4 {
-            if k <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * k)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::base64;
+    use crate::wire::base64;
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {

@@ -6,31 +6,45 @@
 //!
 //! ```text
 //! accept (server) → route::handle: record → knobs (options + x-mock-* headers)
-//!     → fail? → endpoint (responses | chat | completions | embeddings | models)
-//!     → first-byte delay → JSON body, or an SSE body generating one event per poll (body)
+//!     → fail? → endpoint (responses | chat | completions | embeddings | models | moderations
+//!                         | images | audio | transcribe | files | batches)
+//!     → first-byte delay → JSON / raw body, or an SSE body generating one event per poll (body)
 //! ```
 //!
 //! Per-request header switches (they pass through the gateway): `x-mock-chunk-delay-ms`,
 //! `x-mock-first-byte-delay-ms`, `x-mock-status`, `x-mock-cut-after`, `x-mock-no-usage: 1`, `x-mock-malformed` (broken SSE or truncated JSON),
-//! `x-mock-deltas`. Control endpoints: `GET /__mock/requests`, `DELETE /__mock/requests`,
-//! `GET /__mock/stats`.
+//! `x-mock-deltas`, `x-mock-builtin-calls` and `x-mock-containers` (hosted tool calls, see
+//! `builtin`). Control endpoints: `GET /__mock/requests`, `DELETE /__mock/requests`,
+//! `GET /__mock/stats`, and `POST /__mock/batches/{id}/complete`, `…/cancel-partly?lines=N`,
+//! `…/expire?lines=N` (see `batches`).
+//!
+//! Files and batches live in memory for the life of the server. Image, audio and transcript
+//! usage follow the formulas documented in `images::tokens`, `audio` and `transcribe`.
 //!
 //! Scripted turns for agents: a last user message containing `mock:exec` gets an
 //! `exec_command` function call, `mock:patch` an `apply_patch` custom tool call, and a
 //! request whose last item is a tool result gets the text `done`.
 
 mod answer;
+mod audio;
+mod batches;
 mod body;
+mod builtin;
 mod chat;
 mod completions;
 mod control;
 mod embeddings;
+mod files;
+mod images;
 mod models;
+mod moderations;
+mod multipart;
 mod request;
 mod responses;
 mod route;
 mod server;
 mod state;
+mod transcribe;
 mod wire;
 
 use std::future::Future;
@@ -45,9 +59,13 @@ pub use answer::{
     DONE_TEXT, EXEC_ARGUMENTS, MockUsage, PATCH_INPUT, REASONING_TOKENS, SENTENCE, SENTENCE_PIECES,
     answer_text,
 };
+pub use audio::speech_duration_ms;
+pub use builtin::{INTERPRETER_CODE, WEB_SEARCH_QUERY};
+pub use chat::CITATION_URL;
 pub use embeddings::embedding_value;
 pub use models::MODELS;
 pub use state::RecordedRequest;
+pub use transcribe::{TRANSCRIPT, audio_duration_ms};
 
 use state::State;
 
@@ -69,6 +87,9 @@ pub struct MockOptions {
     pub deltas: usize,
     /// Keep the last 1000 requests for [`MockServer::requests`] and `GET /__mock/requests`.
     pub record: bool,
+    /// Complete a batch the first time it is retrieved (`GET /v1/batches/{id}`), so a user's
+    /// CI can poll a batch to its end without calling the `/__mock/batches/…` controls.
+    pub batch_auto_complete: bool,
 }
 
 impl Default for MockOptions {
@@ -81,6 +102,7 @@ impl Default for MockOptions {
             no_usage: false,
             deltas: 20,
             record: true,
+            batch_auto_complete: false,
         }
     }
 }

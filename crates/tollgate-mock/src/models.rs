@@ -10,13 +10,26 @@ use crate::route::Reply;
 use crate::wire::{error_json, write_json};
 
 /// The models the mock lists, with their `created` timestamps.
-pub const MODELS: [(&str, u64); 6] = [
+pub const MODELS: [(&str, u64); 19] = [
     ("gpt-5.5", 1_776_000_000),
     ("gpt-5.4", 1_772_000_000),
     ("gpt-5-mini", 1_754_500_000),
     ("gpt-4.1", 1_744_300_000),
     ("gpt-4o", 1_715_367_049),
     ("text-embedding-3-small", 1_705_948_997),
+    ("dall-e-2", 1_698_798_177),
+    ("dall-e-3", 1_698_785_189),
+    ("gpt-image-1", 1_745_517_030),
+    ("gpt-image-1-mini", 1_758_845_821),
+    ("gpt-image-1.5", 1_765_000_000),
+    ("tts-1", 1_681_940_951),
+    ("tts-1-hd", 1_699_046_015),
+    ("gpt-4o-mini-tts", 1_742_403_959),
+    ("whisper-1", 1_677_532_384),
+    ("gpt-4o-transcribe", 1_742_068_463),
+    ("gpt-4o-mini-transcribe", 1_742_068_596),
+    ("omni-moderation-latest", 1_731_689_265),
+    ("gpt-4o-search-preview", 1_741_388_720),
 ];
 
 #[derive(Serialize)]
@@ -46,7 +59,7 @@ struct List {
 
 /// Built once: the list never changes, so each request only bumps a reference count.
 static LIST: LazyLock<Bytes> = LazyLock::new(|| {
-    let mut out = Vec::with_capacity(768);
+    let mut out = Vec::with_capacity(2048);
     write_json(
         &mut out,
         &List {

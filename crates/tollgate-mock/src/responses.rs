@@ -6,13 +6,14 @@ use serde::Deserialize;
 
 use crate::answer::{Answer, EXEC_ARGUMENTS, MockUsage, PATCH_INPUT};
 use crate::body::Script;
+use crate::builtin::{self, ToolSpec};
 use crate::request::{Ask, Conversation};
 use crate::route::{Ctx, Reply};
 use crate::wire::{EMPTY, EmptyObject, Id, sse_event, write_json};
 
 mod objects;
 
-use objects::{Event, Format, Item, Part, Reasoning, ResponseObject, TextConfig, Usage};
+use objects::{Event, Format, Item, Output, Part, Reasoning, ResponseObject, TextConfig, Usage};
 
 #[derive(Deserialize)]
 struct Request<'a> {
@@ -22,6 +23,8 @@ struct Request<'a> {
     stream: Option<bool>,
     #[serde(default)]
     input: Option<Conversation>,
+    #[serde(borrow, default)]
+    tools: Option<Vec<ToolSpec<'a>>>,
 }
 
 pub(crate) fn handle(ctx: &Ctx, body: &[u8]) -> Reply {
@@ -50,9 +53,15 @@ pub(crate) fn handle(ctx: &Ctx, body: &[u8]) -> Reply {
         usage: ctx.usage(),
         answer,
         text: answer.text(),
+        builtins: builtin::calls(
+            request.tools.as_deref().unwrap_or_default(),
+            ctx.id,
+            ctx.builtin_calls,
+            ctx.containers,
+        ),
     };
     if request.stream == Some(true) {
-        Reply::Stream(Script::Responses(stream))
+        Reply::Stream(Script::Responses(Box::new(stream)))
     } else {
         let mut out = Vec::with_capacity(1024);
         write_json(
@@ -108,6 +117,8 @@ pub(crate) struct Stream {
     usage: Option<MockUsage>,
     answer: Answer,
     text: String,
+    /// Hosted tool calls, output before the answer's own item.
+    builtins: Vec<builtin::Call>,
 }
 
 impl Stream {
@@ -170,7 +181,15 @@ impl Stream {
             instructions: None,
             max_output_tokens: None,
             model: &self.model,
-            output,
+            // The hosted calls are part of a response only once it has output.
+            output: Output {
+                builtins: if output.is_empty() {
+                    &[]
+                } else {
+                    &self.builtins
+                },
+                items: output,
+            },
             parallel_tool_calls: true,
             previous_response_id: None,
             reasoning: Reasoning {
@@ -200,6 +219,22 @@ impl Stream {
     /// delta.
     fn phase(&self, index: usize) -> Option<Phase> {
         use Phase::*;
+        // Created and InProgress, then every hosted call's events, then the answer's item.
+        let builtin_events: usize = self.builtins.iter().map(builtin::Call::event_count).sum();
+        let index = match index.checked_sub(2) {
+            Some(i) if i < builtin_events => {
+                let mut k = i;
+                for (call, c) in self.builtins.iter().enumerate() {
+                    if k < c.event_count() {
+                        return Some(Builtin(call, k));
+                    }
+                    k -= c.event_count();
+                }
+                return None;
+            }
+            Some(i) => i + 2 - builtin_events,
+            None => index,
+        };
         let (prefix, deltas, suffix): (&[Phase], usize, &[Phase]) = match self.answer {
             Answer::Exec | Answer::Patch => (
                 &[Created, InProgress, ItemAdded],
@@ -230,9 +265,15 @@ impl Stream {
         };
         let sequence_number = index;
         let item_id = self.item_id();
-        let (output_index, content_index) = (0, 0);
+        let (output_index, content_index) = (self.builtins.len(), 0);
         let completed_output;
         let event = match (phase, self.answer) {
+            (Phase::Builtin(call, k), _) => {
+                if let Some(call_ref) = self.builtins.get(call) {
+                    call_ref.write_event(k, sequence_number, call, out);
+                }
+                return true;
+            }
             (Phase::Created, _) => Event::Created {
                 sequence_number,
                 response: self.response("in_progress", &[], None),
@@ -321,6 +362,8 @@ impl Stream {
 
 #[derive(Debug, Clone, Copy)]
 enum Phase {
+    /// Event `.1` of hosted call `.0`.
+    Builtin(usize, usize),
     Created,
     InProgress,
     ItemAdded,

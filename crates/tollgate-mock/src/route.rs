@@ -17,7 +17,10 @@ use crate::body::{MockBody, Pacing, Script, SseBody};
 use crate::request::{BODY_LIMIT, decode};
 use crate::state::{RecordedRequest, State};
 use crate::wire::{error_json, failure_json, now_secs};
-use crate::{MockOptions, chat, completions, control, embeddings, models, responses};
+use crate::{
+    MockOptions, audio, batches, chat, completions, control, embeddings, files, images, models,
+    moderations, responses, transcribe,
+};
 
 /// The model echoed when a request names none.
 pub(crate) const DEFAULT_MODEL: &str = "gpt-5.5";
@@ -34,7 +37,12 @@ struct Knobs {
     no_usage: bool,
     deltas: usize,
     malformed: bool,
+    builtin_calls: usize,
+    containers: Option<usize>,
 }
+
+/// Keeps `x-mock-builtin-calls` / `x-mock-containers` from asking for unbounded output.
+const MAX_BUILTIN_CALLS: usize = 100;
 
 fn header<T: FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
@@ -71,6 +79,11 @@ impl Knobs {
             deltas: header(headers, "x-mock-deltas")
                 .unwrap_or(opts.deltas)
                 .min(MAX_DELTAS),
+            builtin_calls: header(headers, "x-mock-builtin-calls")
+                .unwrap_or(1)
+                .min(MAX_BUILTIN_CALLS),
+            containers: header::<usize>(headers, "x-mock-containers")
+                .map(|m| m.clamp(1, MAX_BUILTIN_CALLS)),
         }
     }
 }
@@ -83,6 +96,18 @@ pub(crate) struct Ctx {
     pub no_usage: bool,
     /// Decoded body length, the input of the usage formula.
     pub body_len: usize,
+    /// Calls per built-in tool in a Responses answer (`x-mock-builtin-calls`, default 1).
+    pub builtin_calls: usize,
+    /// Containers the `code_interpreter` calls of one answer spread over (`x-mock-containers`);
+    /// `None`: they share one.
+    pub containers: Option<usize>,
+}
+
+/// What the endpoints with state or form uploads need beyond [`Ctx`].
+pub(crate) struct Call<'a> {
+    pub state: &'a State,
+    pub content_type: Option<&'a str>,
+    pub query: Option<&'a str>,
 }
 
 impl Ctx {
@@ -94,11 +119,27 @@ impl Ctx {
     pub fn usage_always(&self) -> MockUsage {
         MockUsage::for_request(self.body_len, self.deltas)
     }
+
+    /// A context for a request the mock makes to itself (a batch line): the server's
+    /// defaults, as if the body had arrived without `x-mock-*` headers.
+    pub fn internal(state: &State, body_len: usize) -> Self {
+        Self {
+            id: state.next_id(),
+            created: now_secs(),
+            deltas: state.opts.deltas.min(MAX_DELTAS),
+            no_usage: state.opts.no_usage,
+            body_len,
+            builtin_calls: 1,
+            containers: None,
+        }
+    }
 }
 
 /// An endpoint's answer, before pacing and framing.
 pub(crate) enum Reply {
     Json(StatusCode, Bytes),
+    /// A body that is not JSON (audio, file contents, plain-text transcripts).
+    Raw(StatusCode, &'static str, Bytes),
     Stream(Script),
 }
 
@@ -111,6 +152,24 @@ impl Reply {
         Reply::Json(
             StatusCode::BAD_REQUEST,
             error_json(message, "invalid_request_error", None).into(),
+        )
+    }
+
+    /// OpenAI's 404 for an id that names nothing, e.g. `No such File object: file-…`.
+    pub fn not_found(message: &str, param: &str) -> Self {
+        Reply::Json(
+            StatusCode::NOT_FOUND,
+            crate::wire::error_json_param(message, "invalid_request_error", Some(param), None)
+                .into(),
+        )
+    }
+
+    /// A 400 naming the parameter at fault.
+    pub fn invalid_param(message: &str, param: &str) -> Self {
+        Reply::Json(
+            StatusCode::BAD_REQUEST,
+            crate::wire::error_json_param(message, "invalid_request_error", Some(param), None)
+                .into(),
         )
     }
 
@@ -128,7 +187,12 @@ pub(crate) async fn handle(
 ) -> Result<Response<MockBody>, Infallible> {
     let (parts, body) = req.into_parts();
     if let Some(rest) = parts.uri.path().strip_prefix("/__mock/") {
-        return Ok(control::handle(&state, &parts.method, rest));
+        return Ok(control::handle(
+            &state,
+            &parts.method,
+            rest,
+            parts.uri.query(),
+        ));
     }
     let raw = match read_body(body).await {
         Ok(raw) => raw,
@@ -143,6 +207,7 @@ pub(crate) async fn handle(
     };
     let mut response = match reply {
         Reply::Json(status, json) => json_response(status, json),
+        Reply::Raw(status, content_type, body) => raw_response(status, content_type, body),
         Reply::Stream(script) => {
             // Created before the first-byte delay so a client that gives up while waiting
             // is counted as a cancelled stream.
@@ -171,12 +236,7 @@ fn route(state: &State, parts: &Parts, raw: &[u8], knobs: &Knobs) -> Reply {
     let Some(endpoint) = path.strip_prefix("/v1") else {
         return unknown_url(&parts.method, path);
     };
-    let post: fn(&Ctx, &[u8]) -> Reply = match (&parts.method, endpoint) {
-        (&Method::POST, "/responses") => responses::handle,
-        (&Method::POST, "/responses/compact") => responses::compact,
-        (&Method::POST, "/chat/completions") => chat::handle,
-        (&Method::POST, "/completions") => completions::handle,
-        (&Method::POST, "/embeddings") => embeddings::handle,
+    match (&parts.method, endpoint) {
         (&Method::GET, "/models") => return models::list(),
         (&Method::GET, _) if endpoint.starts_with("/models/") => {
             return models::get(&endpoint["/models/".len()..]);
@@ -190,8 +250,8 @@ fn route(state: &State, parts: &Parts, raw: &[u8], knobs: &Knobs) -> Reply {
                 error_json(message, "invalid_request_error", None).into(),
             );
         }
-        _ => return unknown_url(&parts.method, path),
-    };
+        _ => {}
+    }
     let encoding = parts
         .headers
         .get(CONTENT_ENCODING)
@@ -206,8 +266,41 @@ fn route(state: &State, parts: &Parts, raw: &[u8], knobs: &Knobs) -> Reply {
         deltas: knobs.deltas,
         no_usage: knobs.no_usage,
         body_len: body.len(),
+        builtin_calls: knobs.builtin_calls,
+        containers: knobs.containers,
     };
-    post(&ctx, &body)
+    let call = Call {
+        state,
+        content_type: parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        query: parts.uri.query(),
+    };
+    let method = &parts.method;
+    match (method, endpoint) {
+        (&Method::POST, "/responses") => responses::handle(&ctx, &body),
+        (&Method::POST, "/responses/compact") => responses::compact(&ctx, &body),
+        (&Method::POST, "/chat/completions") => chat::handle(&ctx, &body),
+        (&Method::POST, "/completions") => completions::handle(&ctx, &body),
+        (&Method::POST, "/embeddings") => embeddings::handle(&ctx, &body),
+        (&Method::POST, "/moderations") => moderations::handle(&ctx, &body),
+        (&Method::POST, "/images/generations") => images::generate(&ctx, &body),
+        (&Method::POST, "/images/edits") => images::edit(&ctx, &call, &body),
+        (&Method::POST, "/images/variations") => images::variation(&ctx, &call, &body),
+        (&Method::POST, "/audio/speech") => audio::speech(&ctx, &body),
+        (&Method::POST, "/audio/transcriptions") => transcribe::transcription(&ctx, &call, &body),
+        (&Method::POST, "/audio/translations") => transcribe::translation(&ctx, &call, &body),
+        _ => {
+            if let Some(rest) = endpoint.strip_prefix("/files") {
+                files::route(&ctx, &call, method, rest, &body)
+            } else if let Some(rest) = endpoint.strip_prefix("/batches") {
+                batches::route(&ctx, &call, method, rest, &body)
+            } else {
+                unknown_url(method, path)
+            }
+        }
+    }
 }
 
 /// `x-mock-malformed`: a 200 whose body breaks the wire format — SSE for a streaming request,
@@ -222,7 +315,7 @@ fn malformed(raw: &[u8]) -> Reply {
     }
 }
 
-fn unknown_url(method: &Method, path: &str) -> Reply {
+pub(crate) fn unknown_url(method: &Method, path: &str) -> Reply {
     let message = format!("Invalid URL ({method} {path})");
     Reply::Json(
         StatusCode::NOT_FOUND,
@@ -282,11 +375,19 @@ fn recorded(parts: &Parts, body: Bytes) -> RecordedRequest {
 }
 
 pub(crate) fn json_response(status: StatusCode, json: Bytes) -> Response<MockBody> {
-    let mut response = Response::new(MockBody::full(json));
+    raw_response(status, "application/json", json)
+}
+
+pub(crate) fn raw_response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: Bytes,
+) -> Response<MockBody> {
+    let mut response = Response::new(MockBody::full(body));
     *response.status_mut() = status;
     response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 

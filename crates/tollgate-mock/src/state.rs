@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::MockOptions;
+use crate::{batches, files};
 
 /// How many requests are kept when recording; older ones are dropped first.
 pub(crate) const RECORD_LIMIT: usize = 1000;
@@ -65,6 +66,15 @@ pub(crate) struct State {
     next_id: AtomicU64,
     /// Woken whenever a request arrives or a stream ends either way.
     changed: Notify,
+    /// Uploaded files and batch output files (`/v1/files`), kept until the server stops.
+    pub files: Mutex<files::Store>,
+    /// Batches (`/v1/batches`), kept until the server stops.
+    pub batches: Mutex<batches::Store>,
+}
+
+/// Locks `mutex`, ignoring poisoning: every critical section leaves its data consistent.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl State {
@@ -78,6 +88,8 @@ impl State {
             cancelled: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
             changed: Notify::new(),
+            files: Mutex::default(),
+            batches: Mutex::default(),
         }
     }
 

@@ -94,12 +94,22 @@ struct ErrorDetail<'a> {
 }
 
 pub(crate) fn error_json(message: &str, kind: &str, code: Option<&str>) -> Vec<u8> {
+    error_json_param(message, kind, None, code)
+}
+
+/// [`error_json`] with the `param` at fault.
+pub(crate) fn error_json_param(
+    message: &str,
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(128 + message.len());
     let body = ErrorBody {
         error: ErrorDetail {
             message,
             kind,
-            param: None,
+            param,
             code,
         },
     };
@@ -124,4 +134,26 @@ pub(crate) fn failure_json(status: StatusCode) -> Vec<u8> {
         status.as_u16()
     );
     error_json(&message, kind, code)
+}
+
+/// Standard base64 with padding; small enough not to warrant a dependency.
+pub(crate) fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * k)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

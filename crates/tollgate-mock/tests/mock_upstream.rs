@@ -463,7 +463,17 @@ async fn models_unknown_urls_and_bad_json_get_openai_errors() {
             .unwrap(),
     )
     .await;
-    assert_eq!(list["data"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        tollgate_mock::MODELS.len()
+    );
+    assert!(
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "gpt-image-1")
+    );
     assert_eq!(list["data"][0]["object"], "model");
     let one = json_of(
         c.request(request(&server, Method::GET, "/v1/models/gpt-4o", &[], b""))

@@ -223,6 +223,9 @@ pub struct MockArgs {
     /// Do not record requests (for benchmarks).
     #[arg(long)]
     pub no_record: bool,
+    /// Complete a batch the first time it is retrieved, so CI can poll batches to their end.
+    #[arg(long)]
+    pub batch_auto_complete: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -163,6 +163,7 @@ async fn mock_upstream(args: MockArgs) -> anyhow::Result<()> {
         no_usage: args.no_usage,
         deltas: args.deltas,
         record: !args.no_record,
+        batch_auto_complete: args.batch_auto_complete,
     };
     // Bind first, then announce: whoever waits for this line can connect at once.
     let stop = tollgate::shutdown_signal();

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::answer::MockUsage;
-use crate::wire::{EmptyList, Id};
+use crate::wire::Id;
 
 #[derive(Serialize)]
 pub(super) struct Completion<'a> {
@@ -31,9 +31,25 @@ pub(super) struct Message<'a> {
     pub(super) role: &'static str,
     pub(super) content: Option<&'a str>,
     pub(super) refusal: Option<()>,
-    pub(super) annotations: EmptyList,
+    pub(super) annotations: &'a [Annotation],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) tool_calls: Option<[ToolCall; 1]>,
+}
+
+/// A search-preview model's citation of the page its answer came from.
+#[derive(Serialize)]
+pub(super) struct Annotation {
+    #[serde(rename = "type")]
+    pub(super) kind: &'static str,
+    pub(super) url_citation: UrlCitation,
+}
+
+#[derive(Serialize)]
+pub(super) struct UrlCitation {
+    pub(super) end_index: usize,
+    pub(super) start_index: usize,
+    pub(super) title: &'static str,
+    pub(super) url: &'static str,
 }
 
 #[derive(Serialize)]

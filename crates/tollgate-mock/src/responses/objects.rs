@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::answer::MockUsage;
+use crate::builtin;
 use crate::wire::{EMPTY, EmptyList, EmptyObject, Id};
 
 #[derive(Serialize)]
@@ -17,7 +18,7 @@ pub(super) struct ResponseObject<'a> {
     pub(super) instructions: Option<()>,
     pub(super) max_output_tokens: Option<()>,
     pub(super) model: &'a str,
-    pub(super) output: &'a [Item<'a>],
+    pub(super) output: Output<'a>,
     pub(super) parallel_tool_calls: bool,
     pub(super) previous_response_id: Option<()>,
     pub(super) reasoning: Reasoning,
@@ -33,6 +34,26 @@ pub(super) struct ResponseObject<'a> {
     pub(super) usage: Option<Usage>,
     pub(super) user: Option<()>,
     pub(super) metadata: EmptyObject,
+}
+
+/// The `output` list: the hosted tool calls, then the answer's own items.
+pub(super) struct Output<'a> {
+    pub(super) builtins: &'a [builtin::Call],
+    pub(super) items: &'a [Item<'a>],
+}
+
+impl Serialize for Output<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.builtins.len() + self.items.len()))?;
+        for call in self.builtins {
+            seq.serialize_element(&call.item(true))?;
+        }
+        for item in self.items {
+            seq.serialize_element(item)?;
+        }
+        seq.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -158,14 +179,14 @@ pub(super) enum Event<'a> {
     #[serde(rename = "response.output_item.added")]
     ItemAdded {
         sequence_number: usize,
-        output_index: u32,
+        output_index: usize,
         item: Item<'a>,
     },
     #[serde(rename = "response.content_part.added")]
     PartAdded {
         sequence_number: usize,
         item_id: Id,
-        output_index: u32,
+        output_index: usize,
         content_index: u32,
         part: Part<'a>,
     },
@@ -173,7 +194,7 @@ pub(super) enum Event<'a> {
     TextDelta {
         sequence_number: usize,
         item_id: Id,
-        output_index: u32,
+        output_index: usize,
         content_index: u32,
         delta: &'a str,
         logprobs: EmptyList,
@@ -182,7 +203,7 @@ pub(super) enum Event<'a> {
     TextDone {
         sequence_number: usize,
         item_id: Id,
-        output_index: u32,
+        output_index: usize,
         content_index: u32,
         text: &'a str,
         logprobs: EmptyList,
@@ -191,7 +212,7 @@ pub(super) enum Event<'a> {
     PartDone {
         sequence_number: usize,
         item_id: Id,
-        output_index: u32,
+        output_index: usize,
         content_index: u32,
         part: Part<'a>,
     },
@@ -199,14 +220,14 @@ pub(super) enum Event<'a> {
     ArgsDelta {
         sequence_number: usize,
         item_id: Id,
-        output_index: u32,
+        output_index: usize,
         delta: &'a str,
     },
     #[serde(rename = "response.function_call_arguments.done")]
     ArgsDone {
         sequence_number: usize,
         item_id: Id,
-        output_index: u32,
+        output_index: usize,
         name: &'a str,
         arguments: &'a str,
     },
@@ -214,20 +235,20 @@ pub(super) enum Event<'a> {
     InputDelta {
         sequence_number: usize,
         item_id: Id,
-        output_index: u32,
+        output_index: usize,
         delta: &'a str,
     },
     #[serde(rename = "response.custom_tool_call_input.done")]
     InputDone {
         sequence_number: usize,
         item_id: Id,
-        output_index: u32,
+        output_index: usize,
         input: &'a str,
     },
     #[serde(rename = "response.output_item.done")]
     ItemDone {
         sequence_number: usize,
-        output_index: u32,
+        output_index: usize,
         item: Item<'a>,
     },
     #[serde(rename = "response.completed")]
