@@ -137,7 +137,6 @@ async fn an_exhausted_budget_refuses_every_paid_endpoint_and_every_spelling(back
     for path in [
         "/v1/images/generations",
         "/v1/audio/speech",
-        "/v1/batches",
         "/v1/realtime/sessions",
         "/v1/fine_tuning/jobs",
         "/v1/Responses",
@@ -180,7 +179,7 @@ async fn an_exhausted_budget_refuses_every_paid_endpoint_and_every_spelling(back
 
 async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
     let h = Harness::start_custom(backend, MockOptions::default(), |c| {
-        c.proxy.unmetered = vec!["/v1/files".into()];
+        c.proxy.unmetered = vec!["/v1/vector_stores".into()];
     })
     .await;
     let key = h.team_key("files").await;
@@ -188,17 +187,17 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
         .http
         .send(
             Method::GET,
-            &format!("{}/v1/files?purpose=batch", h.base()),
+            &format!("{}/v1/vector_stores?limit=5", h.base()),
             &[bearer(&key)],
             "",
         )
         .await;
-    // Forwarded as is (the mock has no files API, so its own 404 comes back).
+    // Forwarded as is (the mock has no vector stores API, so its own 404 comes back).
     reply.assert_error(404, "unknown_url");
     let last = h.mock.requests().pop().unwrap();
     assert_eq!(
         (last.path.as_str(), last.query.as_deref()),
-        ("/v1/files", Some("purpose=batch"))
+        ("/v1/vector_stores", Some("limit=5"))
     );
     let request_id = reply.headers["x-request-id"].to_str().unwrap().to_string();
     let rows = wait_rows(&h, &key, 1).await;
@@ -210,11 +209,11 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
         (row["unmetered"].clone(), row["endpoint"].clone()),
         (json!(true), json!("other"))
     );
-    // A prefix is whole segments: /v1/filesystem is not under /v1/files.
+    // A prefix is whole segments: /v1/vector_stores_x is not under /v1/vector_stores.
     h.http
         .send(
             Method::GET,
-            &format!("{}/v1/filesystem", h.base()),
+            &format!("{}/v1/vector_stores_x", h.base()),
             &[bearer(&key)],
             "",
         )
@@ -225,7 +224,7 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
     h.http
         .send(
             Method::GET,
-            &format!("{}/v1/files", h.base()),
+            &format!("{}/v1/vector_stores", h.base()),
             &[bearer("tg-nope")],
             "",
         )
@@ -261,7 +260,7 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
             .http
             .send(
                 Method::GET,
-                &format!("{}/v1/files", h.base()),
+                &format!("{}/v1/vector_stores", h.base()),
                 &[bearer(&key)],
                 "",
             )
@@ -273,7 +272,7 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
     h.http
         .send(
             Method::GET,
-            &format!("{}/v1/files", h.base()),
+            &format!("{}/v1/vector_stores", h.base()),
             &[bearer(&key)],
             "",
         )
@@ -765,7 +764,7 @@ async fn when_several_refusals_apply_the_client_gets_the_first_it_meets() {
         (
             "an endpoint not allowed, a looping session and an oversized body",
             Method::POST,
-            "/v1/files",
+            "/v1/vector_stores",
             vec![bearer(&key), ("session-id", looping.into())],
             oversized.clone(),
             403,
@@ -1053,8 +1052,8 @@ async fn an_upload_the_client_abandons_is_not_blamed_on_the_upstream() {
     // An upstream that takes the upload's head and waits for the rest.
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", upstream.local_addr().unwrap());
+    // File uploads are free and forwarded by default, streamed as they arrive.
     let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
-        c.proxy.unmetered = vec!["/v1/files".into()];
         c.upstream.url = url;
     })
     .await;
@@ -1082,7 +1081,10 @@ async fn an_upload_the_client_abandons_is_not_blamed_on_the_upstream() {
     drop(conn);
     let rows = wait_rows(&h, &key, 1).await;
     let row = &rows[0];
-    assert!(row.unmetered, "{row:?}");
+    assert!(
+        !row.unmetered && row.endpoint == 16,
+        "not a files row: {row:?}"
+    );
     assert_ne!(row.outcome, 1, "blamed on the upstream: {row:?}");
     assert!(row.status < 500, "blamed on the upstream: {row:?}");
     assert_eq!(row.cost_nanos, 0, "{row:?}");
