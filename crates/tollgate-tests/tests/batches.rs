@@ -492,10 +492,76 @@ async fn a_cancelled_batch_bills_only_the_lines_it_ran(backend: Backend) {
     assert_rows(&batch, &batch_rows(&h, &key).await, &expected);
 }
 
+async fn a_creation_whose_answer_was_lost_is_found_upstream_and_charged(backend: Backend) {
+    let h = start(backend).await;
+    let key = h.team_key("lost").await;
+    let base = h.base();
+    let file = upload(&h.http, &base, &key, &lines(&["gpt-4.1-mini"; 2])).await;
+    let other = upload(&h.http, &base, &key, &lines(&["gpt-4.1-mini"])).await;
+    // A gateway wrote its intents and died: one creation reached the upstream (made here
+    // directly, as that gateway would have), the other never did.
+    let started = tollgate_core::time::now_ms() - 120_000;
+    let bearer_key = format!("Bearer {key}");
+    let now = tollgate_core::time::now_ms();
+    let team = h.gateway.keys.authenticate(Some(&bearer_key), now).unwrap();
+    for (request_id, input) in [("req_lost_answer", &file), ("req_never_sent", &other)] {
+        let intent = tollgate_core::batch::BatchRecord {
+            request_id: request_id.into(),
+            batch_id: None,
+            team_id: team.team.id.clone(),
+            key_id: team.id.clone(),
+            cost_centre: team.team.cost_centre.clone(),
+            user: None,
+            session_id: Some(SESSION.into()),
+            input_file_id: input.clone(),
+            endpoint: "/v1/chat/completions".into(),
+            reserved: tollgate_core::Money(1_000_000),
+            created_at_ms: started,
+        };
+        h.gateway.store.record_batch(&intent).await.unwrap();
+    }
+    let direct = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/batches", h.mock.base_url()),
+            &[("authorization", format!("Bearer {}", tollgate_tests::UPSTREAM_KEY))],
+            json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        )
+        .await;
+    assert_eq!(direct.status, StatusCode::OK, "{direct:?}");
+    let batch = direct.json()["id"].as_str().unwrap().to_string();
+    let store = &h.gateway.store;
+    let found = eventually(Duration::from_secs(10), || async {
+        store.batch(&batch).await.unwrap().is_some()
+    })
+    .await;
+    assert!(found, "the lost batch was not reconciled");
+    assert_eq!(
+        store
+            .batch(&batch)
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .request_id,
+        "req_lost_answer"
+    );
+    assert!(store.batch_intents(i64::MAX).await.unwrap().is_empty());
+    let ended = end_batch(&h.http, &h.mock, &batch, "complete").await;
+    let settled = wait_settled(&h, &batch).await;
+    let expected = expected_lines(&h, &key, ended["output_file_id"].as_str().unwrap()).await;
+    let total: i64 = expected.iter().map(|(_, c)| c).sum();
+    assert_eq!(settled.settlement.unwrap().cost.nanos(), total);
+    h.gateway.flush_ledger().await;
+    assert_rows(&batch, &batch_rows(&h, &key).await, &expected);
+}
+
 tollgate_tests::both_stores!(
     a_completed_batch_is_charged_each_line_at_half_price,
     a_batch_that_ends_while_the_gateway_is_down_is_settled_once_after_restart,
     an_exhausted_budget_refuses_a_batch_before_anything_reaches_the_upstream,
     a_line_for_a_model_the_key_may_not_use_refuses_the_whole_batch,
     a_cancelled_batch_bills_only_the_lines_it_ran,
+    a_creation_whose_answer_was_lost_is_found_upstream_and_charged,
 );

@@ -76,29 +76,32 @@ enum FollowError {
 }
 
 impl Follower {
-    /// Reconciles intents left by a process that died mid-creation, then polls every
-    /// `poll_interval` until `cancel`.
+    /// Polls every `poll_interval` until `cancel`: first the intents a creation left behind
+    /// (a process that died, or an answer that never came), then every unsettled batch. The
+    /// first poll runs at once, so a restarted gateway picks up where the last one stopped.
     pub async fn run(self, cancel: CancellationToken) {
         let mut every = tokio::time::interval(self.poll_interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut reconciled = false;
         loop {
             tokio::select! {
                 _ = every.tick() => {}
                 () = cancel.cancelled() => return,
             }
-            if !reconciled {
-                reconciled = self.reconcile().await.is_ok();
-            }
+            let poll = async {
+                // A failed reconciliation is logged and retried on the next poll.
+                let _ = self.reconcile().await;
+                self.follow_once().await
+            };
             tokio::select! {
-                _ = self.follow_once() => {}
+                _ = poll => {}
                 () = cancel.cancelled() => return,
             }
         }
     }
 
-    /// Gives each intent older than a minute the batch the upstream made of its input file
-    /// after it was written, or marks it abandoned when there is none.
+    /// Gives each intent older than a minute (and not being created in this process) the batch
+    /// the upstream made of its input file after it was written, or marks it abandoned when
+    /// there is none. An abandoned intent whose creation answers after all comes back.
     pub async fn reconcile(&self) -> Result<(), ()> {
         let now = tollgate_core::time::now_ms();
         let intents = match self.batches.book.intents(now - INTENT_AGE_MS).await {
