@@ -6,8 +6,10 @@
 -- next start from the upstream's batch list (by input_file_id), or marked abandoned (state 3).
 -- The follower settles a pending batch once it ends (state 2): one ledger row per request line
 -- (request_id '<batch_id>:<custom_id>', endpoint code 17), then the batch's line count and total
--- cost here. reserved_nanos is what the creation reserved against budgets, re-reserved by a
--- restarted gateway until the batch settles.
+-- cost here. reserved_nanos is what the creation reserved against budgets until the batch
+-- settles; one gateway process at a time holds it (holder, its replica id, renewed on every poll
+-- until held_until_ms), so N replicas do not hold a running batch's money N times, and another
+-- process takes the hold over when its holder stops renewing it (a restart, a crash).
 --
 -- Endpoint codes in ledger.endpoint (no schema change; 0007 lists 0-8): 9 images.generations,
 -- 10 images.edits, 11 images.variations, 12 audio.speech, 13 audio.transcriptions,
@@ -28,7 +30,9 @@ CREATE TABLE batches (
     created_at_ms  BIGINT   NOT NULL,
     settled_at_ms  BIGINT,
     lines          BIGINT,
-    cost_nanos     BIGINT
+    cost_nanos     BIGINT,
+    holder         TEXT,
+    held_until_ms  BIGINT
 );
 
 -- The follower's every poll: the unsettled ones.

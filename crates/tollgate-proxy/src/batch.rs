@@ -40,6 +40,10 @@ pub trait BatchBook: Send + Sync + 'static {
     fn record(&self, record: BatchRecord) -> BookFuture<'_, ()>;
     /// Gives an intent its batch id. `false`: it was not an intent any more, or the id is taken.
     fn created(&self, request_id: String, batch_id: String) -> BookFuture<'_, bool>;
+    /// Claims or renews this process's hold on a pending batch's reservation: one process at a
+    /// time holds it, so replicas do not each hold a running batch's money. `false`: another
+    /// live process holds it.
+    fn hold(&self, batch_id: String) -> BookFuture<'_, bool>;
     /// Marks an intent that produced no batch.
     fn abandon(&self, request_id: String) -> BookFuture<'_, ()>;
     /// Intents without a batch id written before `before_ms`.

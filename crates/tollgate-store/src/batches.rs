@@ -80,6 +80,31 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Claims or renews `holder`'s hold on a pending batch's reservation until `until_ms`.
+    /// `false`: another process holds it and its hold has not lapsed at `now_ms` (or the batch
+    /// is not pending).
+    pub async fn hold_batch(
+        &self,
+        batch_id: &str,
+        holder: &str,
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE batches SET holder = $2, held_until_ms = $4 \
+             WHERE batch_id = $1 AND state = $5 \
+             AND (holder IS NULL OR holder = $2 OR held_until_ms < $3)",
+        )
+        .bind(batch_id)
+        .bind(holder)
+        .bind(now_ms)
+        .bind(until_ms)
+        .bind(PENDING)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Marks an intent whose creation never produced a batch (the upstream refused it, or no
     /// batch of its input file turned up) as abandoned.
     pub async fn abandon_batch(&self, request_id: &str) -> Result<()> {

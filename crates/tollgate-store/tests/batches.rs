@@ -89,6 +89,68 @@ async fn a_batch_id_belongs_to_one_intent_and_abandoned_intents_can_come_back(db
     assert!(store.batch("batch_404").await.unwrap().is_none());
 }
 
+async fn one_process_at_a_time_holds_a_batch_until_its_hold_lapses(db: TestDb) {
+    let store = migrated(&db).await;
+    store.record_batch(&intent("req_a", 1_000)).await.unwrap();
+    // Not pending yet: nothing to hold.
+    assert!(
+        !store
+            .hold_batch("batch_1", "r1", 2_000, 3_000)
+            .await
+            .unwrap()
+    );
+    assert!(store.batch_created("req_a", "batch_1").await.unwrap());
+    assert!(
+        store
+            .hold_batch("batch_1", "r1", 2_000, 3_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .hold_batch("batch_1", "r2", 2_500, 3_500)
+            .await
+            .unwrap()
+    );
+    // The holder renews; once it stops, another takes over after the hold lapses.
+    assert!(
+        store
+            .hold_batch("batch_1", "r1", 2_900, 4_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .hold_batch("batch_1", "r2", 3_999, 5_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .hold_batch("batch_1", "r2", 4_001, 5_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .hold_batch("batch_1", "r1", 4_100, 5_100)
+            .await
+            .unwrap()
+    );
+    let settled = BatchSettlement {
+        lines: 0,
+        cost: Money(0),
+        settled_at_ms: 4_200,
+    };
+    assert!(store.settle_batch("batch_1", settled).await.unwrap());
+    assert!(
+        !store
+            .hold_batch("batch_1", "r2", 4_300, 6_000)
+            .await
+            .unwrap()
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -105,4 +167,5 @@ macro_rules! both_backends {
 both_backends!(
     a_batch_goes_from_intent_to_pending_to_settled_once,
     a_batch_id_belongs_to_one_intent_and_abandoned_intents_can_come_back,
+    one_process_at_a_time_holds_a_batch_until_its_hold_lapses,
 );

@@ -207,7 +207,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (ledger, writer) = Ledger::new(
         store.clone(),
         LedgerOptions {
-            replica_id: Some(replica_id),
+            replica_id: Some(replica_id.clone()),
             ..ledger_options(&config)
         },
     );
@@ -221,9 +221,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
 
     let upstream = Upstream::new(&config.upstream, config.secrets.upstream_key.as_deref())?;
+    // A batch's reservation is held by one process at a time, renewed on every poll and taken
+    // over by another process three polls after its holder stops.
+    let hold_ms =
+        i64::try_from(config.batches.poll_interval_ms.saturating_mul(3)).unwrap_or(i64::MAX);
     let batches = Arc::new(Batches::new(Arc::new(StoreBatchBook {
         store: store.clone(),
         ledger: ledger.clone(),
+        holder: replica_id.clone(),
+        hold_ms,
     })));
     let gateway = Arc::new(Gateway {
         keys: Arc::clone(&keys),

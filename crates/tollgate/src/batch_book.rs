@@ -11,6 +11,10 @@ use tollgate_store::ledger::Ledger;
 pub struct StoreBatchBook {
     pub store: Store,
     pub ledger: Ledger,
+    /// This process's replica id: whose hold on a batch's reservation is whose.
+    pub holder: String,
+    /// How long a hold lasts unless renewed (a few poll intervals).
+    pub hold_ms: i64,
 }
 
 impl BatchBook for StoreBatchBook {
@@ -22,6 +26,17 @@ impl BatchBook for StoreBatchBook {
         Box::pin(async move {
             self.store
                 .batch_created(&request_id, &batch_id)
+                .await
+                .map_err(text)
+        })
+    }
+
+    fn hold(&self, batch_id: String) -> BookFuture<'_, bool> {
+        Box::pin(async move {
+            let now = tollgate_core::time::now_ms();
+            let until = now.saturating_add(self.hold_ms);
+            self.store
+                .hold_batch(&batch_id, &self.holder, now, until)
                 .await
                 .map_err(text)
         })

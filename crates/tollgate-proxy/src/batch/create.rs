@@ -164,7 +164,9 @@ impl Gateway {
                     tracing::error!(%request_id, %batch_id, %error, "cannot record a created batch")
                 }
             }
-            batches.hold(batch_id, reservation);
+            // This process holds the batch's reservation from now on (the follower renews it).
+            let held = batches.book.hold(batch_id.clone()).await.unwrap_or(true);
+            batches.hold(batch_id, reservation.filter(|_| held));
         } else if (200..300).contains(&status) {
             tracing::error!(%request_id, "the upstream created a batch without an id; its intent is left for reconciliation");
         }

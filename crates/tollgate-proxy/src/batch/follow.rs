@@ -198,10 +198,26 @@ impl Follower {
         settled
     }
 
-    /// A batch created by an earlier process (or another replica) is reserved again here:
-    /// best effort, since it already runs upstream whatever the budget says now.
+    /// Holds the batch's reservation here while this process holds the batch: renewed on every
+    /// poll; taken over (reserved again) from a process that stopped renewing it, such as the
+    /// one that created it before a restart — best effort, since the batch runs upstream
+    /// whatever the budget says now; and let go when another process holds it.
     async fn hold_again(&self, batch: &BatchRecord, batch_id: &str) {
-        if self.batches.is_held(batch_id) {
+        let held = self.batches.is_held(batch_id);
+        let mine = match self.batches.book.hold(batch_id.to_string()).await {
+            Ok(mine) => mine,
+            Err(error) => {
+                tracing::warn!(%batch_id, %error, "cannot renew a batch's hold; keeping things as they are");
+                held
+            }
+        };
+        if !mine {
+            if held {
+                self.batches.release(batch_id, Money::ZERO);
+            }
+            return;
+        }
+        if held {
             return;
         }
         let session = batch.session_id.as_deref();
