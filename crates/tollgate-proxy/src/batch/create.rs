@@ -109,6 +109,7 @@ impl Gateway {
                 "tollgate cannot record the batch right now, so it did not create it (it could not be metered). Retry shortly.",
             ));
         }
+        // Until its row is written, a client that leaves still leaves one (at cost 0).
         let mut pending = SettleIfDropped(Some(Pending {
             started: started.clone(),
             who,
@@ -120,19 +121,17 @@ impl Gateway {
         }));
         let Inspected { parts, body, .. } = what;
         let forwarded = forward::forward(&self.upstream, parts, body).await;
-        let Some(mut pending) = pending.0.take() else {
-            return Err(ApiError::internal("a call was settled twice"));
-        };
         let request_id = started.request_id.clone();
         let answer = match forwarded {
             Ok(answer) => answer,
             Err(unanswered) => {
+                let (status, outcome) = (unanswered.error.status, unanswered.outcome);
+                take(&mut pending)?.settle_unanswered(status, outcome, unanswered.reached_upstream);
+                // A creation that never reached the upstream made no batch; one that did may
+                // have, so its intent stays for the follower to reconcile.
                 if !unanswered.reached_upstream {
                     abandon(batches, &request_id).await;
                 }
-                // Else the upstream may have created it: the intent stays for reconciliation.
-                let (status, outcome) = (unanswered.error.status, unanswered.outcome);
-                pending.settle_unanswered(status, outcome, unanswered.reached_upstream);
                 return Err(unanswered.error);
             }
         };
@@ -141,7 +140,7 @@ impl Gateway {
         let body = match read_answer(body).await {
             Ok(body) => body,
             Err(error) => {
-                pending.settle(reading(status, None, CallOutcome::UpstreamCut));
+                take(&mut pending)?.settle(reading(status, None, CallOutcome::UpstreamCut));
                 return Err(error);
             }
         };
@@ -171,6 +170,7 @@ impl Gateway {
             tracing::error!(%request_id, "the upstream created a batch without an id; its intent is left for reconciliation");
         }
         let mut parts = parts;
+        let mut pending = take(&mut pending)?;
         let rate_headers = pending.admitted.rate.as_mut().map(|r| r.headers.drain(..));
         for (name, value) in rate_headers.into_iter().flatten() {
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -298,6 +298,13 @@ impl Gateway {
                 refused
             })
     }
+}
+
+fn take(pending: &mut SettleIfDropped) -> Result<Pending, ApiError> {
+    pending
+        .0
+        .take()
+        .ok_or_else(|| ApiError::internal("a call was settled twice"))
 }
 
 fn parse_create(what: &Inspected) -> Result<CreateBatch, Refused> {
