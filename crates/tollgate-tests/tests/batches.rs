@@ -307,17 +307,21 @@ async fn a_completed_batch_is_charged_each_line_at_half_price(backend: Backend) 
     assert_eq!(mini, total, "{by_model}");
     assert_eq!(committed(&h, &budget).await, total);
     // The creation and the file calls have rows of their own, at cost 0 and not flagged.
-    let pool = sqlx::AnyPool::connect(&h.db.url).await.unwrap();
-    let free: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT endpoint, cost_nanos, unmetered FROM ledger WHERE key_id = $1 AND endpoint <> 17 \
-         ORDER BY started_at_ms",
-    )
-    .bind(key_id(&key))
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    pool.close().await;
-    assert_eq!(free, [(16, 0, 0), (15, 0, 0), (16, 0, 0)]);
+    let free = || async {
+        let pool = sqlx::AnyPool::connect(&h.db.url).await.unwrap();
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT endpoint, cost_nanos, unmetered FROM ledger \
+             WHERE key_id = $1 AND endpoint <> 17 ORDER BY started_at_ms",
+        )
+        .bind(key_id(&key))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        rows
+    };
+    eventually(Duration::from_secs(5), || async { free().await.len() == 3 }).await;
+    assert_eq!(free().await, [(16, 0, 0), (15, 0, 0), (16, 0, 0)]);
 }
 
 async fn a_batch_that_ends_while_the_gateway_is_down_is_settled_once_after_restart(
@@ -498,8 +502,20 @@ async fn a_creation_whose_answer_was_lost_is_found_upstream_and_charged(backend:
     let base = h.base();
     let file = upload(&h.http, &base, &key, &lines(&["gpt-4.1-mini"; 2])).await;
     let other = upload(&h.http, &base, &key, &lines(&["gpt-4.1-mini"])).await;
-    // A gateway wrote its intents and died: one creation reached the upstream (made here
-    // directly, as that gateway would have), the other never did.
+    // A gateway died after its creation reached the upstream (made here directly, as that
+    // gateway would have) and before it stored the answer; another died before sending its.
+    let direct = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/batches", h.mock.base_url()),
+            &[("authorization", format!("Bearer {}", tollgate_tests::UPSTREAM_KEY))],
+            json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
+        )
+        .await;
+    assert_eq!(direct.status, StatusCode::OK, "{direct:?}");
+    let batch = direct.json()["id"].as_str().unwrap().to_string();
+    // Their intents, written a while ago.
     let started = tollgate_core::time::now_ms() - 120_000;
     let bearer_key = format!("Bearer {key}");
     let now = tollgate_core::time::now_ms();
@@ -520,17 +536,6 @@ async fn a_creation_whose_answer_was_lost_is_found_upstream_and_charged(backend:
         };
         h.gateway.store.record_batch(&intent).await.unwrap();
     }
-    let direct = h
-        .http
-        .json(
-            Method::POST,
-            &format!("{}/batches", h.mock.base_url()),
-            &[("authorization", format!("Bearer {}", tollgate_tests::UPSTREAM_KEY))],
-            json!({"input_file_id": file, "endpoint": "/v1/chat/completions", "completion_window": "24h"}),
-        )
-        .await;
-    assert_eq!(direct.status, StatusCode::OK, "{direct:?}");
-    let batch = direct.json()["id"].as_str().unwrap().to_string();
     let store = &h.gateway.store;
     let found = eventually(Duration::from_secs(10), || async {
         store.batch(&batch).await.unwrap().is_some()
