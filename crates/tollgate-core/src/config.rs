@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+mod batches;
 mod budgets;
 mod proxy;
 mod telemetry;
+pub use batches::BatchesConfig;
 pub use budgets::BudgetsConfig;
 pub use proxy::ProxyConfig;
 pub use telemetry::{OtlpHeaders, TelemetryConfig};
@@ -31,6 +33,7 @@ pub struct Config {
     pub pricing: PricingConfig,
     pub ledger: LedgerConfig,
     pub budgets: BudgetsConfig,
+    pub batches: BatchesConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
     /// Secrets, filled from the environment only (never read from the file).
@@ -190,6 +193,7 @@ impl Default for Config {
             pricing: PricingConfig::default(),
             ledger: LedgerConfig::default(),
             budgets: BudgetsConfig::default(),
+            batches: BatchesConfig::default(),
             telemetry: TelemetryConfig::default(),
             secrets: Secrets::default(),
         }
@@ -411,6 +415,7 @@ impl Config {
         }
         problems.extend(self.proxy.validate());
         problems.extend(self.budgets.validate());
+        problems.extend(self.batches.validate());
         problems.extend(self.telemetry.validate());
         problems
     }

@@ -27,7 +27,9 @@ pub struct LedgerEvent {
     pub session_id: Option<String>,
     /// Codex's turn id from `x-codex-turn-metadata`, when present.
     pub turn_id: Option<String>,
-    /// Endpoint label: `responses`, `chat.completions`, `completions`, `embeddings`, `models`, `other`.
+    /// Endpoint label: `responses`, `chat.completions`, `completions`, `embeddings`, `models`,
+    /// `files`, `batches` (a batch's creation), `batch` (one settled request line of a batch),
+    /// `other`, ….
     pub endpoint: String,
     pub model_requested: Option<String>,
     pub model_served: Option<String>,

@@ -2,6 +2,7 @@
 //! API errors and configuration types. No I/O lives here, so every other crate can depend on it.
 
 pub mod api_error;
+pub mod batch;
 pub mod budget;
 pub mod config;
 pub mod key_cache;

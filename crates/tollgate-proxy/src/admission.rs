@@ -103,6 +103,12 @@ impl Admission {
     ) -> Result<Admitted, Refused> {
         let key = &who.key;
         let session_id = who.attribution.session_id.as_deref();
+        // A batch's own call is free; its lines are bounded and reserved from its input file
+        // ([`Admission::batch_line`], [`Admission::reserve_batch`]). First, like an unmetered
+        // call, it must find no budget that applies used up, before the file is even fetched.
+        if who.endpoint == Endpoint::Batches {
+            return self.unmetered(key, session_id).await;
+        }
         let Some(body) = what.read_body() else {
             return match who.endpoint {
                 Endpoint::Other => self.unmetered(key, session_id).await,
@@ -207,10 +213,78 @@ impl Admission {
         Ok(admitted)
     }
 
+    /// One request line of a batch's input file, `line` bytes long, for `endpoint` with body
+    /// `peek`: its model allowed for the key and priced, and the most it can cost at the batch
+    /// tier — the line's length bounds its input, as a body's does for a direct call (the
+    /// tokenizer is never run here: a batch file can hold 50,000 lines).
+    pub fn batch_line(
+        &self,
+        key: &KeyRecord,
+        endpoint: Endpoint,
+        peek: &Peek,
+        line: &Bytes,
+        prices: &PriceTable,
+        now_ms: i64,
+    ) -> Result<Money, Refused> {
+        let model = peek.model.as_deref().unwrap_or("");
+        model_allowed(key, model)?;
+        model_priced(prices, model, now_ms)?;
+        refuse_background(peek)?;
+        let no_media = MediaAsk::default();
+        let call = Call {
+            key,
+            endpoint,
+            peek,
+            media: &no_media,
+            body: line,
+            session_id: None,
+            now_ms,
+        };
+        let stored = match endpoint {
+            Endpoint::Responses if peek.names_stored_input(line) => self.config.stored_input_tokens,
+            _ => 0,
+        };
+        let input = (line.len() as u64).saturating_add(stored);
+        Ok(self.bound_at(&call, prices, model, input, Some(BATCH_TIER)))
+    }
+
+    /// Reserves the upper bound of a whole batch against the key's and team's budgets until the
+    /// batch settles. `Ok(None)`: no budget applies.
+    pub async fn reserve_batch(
+        &self,
+        key: &KeyRecord,
+        session_id: Option<&str>,
+        total: Money,
+        rate: Option<&RateCharge>,
+    ) -> Result<Option<Reservation>, Refused> {
+        let team = &key.team;
+        self.budgets
+            .reserve(&team.id, &key.id, session_id, total)
+            .await
+            .map_err(|refusal| budget_refused(refusal, &team.name, rate))
+    }
+
     /// The most the call can cost with `input` input tokens and its output bound.
     fn bound(&self, call: &Call<'_>, prices: &PriceTable, model: &str, input: u64) -> Money {
+        self.bound_at(
+            call,
+            prices,
+            model,
+            input,
+            call.peek.service_tier.as_deref(),
+        )
+    }
+
+    /// [`Admission::bound`] at service tier `tier`.
+    fn bound_at(
+        &self,
+        call: &Call<'_>,
+        prices: &PriceTable,
+        model: &str,
+        input: u64,
+        tier: Option<&str>,
+    ) -> Money {
         let peek = call.peek;
-        let tier = peek.service_tier.as_deref();
         let entry = prices.resolve(model, call.now_ms);
         if let Some((usage, units)) = bill::bound(call.endpoint, entry, call.media, peek.n, input) {
             return prices
@@ -382,8 +456,12 @@ fn rate_limited(error: ApiError) -> Refused {
     Refused::new(error, "rate_limit")
 }
 
+/// The service tier batch requests bill at (half the default rates unless the price table says
+/// otherwise).
+pub const BATCH_TIER: &str = "batch";
+
 impl Refused {
-    fn new(error: ApiError, reason: &'static str) -> Refused {
+    pub(crate) fn new(error: ApiError, reason: &'static str) -> Refused {
         Refused {
             error: Box::new(error),
             reason,

@@ -14,6 +14,8 @@
 //!        ─► meter    read usage and tool calls from frames as they pass   (meter.rs)
 //!        ─► settle   usage → price → one ledger event, exactly once      (settle.rs)
 //! ```
+//! A batch (`POST /v1/batches`) leaves the line after admit: its input file is bounded and
+//! reserved, and its lines are settled later by a background follower (batch.rs).
 //! Each phase hands a small value to the next (`Endpoint` → `Authed` → `Inspected` →
 //! `Admitted` → the upstream's response → a `Reading`) and never imports a later one; every
 //! refusal is decided in admission.
@@ -23,6 +25,7 @@
 pub mod admission;
 pub mod attribution;
 pub mod auth;
+pub mod batch;
 pub mod bill;
 pub mod body;
 pub mod estimate;
@@ -67,6 +70,8 @@ pub struct Gateway {
     pub proxy: ProxyConfig,
     pub settler: Arc<Settler>,
     pub admission: Arc<Admission>,
+    /// Batches being created and followed, and where they are recorded.
+    pub batches: Arc<batch::Batches>,
 }
 
 const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
@@ -125,6 +130,9 @@ impl Gateway {
                 return Err(refused.record(telemetry, started, &who, model, span));
             }
         };
+        if endpoint == route::Endpoint::Batches {
+            return self.create_batch(who, what, admitted, started, span).await;
+        }
         let strip_usage = what.ask_for_usage(endpoint)?;
         span.inject(&mut what.parts.headers);
         // From here the call may reach the upstream: whatever happens next, including the

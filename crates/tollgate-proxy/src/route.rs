@@ -47,6 +47,12 @@ pub enum Endpoint {
     /// Reading, cancelling or deleting a stored response or chat completion, and counting a
     /// request's input tokens: free.
     Stored,
+    /// `POST /v1/batches`: a Batch API job. Its own call is free; its request lines are
+    /// reserved here, at creation, and billed when the batch ends, one ledger row each.
+    Batches,
+    /// `/v1/files`: uploading, listing, reading and deleting files. Free (OpenAI does not bill
+    /// plain file storage), so forwarded and recorded at cost 0, not flagged.
+    Files,
     /// Anything else under `/v1`: tollgate cannot price it, so it is forwarded only where the
     /// operator allows it (`proxy.unmetered`) and refused otherwise.
     Other,
@@ -102,14 +108,21 @@ impl Endpoint {
             (&Method::POST, ["audio", "transcriptions"]) => Endpoint::AudioTranscriptions,
             (&Method::POST, ["audio", "translations"]) => Endpoint::AudioTranslations,
             (&Method::GET, ["models"] | ["models", _]) => Endpoint::Models,
+            (&Method::POST, ["batches"]) => Endpoint::Batches,
+            (&Method::GET, ["batches"] | ["batches", _]) => Endpoint::Stored,
+            (&Method::POST, ["batches", _, "cancel"]) => Endpoint::Stored,
+            (&Method::GET | &Method::POST, ["files"]) => Endpoint::Files,
+            (&Method::GET | &Method::DELETE, ["files", _]) => Endpoint::Files,
+            (&Method::GET, ["files", _, "content"]) => Endpoint::Files,
             _ => Endpoint::Other,
         };
         Ok(endpoint)
     }
 
-    /// Endpoints whose JSON body tollgate reads (model, stream flag, limits) before forwarding.
+    /// Endpoints whose JSON body tollgate reads (model, stream flag, limits; a batch's input
+    /// file) before forwarding.
     pub fn reads_body(self) -> bool {
-        self.is_priced()
+        self.is_priced() || self == Endpoint::Batches
     }
 
     /// Endpoints whose calls are priced from the price table (and so reserved against
@@ -172,6 +185,8 @@ impl Endpoint {
             Endpoint::AudioTranscriptions => "audio.transcriptions",
             Endpoint::AudioTranslations => "audio.translations",
             Endpoint::Stored => "stored",
+            Endpoint::Batches => "batches",
+            Endpoint::Files => "files",
             Endpoint::Other => "other",
         }
     }
@@ -284,6 +299,39 @@ mod tests {
         assert!(Endpoint::ResponsesCompact.is_priced() && !Endpoint::Models.reads_body());
         assert!(
             is_api_path("/v1/files") && !is_api_path("/v10/x") && !is_api_path("/admin/v1/teams")
+        );
+    }
+
+    #[test]
+    fn batches_are_priced_at_creation_and_their_reads_and_files_are_free() {
+        assert_eq!(classify(Method::POST, "/v1/batches"), Endpoint::Batches);
+        assert!(Endpoint::Batches.reads_body() && !Endpoint::Batches.is_priced());
+        for (method, path) in [
+            (Method::GET, "/v1/batches"),
+            (Method::GET, "/v1/batches/batch_1"),
+            (Method::POST, "/v1/batches/batch_1/cancel"),
+        ] {
+            assert_eq!(classify(method, path), Endpoint::Stored, "{path}");
+        }
+        for (method, path) in [
+            (Method::POST, "/v1/files"),
+            (Method::GET, "/v1/files"),
+            (Method::GET, "/v1/files/file-1"),
+            (Method::DELETE, "/v1/files/file-1"),
+            (Method::GET, "/v1/files/file-1/content"),
+        ] {
+            assert_eq!(classify(method, path), Endpoint::Files, "{path}");
+        }
+        assert!(!Endpoint::Files.reads_body() && !Endpoint::Files.is_priced());
+        assert_eq!(classify(Method::DELETE, "/v1/batches/b"), Endpoint::Other);
+        assert_eq!(
+            classify(Method::POST, "/v1/files/f/content"),
+            Endpoint::Other
+        );
+        assert_eq!(classify(Method::POST, "/v1/batches/b/x"), Endpoint::Other);
+        assert_eq!(
+            (Endpoint::Batches.label(), Endpoint::Files.label()),
+            ("batches", "files")
         );
     }
 

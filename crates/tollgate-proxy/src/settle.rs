@@ -308,7 +308,7 @@ impl Pending {
 
 /// The built-in tool calls an answer made, as the price table bills them: web searches as the
 /// tool the request offered, file searches, code interpreter containers.
-fn tool_uses(builtin: &BuiltinCalls, asked: &Asked) -> Vec<ToolUse> {
+pub(crate) fn tool_uses(builtin: &BuiltinCalls, asked: &Asked) -> Vec<ToolUse> {
     let web_search = builtin.web_search + u64::from(asked.chat_search);
     let web_tool = match asked.chat_search {
         true => "web_search_preview",

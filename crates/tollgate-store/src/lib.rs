@@ -9,6 +9,7 @@
 
 mod admin;
 mod audit;
+mod batches;
 mod budget_sync;
 mod budgets;
 mod error;
@@ -25,6 +26,7 @@ pub mod testdb;
 
 pub use admin::{AdminBootstrap, AdminPrincipal, AdminToken, Role};
 pub use audit::{Actor, AuditEntry};
+pub use batches::StoredBatch;
 pub use budget_sync::BudgetSync;
 pub use budgets::{BudgetSpec, BudgetStatus, StoreLeases};
 pub use error::{Result, StoreError};

@@ -16,6 +16,7 @@ use tollgate_core::budget::{Budgets, BudgetsOptions};
 use tollgate_core::config::Config;
 use tollgate_core::ratelimit::RateLimits;
 use tollgate_core::{KeyCache, KeyHash};
+use tollgate_proxy::batch::{Batches, Follower};
 use tollgate_proxy::server::{self, ServerOptions};
 use tollgate_proxy::{Admission, BodyDeadline, Gateway, Settler, Upstream};
 use tollgate_store::ledger::{Ledger, LedgerOptions};
@@ -23,6 +24,7 @@ use tollgate_store::{AdminBootstrap, BudgetSync, KeySync, SchemaState, Store, St
 
 use tollgate_telemetry::Telemetry;
 
+use crate::batch_book::StoreBatchBook;
 use crate::budget_events::{self, EventCounts};
 use crate::router::Metrics;
 
@@ -205,7 +207,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (ledger, writer) = Ledger::new(
         store.clone(),
         LedgerOptions {
-            replica_id: Some(replica_id),
+            replica_id: Some(replica_id.clone()),
             ..ledger_options(&config)
         },
     );
@@ -219,6 +221,16 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
 
     let upstream = Upstream::new(&config.upstream, config.secrets.upstream_key.as_deref())?;
+    // A batch's reservation is held by one process at a time, renewed on every poll and taken
+    // over by another process three polls after its holder stops.
+    let hold_ms =
+        i64::try_from(config.batches.poll_interval_ms.saturating_mul(3)).unwrap_or(i64::MAX);
+    let batches = Arc::new(Batches::new(Arc::new(StoreBatchBook {
+        store: store.clone(),
+        ledger: ledger.clone(),
+        holder: replica_id.clone(),
+        hold_ms,
+    })));
     let gateway = Arc::new(Gateway {
         keys: Arc::clone(&keys),
         upstream,
@@ -234,6 +246,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             rates: Arc::clone(&rates),
             config: config.budgets.clone(),
         }),
+        batches: Arc::clone(&batches),
     });
 
     let tls = match (&config.tls.cert_file, &config.tls.key_file) {
@@ -306,6 +319,15 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Duration::from_millis(config.budgets.sync_ms),
         cancel.clone().cancelled_owned(),
     ));
+    let follower = Follower {
+        upstream: gateway.upstream.clone(),
+        batches,
+        budgets: Arc::clone(&budgets),
+        settler: Arc::clone(&settler),
+        poll_interval: Duration::from_millis(config.batches.poll_interval_ms),
+        max_line_bytes: usize::try_from(config.limits.max_body_bytes).unwrap_or(usize::MAX),
+    };
+    tasks.spawn(follower.run(cancel.clone()));
     tasks.spawn(budget_gauges(
         store.clone(),
         Arc::clone(&budgets),

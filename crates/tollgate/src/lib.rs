@@ -6,6 +6,7 @@
 pub mod admin_client;
 pub mod admin_http;
 pub mod app;
+pub mod batch_book;
 pub mod budget_events;
 pub mod cli;
 pub mod commands;

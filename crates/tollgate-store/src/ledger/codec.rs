@@ -148,7 +148,10 @@ mod tests {
             assert_eq!(endpoint_label(i64::from(endpoint_code(label))), label);
         }
         assert_eq!(endpoint_code("responses"), 1);
-        assert_eq!(endpoint_code("audio.speech"), 0);
+        assert_eq!(endpoint_code("batches"), 15);
+        assert_eq!(endpoint_code("files"), 16);
+        assert_eq!(endpoint_code("batch"), 17);
+        assert_eq!(endpoint_code("audio.speak"), 0);
         assert_eq!(endpoint_label(99), "other");
         assert_eq!(endpoint_label(-1), "other");
     }
