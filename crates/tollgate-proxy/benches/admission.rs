@@ -134,6 +134,7 @@ fn admit(c: &mut Criterion) {
                         key: &key,
                         endpoint: Endpoint::Responses,
                         peek: &inspected.peek,
+                        media: &Default::default(),
                         body: &inspected.body,
                         session_id: Some("sess-1"),
                         now_ms: tollgate_core::time::now_ms(),
