@@ -23,6 +23,7 @@ both_stores!(
     built_in_tools_are_priced_per_call_on_top_of_tokens,
     an_exhausted_budget_refuses_every_media_endpoint_before_the_upstream,
     streams_uploads_and_compaction_are_metered_and_attributed,
+    a_form_bills_by_the_fields_the_upstream_reads,
 );
 
 /// The `data:` payloads of an event stream, parsed.
@@ -54,27 +55,32 @@ enum Part<'a> {
 
 /// Sends a multipart form with the team key.
 async fn post_form(h: &Harness, key: &str, path: &str, parts: &[Part<'_>]) -> Reply {
+    let heads: Vec<(String, &[u8])> = parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(name, value) => (
+                format!("Content-Disposition: form-data; name=\"{name}\""),
+                value.as_bytes(),
+            ),
+            Part::File(name, file_name, bytes) => (
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream"
+                ),
+                *bytes,
+            ),
+        })
+        .collect();
+    let raw: Vec<(&str, &[u8])> = heads.iter().map(|(h, v)| (h.as_str(), *v)).collect();
+    post_raw_form(h, key, path, &raw).await
+}
+
+/// Sends a multipart form of raw parts, each its header lines and its value.
+async fn post_raw_form(h: &Harness, key: &str, path: &str, parts: &[(&str, &[u8])]) -> Reply {
     let boundary = "tollgate-test-boundary-7d1f";
     let mut body = Vec::new();
-    for part in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match part {
-            Part::Text(name, value) => {
-                body.extend_from_slice(
-                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}")
-                        .as_bytes(),
-                );
-            }
-            Part::File(name, file_name, bytes) => {
-                body.extend_from_slice(
-                    format!(
-                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                    )
-                    .as_bytes(),
-                );
-                body.extend_from_slice(bytes);
-            }
-        }
+    for (head, value) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n{head}\r\n\r\n").as_bytes());
+        body.extend_from_slice(value);
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
@@ -646,4 +652,87 @@ async fn streams_uploads_and_compaction_are_metered_and_attributed(backend: Back
     assert_eq!(row["session_id"], "019a-compact-session", "{row}");
     assert_eq!(row["turn_id"], "turn-7", "{row}");
     assert!(int(&row["cost_nanos"]) > 0, "{row}");
+}
+
+/// Reads the form as the upstream does: parts by their name in any case, uploads with or
+/// without a file name. A part tollgate could misread is refused before the upstream.
+async fn a_form_bills_by_the_fields_the_upstream_reads(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("forms").await;
+    let image = [7u8; 500];
+    let prompt = "Content-Disposition: form-data; name=\"prompt\"";
+    let image_part = "Content-Disposition: form-data; name=\"image\"; filename=\"a.png\"";
+
+    // A model sent as a file: the upstream would use it, tollgate would bill dall-e-2.
+    let before = h.mock.requests().len();
+    let reply = post_raw_form(
+        &h,
+        &key,
+        "/v1/images/edits",
+        &[
+            (
+                "Content-Disposition: form-data; name=\"model\"; filename=\"m.txt\"",
+                b"gpt-image-1",
+            ),
+            (prompt, b"paint it red"),
+            (image_part, &image),
+        ],
+    )
+    .await;
+    reply.assert_error(400, "invalid_multipart");
+    assert_eq!(h.mock.requests().len(), before);
+
+    // `NAME="model"` is the model: billed in gpt-image-1's tokens, not as a dall-e-2 image.
+    let reply = post_raw_form(
+        &h,
+        &key,
+        "/v1/images/edits",
+        &[
+            (
+                "Content-Disposition: form-data; NAME=\"model\"",
+                b"gpt-image-1",
+            ),
+            (prompt, b"paint it red"),
+            (image_part, &image),
+        ],
+    )
+    .await;
+    let usage = reply.json()["usage"].clone();
+    assert!(usage.is_object(), "{reply:?}");
+    let row = row_of(&h, &reply).await;
+    assert_eq!(row["model_requested"], "gpt-image-1", "{row}");
+    let input = int(&usage["input_tokens"]);
+    let image_in = int(&usage["input_tokens_details"]["image_tokens"]);
+    let output = int(&usage["output_tokens"]);
+    let expected = (input - image_in) * 5_000 + image_in * 10_000 + output * 40_000;
+    assert_eq!(row["cost_nanos"], expected, "{row} for {usage}");
+
+    // Audio sent without a file name, or named the RFC 5987 way, is still the audio billed:
+    // 2.5 s of whisper-1 at 100 nano-USD a millisecond, though a plain-text answer never says.
+    let audio = wav(2_500);
+    for file in [
+        "Content-Disposition: form-data; name=\"file\"",
+        "Content-Disposition: form-data; name=\"file\"; filename*=UTF-8''r%C3%A9.wav",
+    ] {
+        let reply = post_raw_form(
+            &h,
+            &key,
+            "/v1/audio/transcriptions",
+            &[
+                (
+                    "Content-Disposition: form-data; name=\"model\"",
+                    b"whisper-1",
+                ),
+                (file, &audio),
+                (
+                    "Content-Disposition: form-data; name=\"response_format\"",
+                    b"text",
+                ),
+            ],
+        )
+        .await;
+        let row = row_of(&h, &reply).await;
+        assert_eq!(row["units"]["audio_ms"], 2_500, "{file}: {row}");
+        assert_eq!(row["cost_nanos"], 250_000, "{file}: {row}");
+    }
 }

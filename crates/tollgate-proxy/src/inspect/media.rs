@@ -93,17 +93,26 @@ pub async fn from_multipart(
     let mut media = MediaAsk::default();
     let mut read: Vec<String> = Vec::new();
     while let Some(mut field) = form.next_field().await.map_err(form_error)? {
-        let name = field.name().unwrap_or_default().to_string();
-        if field.file_name().is_some() {
+        let (name, named_file) = disposition(field.headers())?;
+        // A part is what its name says, as the upstream reads it: an upload sent without a
+        // file name is still the audio it bills, and a model sent as a file is still the model.
+        if named_file && READ_FIELDS.contains(&name.as_str()) {
+            return Err(bad_form(format!(
+                "the field '{name}' is sent as a file; send it as a text field"
+            )));
+        }
+        if named_file || FILE_FIELDS.contains(&name.as_str()) {
             media.files += 1;
             let mut head = Vec::new();
+            let mut length = 0u64;
             while let Some(chunk) = field.chunk().await.map_err(form_error)? {
-                media.file_bytes += chunk.len() as u64;
+                length += chunk.len() as u64;
                 if head.len() < WAV_HEAD {
                     let room = WAV_HEAD - head.len();
                     head.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 }
             }
+            media.file_bytes += length;
             if name == "file" && media.wav_ms.is_none() {
                 media.wav_ms = wav_duration_ms(&head);
             }
@@ -157,6 +166,68 @@ const READ_FIELDS: [&str; 7] = [
     "quality",
     "response_format",
 ];
+
+/// The fields whose parts are uploads, with or without a file name.
+const FILE_FIELDS: [&str; 4] = ["file", "image", "image[]", "mask"];
+
+/// A part's name and whether it names a file, read from its `Content-Disposition` the way
+/// servers read it: parameter names in any case (multer matches only `name` in lower case, so
+/// `NAME="model"` would pass unseen while the upstream bills by it), `filename*` (RFC 5987) as a
+/// file name. A part without a name, or naming itself twice, is refused: tollgate could not
+/// tell which name the upstream goes by.
+fn disposition(headers: &http::HeaderMap) -> Result<(String, bool), ApiError> {
+    let value = headers
+        .get(http::header::CONTENT_DISPOSITION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let mut name = None;
+    let mut file = false;
+    for param in split_params(&value).into_iter().skip(1) {
+        let Some((key, raw)) = param.split_once('=') else {
+            continue;
+        };
+        match key.trim().to_ascii_lowercase().as_str() {
+            "name" if name.is_none() => name = Some(unquote(raw)),
+            "name" | "name*" => {
+                return Err(bad_form(format!(
+                    "a part's name must be given once, as name=\"…\" ({value})"
+                )));
+            }
+            "filename" | "filename*" => file = true,
+            _ => {}
+        }
+    }
+    let name = name.ok_or_else(|| bad_form(format!("a part has no name ({value})")))?;
+    Ok((name, file))
+}
+
+/// `form-data; name="a;b"; filename=x` split at the semicolons outside quotes.
+fn split_params(value: &str) -> Vec<&str> {
+    let (mut params, mut start, mut quoted, mut escaped) = (Vec::new(), 0, false, false);
+    for (at, c) in value.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                params.push(&value[start..at]);
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    params.push(&value[start..]);
+    params
+}
+
+/// A parameter's value without its quotes and escapes.
+fn unquote(raw: &str) -> String {
+    let raw = raw.trim();
+    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) => inner.replace("\\\"", "\""),
+        None => raw.to_string(),
+    }
+}
 
 fn form_error(error: multer::Error) -> ApiError {
     bad_form(format!("the multipart form could not be read: {error}"))
@@ -227,6 +298,66 @@ mod tests {
         assert_eq!(wav_duration_ms(&wav(24_000, 48_001)), Some(1001));
         assert_eq!(wav_duration_ms(b"ID3\x04 not a wav"), None);
         assert_eq!(wav_duration_ms(&wav(24_000, 10)[..20]), None);
+    }
+
+    /// A form of raw parts: each its header lines and its value.
+    fn raw_form(parts: &[(&str, &[u8])]) -> Bytes {
+        let mut body = Vec::new();
+        for (head, value) in parts {
+            body.extend_from_slice(b"--XyZ\r\n");
+            body.extend_from_slice(head.as_bytes());
+            body.extend_from_slice(b"\r\n\r\n");
+            body.extend_from_slice(value);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--XyZ--\r\n");
+        Bytes::from(body)
+    }
+
+    async fn read_form(parts: &[(&str, &[u8])]) -> Result<(Peek, MediaAsk), ApiError> {
+        let mut peek = Peek::default();
+        let ct = Some("multipart/form-data; boundary=XyZ");
+        let media = from_multipart(raw_form(parts), ct, &mut peek).await?;
+        Ok((peek, media))
+    }
+
+    #[tokio::test]
+    async fn a_part_is_what_its_name_says_in_any_spelling() {
+        let audio = wav(16_000, 32_000);
+        // Uploads without a file name, or named the RFC 5987 way, are still the upload.
+        for head in [
+            "Content-Disposition: form-data; name=\"file\"",
+            "Content-Disposition: form-data; name=\"file\"; filename*=UTF-8''r%C3%A9.wav",
+            "content-disposition: FORM-DATA; NAME=\"file\"; FILENAME=\"a.wav\"",
+        ] {
+            let (_, media) = read_form(&[(head, &audio)]).await.unwrap();
+            assert_eq!((media.files, media.wav_ms), (1, Some(1000)), "{head}");
+        }
+        let (peek, _) = read_form(&[(
+            "Content-Disposition: form-data; Name=\"model\"",
+            b"gpt-image-1",
+        )])
+        .await
+        .unwrap();
+        assert_eq!(peek.model.as_deref(), Some("gpt-image-1"));
+        let (peek, _) = read_form(&[(
+            "Content-Disposition: form-data; name=\"a;name=n\"; x=\"\\\";\"",
+            b"4",
+        )])
+        .await
+        .unwrap();
+        assert_eq!(peek.n, None);
+        // A field tollgate bills by, sent as a file, or a part it cannot name, is refused.
+        for head in [
+            "Content-Disposition: form-data; name=\"model\"; filename=\"m.txt\"",
+            "Content-Disposition: form-data; NAME=\"model\"; name=\"prompt\"",
+            "Content-Disposition: form-data; name*=UTF-8''model",
+            "Content-Disposition: form-data",
+            "Content-Type: text/plain",
+        ] {
+            let err = read_form(&[(head, b"gpt-image-1")]).await.unwrap_err();
+            assert_eq!((err.status, err.code), (400, "invalid_multipart"), "{head}");
+        }
     }
 
     #[tokio::test]
