@@ -24,6 +24,7 @@ both_stores!(
     an_exhausted_budget_refuses_every_media_endpoint_before_the_upstream,
     streams_uploads_and_compaction_are_metered_and_attributed,
     a_form_bills_by_the_fields_the_upstream_reads,
+    a_wav_header_cannot_shorten_the_audio_a_transcript_bills,
 );
 
 /// The `data:` payloads of an event stream, parsed.
@@ -734,5 +735,38 @@ async fn a_form_bills_by_the_fields_the_upstream_reads(backend: Backend) {
         let row = row_of(&h, &reply).await;
         assert_eq!(row["units"]["audio_ms"], 2_500, "{file}: {row}");
         assert_eq!(row["cost_nanos"], 250_000, "{file}: {row}");
+    }
+}
+
+/// A WAV header that claims less audio than the file holds — a short `data` chunk followed by
+/// another, or a byte rate far above its samples' — bills what a decoder plays, when the answer
+/// (plain text) does not say.
+async fn a_wav_header_cannot_shorten_the_audio_a_transcript_bills(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("ears").await;
+    // One second declared, then 59 more in a second `data` chunk: every byte after the first
+    // chunk's header is audio, 1,920,008 bytes at 32,000 a second.
+    let mut long = wav(1_000);
+    long.extend_from_slice(b"data");
+    long.extend_from_slice(&(32_000u32 * 59).to_le_bytes());
+    long.resize(long.len() + 32_000 * 59, 0);
+    // 2.5 s whose header claims a byte rate a thousand times its samples'.
+    let mut fast = wav(2_500);
+    fast[28..32].copy_from_slice(&32_000_000u32.to_le_bytes());
+    for (file, ms) in [(&long, 60_001), (&fast, 2_500)] {
+        let reply = post_form(
+            &h,
+            &key,
+            "/v1/audio/transcriptions",
+            &[
+                Part::Text("model", "whisper-1"),
+                Part::File("file", "speech.wav", file),
+                Part::Text("response_format", "text"),
+            ],
+        )
+        .await;
+        let row = row_of(&h, &reply).await;
+        assert_eq!(row["units"]["audio_ms"], ms, "{row}");
+        assert_eq!(row["cost_nanos"], ms * 100, "{row}");
     }
 }

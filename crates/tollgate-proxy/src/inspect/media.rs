@@ -114,7 +114,7 @@ pub async fn from_multipart(
             }
             media.file_bytes += length;
             if name == "file" && media.wav_ms.is_none() {
-                media.wav_ms = wav_duration_ms(&head);
+                media.wav_ms = wav_duration_ms(&head, length);
             }
             continue;
         }
@@ -237,26 +237,47 @@ fn bad_form(message: String) -> ApiError {
     ApiError::new(400, "invalid_request_error", "invalid_multipart", message)
 }
 
-/// The length of a RIFF/WAVE file from its header: the `data` chunk's size over the `fmt `
-/// chunk's byte rate, exact to the millisecond (rounded up). `None` for anything else.
-pub fn wav_duration_ms(head: &[u8]) -> Option<u64> {
+/// The length of a RIFF/WAVE file of `file_len` bytes whose start is `head`: every byte from
+/// the `data` chunk on, at the rate its `fmt ` chunk gives (to the millisecond, rounded up).
+/// `None` for anything else.
+///
+/// Decoders play what is there, not what the header claims: ffmpeg reads on past a `data`
+/// chunk's declared size into the next `data` chunk, and plays PCM by its sample rate and
+/// sample size whatever the `byte_rate` field says. So neither a short `data` size nor an
+/// inflated rate field may shorten what tollgate bills (the upstream bills what it heard); for
+/// an honest file every reading agrees.
+pub fn wav_duration_ms(head: &[u8], file_len: u64) -> Option<u64> {
     if head.get(0..4)? != b"RIFF" || head.get(8..12)? != b"WAVE" {
         return None;
     }
-    let le32 = |at: usize| -> Option<u64> {
-        let b = head.get(at..at + 4)?;
-        Some(u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+    let le = |at: usize, width: usize| -> Option<u64> {
+        let b = head.get(at..at + width)?;
+        Some(b.iter().rev().fold(0, |n, &byte| n << 8 | u64::from(byte)))
     };
     let mut at = 12;
     let mut byte_rate = None;
     while at + 8 <= head.len() {
         let id = head.get(at..at + 4)?;
-        let size = le32(at + 4)?;
+        let size = le(at + 4, 4)?;
         match id {
-            b"fmt " => byte_rate = le32(at + 16).filter(|&rate| rate > 0),
+            b"fmt " => {
+                // The header states its rate three ways; the slowest is the longest audio.
+                let (channels, sample_rate) = (le(at + 10, 2)?, le(at + 12, 4)?);
+                let (block_align, bits) = (le(at + 20, 2)?, le(at + 22, 2)?);
+                let sample_bytes = channels * bits.div_ceil(8);
+                byte_rate = [
+                    le(at + 16, 4)?,
+                    sample_rate * block_align,
+                    sample_rate * sample_bytes,
+                ]
+                .into_iter()
+                .filter(|&rate| rate > 0)
+                .min();
+            }
             b"data" => {
                 let rate = byte_rate?;
-                return Some((size * 1000).div_ceil(rate));
+                let samples = file_len.saturating_sub(at as u64 + 8);
+                return Some((samples * 1000).div_ceil(rate));
             }
             _ => {}
         }
@@ -294,10 +315,27 @@ mod tests {
     #[test]
     fn a_wav_header_gives_the_exact_length() {
         // 24 kHz, 16-bit mono: 48,000 bytes a second.
-        assert_eq!(wav_duration_ms(&wav(24_000, 48_000 * 3)), Some(3000));
-        assert_eq!(wav_duration_ms(&wav(24_000, 48_001)), Some(1001));
-        assert_eq!(wav_duration_ms(b"ID3\x04 not a wav"), None);
-        assert_eq!(wav_duration_ms(&wav(24_000, 10)[..20]), None);
+        let ms = |file: &[u8]| wav_duration_ms(file, file.len() as u64);
+        assert_eq!(ms(&wav(24_000, 48_000 * 3)), Some(3000));
+        assert_eq!(ms(&wav(24_000, 48_001)), Some(1001));
+        assert_eq!(ms(b"ID3\x04 not a wav"), None);
+        assert_eq!(ms(&wav(24_000, 10)[..20]), None);
+    }
+
+    #[test]
+    fn a_wav_header_cannot_shorten_the_audio_it_bills() {
+        // One second declared, 60 seconds of samples after it (in a second `data` chunk).
+        let mut file = wav(16_000, 32_000);
+        file.extend_from_slice(b"data");
+        file.extend_from_slice(&(32_000u32 * 59).to_le_bytes());
+        file.resize(file.len() + 32_000 * 59, 0);
+        assert_eq!(wav_duration_ms(&file, file.len() as u64), Some(60_001));
+        // A byte rate 1,000 times the samples': the samples' rate wins.
+        let mut file = wav(16_000, 32_000 * 2);
+        file[28..32].copy_from_slice(&32_000_000u32.to_le_bytes());
+        assert_eq!(wav_duration_ms(&file, file.len() as u64), Some(2000));
+        // Only the head is read: the length is the whole file's.
+        assert_eq!(wav_duration_ms(&file[..100], file.len() as u64), Some(2000));
     }
 
     /// A form of raw parts: each its header lines and its value.
