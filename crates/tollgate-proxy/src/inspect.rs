@@ -159,6 +159,8 @@ pub struct Peek {
     /// Legacy completions: candidates generated server-side (each bills its output).
     pub best_of: Option<u64>,
     /// A Responses call run in the background: it bills as it runs, after the call returns.
+    /// (An image's `background` is `"transparent"` or `"opaque"`: no flag, and no refusal.)
+    #[serde(default, deserialize_with = "flag")]
     pub background: Option<bool>,
     /// Responses: input the upstream holds and the body only names (see [`Peek::names_stored_input`]).
     pub previous_response_id: Option<IgnoredAny>,
@@ -227,6 +229,14 @@ where
     T: Deserialize<'de>,
 {
     T::deserialize(field).map(Some)
+}
+
+/// A field that is a flag when it is `true` or `false`, and none of tollgate's business otherwise.
+fn flag<'de, D>(field: D) -> Result<Option<bool>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(serde_json::Value::deserialize(field)?.as_bool())
 }
 
 /// A decoded request body and what was learned from it.

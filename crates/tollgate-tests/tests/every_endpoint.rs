@@ -25,6 +25,7 @@ both_stores!(
     streams_uploads_and_compaction_are_metered_and_attributed,
     a_form_bills_by_the_fields_the_upstream_reads,
     a_wav_header_cannot_shorten_the_audio_a_transcript_bills,
+    a_transparent_image_background_is_an_option_not_a_background_call,
 );
 
 /// The `data:` payloads of an event stream, parsed.
@@ -769,4 +770,35 @@ async fn a_wav_header_cannot_shorten_the_audio_a_transcript_bills(backend: Backe
         assert_eq!(row["units"]["audio_ms"], ms, "{row}");
         assert_eq!(row["cost_nanos"], ms * 100, "{row}");
     }
+}
+
+/// `background` is a flag on Responses (refused: it bills after the call) and a backdrop on
+/// images: a transparent gpt-image-1 image is forwarded and billed like any other.
+async fn a_transparent_image_background_is_an_option_not_a_background_call(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("pictures").await;
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/images/generations",
+        json!({"model": "gpt-image-1", "prompt": "a gate", "background": "transparent", "quality": "low"}),
+    )
+    .await;
+    let usage = reply.json()["usage"].clone();
+    assert!(usage.is_object(), "{reply:?}");
+    let row = row_of(&h, &reply).await;
+    let input = int(&usage["input_tokens"]);
+    let image_in = int(&usage["input_tokens_details"]["image_tokens"]);
+    let output = int(&usage["output_tokens"]);
+    let expected = (input - image_in) * 5_000 + image_in * 10_000 + output * 40_000;
+    assert_eq!(row["cost_nanos"], expected, "{row} for {usage}");
+
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/responses",
+        json!({"model": "gpt-5.5", "input": "hi", "background": true}),
+    )
+    .await;
+    reply.assert_error(400, "background_not_supported");
 }
