@@ -89,6 +89,13 @@ pub async fn read(
     };
     let mut peek = peek;
     if peek.model.is_none() {
+        let images = matches!(
+            endpoint,
+            Endpoint::ImagesGenerations | Endpoint::ImagesEdits
+        );
+        if let Some(field) = media.not_dall_e(peek.stream).filter(|_| images) {
+            return Err(model_required(field));
+        }
         peek.model = endpoint.default_model().map(str::to_string);
     }
     // The meter must read the response: ask for it uncompressed.
@@ -128,6 +135,15 @@ impl Inspected {
         *body = rewritten;
         Ok(strip)
     }
+}
+
+/// An image request that names no model but sets a GPT image parameter: the upstream picks a
+/// GPT image model tollgate cannot name, so the request must name it.
+fn model_required(field: &str) -> ApiError {
+    let message = format!(
+        "'{field}' is only for GPT image models, and this request names no model: OpenAI would pick one, and tollgate must know which to bill. Set 'model' (e.g. \"gpt-image-1\")."
+    );
+    ApiError::new(400, "invalid_request_error", "model_required", message).with_param("model")
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {

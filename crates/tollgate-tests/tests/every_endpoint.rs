@@ -25,6 +25,7 @@ both_stores!(
     streams_uploads_and_compaction_are_metered_and_attributed,
     a_form_bills_by_the_fields_the_upstream_reads,
     a_wav_header_cannot_shorten_the_audio_a_transcript_bills,
+    an_image_request_the_upstream_would_give_a_gpt_image_model_must_name_it,
     a_transparent_image_background_is_an_option_not_a_background_call,
 );
 
@@ -770,6 +771,49 @@ async fn a_wav_header_cannot_shorten_the_audio_a_transcript_bills(backend: Backe
         assert_eq!(row["units"]["audio_ms"], ms, "{row}");
         assert_eq!(row["cost_nanos"], ms * 100, "{row}");
     }
+}
+
+/// OpenAI gives an image request without a model to dall-e-2 only when it sets nothing GPT
+/// image models alone take; otherwise it runs a GPT image model, billed in tokens at several
+/// times dall-e-2's price. tollgate cannot tell which, so it refuses before the upstream.
+async fn an_image_request_the_upstream_would_give_a_gpt_image_model_must_name_it(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("pictures").await;
+    let before = h.mock.requests().len();
+    for body in [
+        json!({"prompt": "a gate", "output_format": "webp"}),
+        json!({"prompt": "a gate", "background": "transparent"}),
+        json!({"prompt": "a gate", "stream": true}),
+    ] {
+        let reply = post_json(&h, &key, "/v1/images/generations", body.clone()).await;
+        reply.assert_error(400, "model_required");
+        assert_eq!(reply.json()["error"]["param"], "model", "{body}");
+    }
+    let reply = post_form(
+        &h,
+        &key,
+        "/v1/images/edits",
+        &[
+            Part::Text("prompt", "paint it red"),
+            Part::File("image", "a.png", &[7u8; 500]),
+            Part::Text("input_fidelity", "high"),
+        ],
+    )
+    .await;
+    reply.assert_error(400, "model_required");
+    assert_eq!(h.mock.requests().len(), before);
+
+    // Without such a parameter dall-e-2 it is, at $0.02 an image.
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/images/generations",
+        json!({"prompt": "a gate", "output_format": null}),
+    )
+    .await;
+    let row = row_of(&h, &reply).await;
+    assert_eq!(row["model_requested"], "dall-e-2");
+    assert_eq!(row["cost_nanos"], 20_000_000, "{row}");
 }
 
 /// `background` is a flag on Responses (refused: it bills after the call) and a backdrop on

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 use tollgate_core::ApiError;
 
@@ -30,6 +31,28 @@ pub struct MediaAsk {
     pub file_bytes: u64,
     /// The uploaded audio's length, when it is a WAV file whose header says so exactly.
     pub wav_ms: Option<u64>,
+    /// Images: a parameter only GPT image models take, if the request sets one.
+    pub gpt_image_field: Option<&'static str>,
+}
+
+/// Image parameters only GPT image models take. OpenAI: the model "defaults to dall-e-2 unless a
+/// parameter specific to gpt-image-1 is used".
+const GPT_IMAGE_FIELDS: [&str; 6] = [
+    "background",
+    "moderation",
+    "output_compression",
+    "output_format",
+    "input_fidelity",
+    "partial_images",
+];
+
+impl MediaAsk {
+    /// Why an image request that names no model may not be dall-e-2, the default tollgate
+    /// would bill: it sets a parameter (or streams, which dall-e cannot) that makes the upstream
+    /// pick a GPT image model instead, billed in tokens at up to ten times the price.
+    pub fn not_dall_e(&self, stream: bool) -> Option<&'static str> {
+        self.gpt_image_field.or(stream.then_some("stream"))
+    }
 }
 
 /// The JSON fields of an image generation or speech request beyond [`Peek`]'s.
@@ -42,14 +65,32 @@ struct JsonMedia {
     response_format: Option<String>,
     stream_format: Option<String>,
     /// JSON image edits: the images to edit (by file id or URL).
-    images: Option<Vec<serde::de::IgnoredAny>>,
+    images: Option<Vec<IgnoredAny>>,
+    background: Option<IgnoredAny>,
+    moderation: Option<IgnoredAny>,
+    output_compression: Option<IgnoredAny>,
+    output_format: Option<IgnoredAny>,
+    input_fidelity: Option<IgnoredAny>,
 }
 
 /// Reads the media fields of a JSON request (`/v1/images/generations`, `/v1/audio/speech`, and
 /// image edits sent as JSON with `images` by file id or URL).
 pub fn from_json(body: &[u8]) -> Result<MediaAsk, ApiError> {
     let media: JsonMedia = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
+    let set = [
+        media.background.is_some(),
+        media.moderation.is_some(),
+        media.output_compression.is_some(),
+        media.output_format.is_some(),
+        media.input_fidelity.is_some(),
+        media.partial_images.is_some(),
+    ];
+    let gpt_image_field = GPT_IMAGE_FIELDS
+        .into_iter()
+        .zip(set)
+        .find_map(|(field, set)| set.then_some(field));
     Ok(MediaAsk {
+        gpt_image_field,
         size: media.size,
         quality: media.quality,
         partial_images: media.partial_images,
@@ -136,6 +177,9 @@ pub async fn from_multipart(
                 )));
             }
             read.push(name.clone());
+        }
+        if media.gpt_image_field.is_none() {
+            media.gpt_image_field = GPT_IMAGE_FIELDS.into_iter().find(|f| *f == name);
         }
         let text = String::from_utf8_lossy(&value).trim().to_string();
         let number = || {
