@@ -27,6 +27,7 @@ both_stores!(
     a_wav_header_cannot_shorten_the_audio_a_transcript_bills,
     an_image_request_the_upstream_would_give_a_gpt_image_model_must_name_it,
     a_transparent_image_background_is_an_option_not_a_background_call,
+    an_image_stream_that_ends_early_still_bills_every_image_asked_for,
 );
 
 /// The `data:` payloads of an event stream, parsed.
@@ -845,4 +846,47 @@ async fn a_transparent_image_background_is_an_option_not_a_background_call(backe
     )
     .await;
     reply.assert_error(400, "background_not_supported");
+}
+
+/// A streamed gpt-image-1 generation of `n` images reports each image's usage in its own
+/// completed event. When the stream ends before all of them (the upstream cuts, the client
+/// leaves), the upstream still made and billed every image: the row charges the missing ones
+/// at the reported images' usage, flagged as an estimate.
+async fn an_image_stream_that_ends_early_still_bills_every_image_asked_for(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("pictures").await;
+    let ask = json!({"model": "gpt-image-1", "prompt": "three gates", "n": 3, "stream": true, "quality": "low", "size": "1024x1024"});
+    let whole = post_json(&h, &key, "/v1/images/generations", ask.clone()).await;
+    let row = row_of(&h, &whole).await;
+    let (cost, output) = (int(&row["cost_nanos"]), int(&row["output_tokens"]));
+    assert_eq!(row["estimated"], false, "{row}");
+    assert_eq!(
+        events(&whole)
+            .iter()
+            .filter(|e| e["type"] == "image_generation.completed")
+            .count(),
+        3
+    );
+
+    // Cut after the first image's completed event: all three are billed.
+    let cut = h
+        .http
+        .start(
+            Method::POST,
+            &format!("{}/v1/images/generations", h.base()),
+            &[
+                bearer(&key),
+                ("content-type", "application/json".into()),
+                ("x-mock-cut-after", "1".into()),
+            ],
+            ask.to_string(),
+        )
+        .await;
+    let id = cut.headers()["x-request-id"].to_str().unwrap().to_string();
+    drop(http_body_util::BodyExt::collect(cut.into_body()).await);
+    let row = h.ledger_row(&id).await;
+    assert_eq!(row["outcome"], "upstream_cut", "{row}");
+    assert_eq!(row["output_tokens"], output, "{row}");
+    assert_eq!(row["cost_nanos"], cost, "{row}");
+    assert_eq!(row["estimated"], true, "{row}");
 }
