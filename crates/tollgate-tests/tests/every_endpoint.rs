@@ -28,6 +28,7 @@ both_stores!(
     an_image_request_the_upstream_would_give_a_gpt_image_model_must_name_it,
     a_transparent_image_background_is_an_option_not_a_background_call,
     an_image_stream_that_ends_early_still_bills_every_image_asked_for,
+    an_audio_request_without_a_model_is_refused_before_the_upstream,
 );
 
 /// The `data:` payloads of an event stream, parsed.
@@ -889,4 +890,47 @@ async fn an_image_stream_that_ends_early_still_bills_every_image_asked_for(backe
     assert_eq!(row["output_tokens"], output, "{row}");
     assert_eq!(row["cost_nanos"], cost, "{row}");
     assert_eq!(row["estimated"], true, "{row}");
+}
+
+/// Speech and transcription requests must name their model: one without passed the team's
+/// allow-list and the price check unasked, and was recorded unpriced at $0 while an upstream
+/// that picked a model anyway billed it.
+async fn an_audio_request_without_a_model_is_refused_before_the_upstream(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("ears").await;
+    let audio = wav(2_500);
+    let replies = [
+        post_form(
+            &h,
+            &key,
+            "/v1/audio/transcriptions",
+            &[
+                Part::File("file", "a.wav", &audio),
+                Part::Text("response_format", "text"),
+            ],
+        )
+        .await,
+        post_form(
+            &h,
+            &key,
+            "/v1/audio/translations",
+            &[
+                Part::Text("model", " "),
+                Part::File("file", "a.wav", &audio),
+            ],
+        )
+        .await,
+        post_json(
+            &h,
+            &key,
+            "/v1/audio/speech",
+            json!({"input": "hello", "voice": "alloy"}),
+        )
+        .await,
+    ];
+    for reply in replies {
+        reply.assert_error(400, "model_required");
+        assert_eq!(reply.json()["error"]["param"], "model");
+    }
+    assert!(h.mock.requests().is_empty(), "{:?}", h.mock.requests());
 }
