@@ -740,6 +740,23 @@ async fn a_form_bills_by_the_fields_the_upstream_reads(backend: Backend) {
         assert_eq!(row["units"]["audio_ms"], 2_500, "{file}: {row}");
         assert_eq!(row["cost_nanos"], 250_000, "{file}: {row}");
     }
+
+    // Two files: tollgate bills the first's length, a Starlette upstream transcribes the last.
+    let before = h.mock.requests().len();
+    let reply = post_form(
+        &h,
+        &key,
+        "/v1/audio/transcriptions",
+        &[
+            Part::Text("model", "whisper-1"),
+            Part::File("file", "short.wav", &wav(100)),
+            Part::File("file", "long.wav", &audio),
+            Part::Text("response_format", "text"),
+        ],
+    )
+    .await;
+    reply.assert_error(400, "invalid_multipart");
+    assert_eq!(h.mock.requests().len(), before);
 }
 
 /// A WAV header that claims less audio than the file holds — a short `data` chunk followed by

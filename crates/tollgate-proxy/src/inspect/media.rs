@@ -143,6 +143,14 @@ pub async fn from_multipart(
             )));
         }
         if named_file || FILE_FIELDS.contains(&name.as_str()) {
+            // The audio is billed by its length: like a field tollgate reads, it may come once
+            // (servers built on Starlette take the last of two, this reader the first).
+            if name == "file" {
+                if read.contains(&name) {
+                    return Err(bad_form("the file is sent twice; send one file".into()));
+                }
+                read.push(name.clone());
+            }
             media.files += 1;
             let mut head = Vec::new();
             let mut length = 0u64;
@@ -434,6 +442,7 @@ mod tests {
             "Content-Disposition: form-data; name=\"model\"; filename=\"m.txt\"",
             "Content-Disposition: form-data; NAME=\"model\"; name=\"prompt\"",
             "Content-Disposition: form-data; name*=UTF-8''model",
+            "Content-Disposition: form-data; name=\"file\"\r\n\r\nx\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.wav\"",
             "Content-Disposition: form-data",
             "Content-Type: text/plain",
         ] {
