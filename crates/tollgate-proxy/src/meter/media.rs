@@ -181,12 +181,12 @@ pub fn media_line(media: Media, line: &[u8], seen: &mut Observed) {
     {
         seen.push_text(delta);
     }
-    if kind.ends_with(".completed") || kind.ends_with(".done") {
-        if let Some(usage) = event.usage {
-            usage.add_to(media, seen);
-            if media == Media::Image {
-                seen.images_done += 1;
-            }
+    if (kind.ends_with(".completed") || kind.ends_with(".done"))
+        && let Some(usage) = event.usage
+    {
+        usage.add_to(media, seen);
+        if media == Media::Image {
+            seen.images_done += 1;
         }
     }
 }
