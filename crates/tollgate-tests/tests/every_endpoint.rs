@@ -741,6 +741,20 @@ async fn a_form_bills_by_the_fields_the_upstream_reads(backend: Backend) {
         assert_eq!(row["cost_nanos"], 250_000, "{file}: {row}");
     }
 
+    // `n` padded past the length tollgate reads fields to: the upstream still reads 3 images.
+    let padded = format!("{}3", "0".repeat(300));
+    let reply = post_form(
+        &h,
+        &key,
+        "/v1/images/variations",
+        &[
+            Part::File("image", "a.png", &image),
+            Part::Text("n", &padded),
+        ],
+    )
+    .await;
+    reply.assert_error(400, "invalid_multipart");
+
     // Two files: tollgate bills the first's length, a Starlette upstream transcribes the last.
     let before = h.mock.requests().len();
     let reply = post_form(

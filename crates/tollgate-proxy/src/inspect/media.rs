@@ -173,10 +173,18 @@ pub async fn from_multipart(
                 value.extend_from_slice(&chunk);
             }
         }
+        let read_field = READ_FIELDS.contains(&name.as_str());
         if value.len() > MAX_FIELD {
+            // A long field tollgate bills by is not skipped: padded with zeros or spaces (`n`
+            // as "000…03") the upstream still reads its number.
+            if read_field {
+                return Err(bad_form(format!(
+                    "the field '{name}' is longer than {MAX_FIELD} bytes"
+                )));
+            }
             continue;
         }
-        if READ_FIELDS.contains(&name.as_str()) {
+        if read_field {
             // Which of two values the upstream would use is its business; tollgate must bill
             // the one it uses, so it accepts only one.
             if read.contains(&name) {
