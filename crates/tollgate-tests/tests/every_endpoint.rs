@@ -834,6 +834,15 @@ async fn an_image_request_the_upstream_would_give_a_gpt_image_model_must_name_it
     )
     .await;
     reply.assert_error(400, "model_required");
+    // A JSON edit naming its images by file id is a GPT image model's too.
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/images/edits",
+        json!({"prompt": "paint it red", "images": [{"file_id": "file-abc"}]}),
+    )
+    .await;
+    reply.assert_error(400, "model_required");
     assert_eq!(h.mock.requests().len(), before);
 
     // Without such a parameter dall-e-2 it is, at $0.02 an image.

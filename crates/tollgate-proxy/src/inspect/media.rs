@@ -37,7 +37,10 @@ pub struct MediaAsk {
 
 /// Image parameters only GPT image models take. OpenAI: the model "defaults to dall-e-2 unless a
 /// parameter specific to gpt-image-1 is used".
-const GPT_IMAGE_FIELDS: [&str; 6] = [
+/// (`images`, by file id or URL, is how a JSON edit names its inputs; only GPT image models
+/// take it.)
+const GPT_IMAGE_FIELDS: [&str; 7] = [
+    "images",
     "background",
     "moderation",
     "output_compression",
@@ -78,6 +81,7 @@ struct JsonMedia {
 pub fn from_json(body: &[u8]) -> Result<MediaAsk, ApiError> {
     let media: JsonMedia = serde_json::from_slice(body).map_err(ApiError::invalid_json)?;
     let set = [
+        media.images.is_some(),
         media.background.is_some(),
         media.moderation.is_some(),
         media.output_compression.is_some(),
