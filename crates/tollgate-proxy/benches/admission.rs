@@ -27,6 +27,7 @@ use tollgate_core::{KeyRecord, Money, TeamInfo};
 use tollgate_proxy::Admission;
 use tollgate_proxy::admission::Call;
 use tollgate_proxy::inspect;
+use tollgate_proxy::inspect::media::MediaAsk;
 use tollgate_proxy::route::Endpoint;
 
 const CODEX_BODY: &[u8] = include_bytes!("../../../tests/fixtures/codex/turn-request-1.json");
@@ -134,7 +135,7 @@ fn admit(c: &mut Criterion) {
                         key: &key,
                         endpoint: Endpoint::Responses,
                         peek: &inspected.peek,
-                        media: &Default::default(),
+                        media: &MediaAsk::default(),
                         body: &inspected.body,
                         session_id: Some("sess-1"),
                         now_ms: tollgate_core::time::now_ms(),

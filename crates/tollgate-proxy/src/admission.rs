@@ -117,6 +117,7 @@ impl Admission {
         };
         let peek = &what.peek;
         let endpoint = who.endpoint;
+        named_model(endpoint, peek)?;
         if let Some(model) = peek.model.as_deref() {
             model_allowed(key, model)?;
             model_priced(prices, model, now_ms)?;
@@ -410,6 +411,25 @@ fn model_allowed(key: &KeyRecord, model: &str) -> Result<(), Refused> {
     );
     let error = ApiError::new(400, "invalid_request_error", "model_not_allowed", message);
     Err(Refused::new(error.with_param("model"), "model_not_allowed"))
+}
+
+/// Speech, transcriptions and translations have no default model: a request must name one, or
+/// it would pass the team's allow-list and the price check unasked, and an upstream that
+/// picked a model anyway would bill a call tollgate recorded as unpriced.
+fn named_model(endpoint: Endpoint, peek: &Peek) -> Result<(), Refused> {
+    let audio = matches!(
+        endpoint,
+        Endpoint::AudioSpeech | Endpoint::AudioTranscriptions | Endpoint::AudioTranslations
+    );
+    if !audio || peek.model.as_deref().is_some_and(|m| !m.trim().is_empty()) {
+        return Ok(());
+    }
+    let message = format!(
+        "'model' is required for {}: name the model to use, e.g. \"whisper-1\" or \"tts-1\".",
+        endpoint.label()
+    );
+    let error = ApiError::new(400, "invalid_request_error", "model_required", message);
+    Err(Refused::new(error.with_param("model"), "model_required"))
 }
 
 /// The model can be priced, unless the operator lets unpriced calls through.

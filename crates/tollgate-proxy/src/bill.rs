@@ -141,7 +141,8 @@ pub fn measure(
                     ..Bill::default()
                 });
             }
-            reported(seen).unwrap_or_else(|| {
+            let reported = reported(seen).map(|bill| every_image(bill, images, seen.images_done));
+            reported.unwrap_or_else(|| {
                 // The images were generated and billed whole before the answer was sent: the
                 // bound's output, the request's text.
                 let (_, bounded) = bound(endpoint, entry, media, n, 0).unwrap_or_default();
@@ -231,6 +232,29 @@ pub fn measure(
         _ => return None,
     };
     Some(bill)
+}
+
+/// A stream reports each image's usage in its own completed event. When fewer came than were
+/// asked for (the upstream cut, the client left), the rest were made and billed all the same:
+/// they are charged at the reported images' output each, as an estimate. (The request's input
+/// is read once, and reported with the first image.)
+fn every_image(bill: Bill, asked: u64, done: u64) -> Bill {
+    if done == 0 || done >= asked {
+        return bill;
+    }
+    let all = |part: u64| part.saturating_mul(asked).div_ceil(done);
+    let Bill { usage, units, .. } = bill;
+    Bill {
+        usage: Usage {
+            output: all(usage.output),
+            ..usage
+        },
+        units: Units {
+            output_image_tokens: all(units.output_image_tokens),
+            ..units
+        },
+        estimated: true,
+    }
 }
 
 fn image_count(media: &MediaAsk, count: u64) -> ImageCount {

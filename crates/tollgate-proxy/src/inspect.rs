@@ -89,6 +89,13 @@ pub async fn read(
     };
     let mut peek = peek;
     if peek.model.is_none() {
+        let images = matches!(
+            endpoint,
+            Endpoint::ImagesGenerations | Endpoint::ImagesEdits
+        );
+        if let Some(field) = media.not_dall_e(peek.stream).filter(|_| images) {
+            return Err(model_required(field));
+        }
         peek.model = endpoint.default_model().map(str::to_string);
     }
     // The meter must read the response: ask for it uncompressed.
@@ -130,6 +137,15 @@ impl Inspected {
     }
 }
 
+/// An image request that names no model but sets a GPT image parameter: the upstream picks a
+/// GPT image model tollgate cannot name, so the request must name it.
+fn model_required(field: &str) -> ApiError {
+    let message = format!(
+        "'{field}' is only for GPT image models, and this request names no model: OpenAI would pick one, and tollgate must know which to bill. Set 'model' (e.g. \"gpt-image-1\")."
+    );
+    ApiError::new(400, "invalid_request_error", "model_required", message).with_param("model")
+}
+
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(header::CONTENT_LENGTH)?
@@ -159,6 +175,8 @@ pub struct Peek {
     /// Legacy completions: candidates generated server-side (each bills its output).
     pub best_of: Option<u64>,
     /// A Responses call run in the background: it bills as it runs, after the call returns.
+    /// (An image's `background` is `"transparent"` or `"opaque"`: no flag, and no refusal.)
+    #[serde(default, deserialize_with = "flag")]
     pub background: Option<bool>,
     /// Responses: input the upstream holds and the body only names (see [`Peek::names_stored_input`]).
     pub previous_response_id: Option<IgnoredAny>,
@@ -227,6 +245,14 @@ where
     T: Deserialize<'de>,
 {
     T::deserialize(field).map(Some)
+}
+
+/// A field that is a flag when it is `true` or `false`, and none of tollgate's business otherwise.
+fn flag<'de, D>(field: D) -> Result<Option<bool>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(serde_json::Value::deserialize(field)?.as_bool())
 }
 
 /// A decoded request body and what was learned from it.

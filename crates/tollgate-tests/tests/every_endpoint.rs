@@ -23,6 +23,12 @@ both_stores!(
     built_in_tools_are_priced_per_call_on_top_of_tokens,
     an_exhausted_budget_refuses_every_media_endpoint_before_the_upstream,
     streams_uploads_and_compaction_are_metered_and_attributed,
+    a_form_bills_by_the_fields_the_upstream_reads,
+    a_wav_header_cannot_shorten_the_audio_a_transcript_bills,
+    an_image_request_the_upstream_would_give_a_gpt_image_model_must_name_it,
+    a_transparent_image_background_is_an_option_not_a_background_call,
+    an_image_stream_that_ends_early_still_bills_every_image_asked_for,
+    an_audio_request_without_a_model_is_refused_before_the_upstream,
 );
 
 /// The `data:` payloads of an event stream, parsed.
@@ -54,27 +60,32 @@ enum Part<'a> {
 
 /// Sends a multipart form with the team key.
 async fn post_form(h: &Harness, key: &str, path: &str, parts: &[Part<'_>]) -> Reply {
+    let heads: Vec<(String, &[u8])> = parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(name, value) => (
+                format!("Content-Disposition: form-data; name=\"{name}\""),
+                value.as_bytes(),
+            ),
+            Part::File(name, file_name, bytes) => (
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream"
+                ),
+                *bytes,
+            ),
+        })
+        .collect();
+    let raw: Vec<(&str, &[u8])> = heads.iter().map(|(h, v)| (h.as_str(), *v)).collect();
+    post_raw_form(h, key, path, &raw).await
+}
+
+/// Sends a multipart form of raw parts, each its header lines and its value.
+async fn post_raw_form(h: &Harness, key: &str, path: &str, parts: &[(&str, &[u8])]) -> Reply {
     let boundary = "tollgate-test-boundary-7d1f";
     let mut body = Vec::new();
-    for part in parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        match part {
-            Part::Text(name, value) => {
-                body.extend_from_slice(
-                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}")
-                        .as_bytes(),
-                );
-            }
-            Part::File(name, file_name, bytes) => {
-                body.extend_from_slice(
-                    format!(
-                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{file_name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
-                    )
-                    .as_bytes(),
-                );
-                body.extend_from_slice(bytes);
-            }
-        }
+    for (head, value) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n{head}\r\n\r\n").as_bytes());
+        body.extend_from_slice(value);
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
@@ -646,4 +657,320 @@ async fn streams_uploads_and_compaction_are_metered_and_attributed(backend: Back
     assert_eq!(row["session_id"], "019a-compact-session", "{row}");
     assert_eq!(row["turn_id"], "turn-7", "{row}");
     assert!(int(&row["cost_nanos"]) > 0, "{row}");
+}
+
+/// Reads the form as the upstream does: parts by their name in any case, uploads with or
+/// without a file name. A part tollgate could misread is refused before the upstream.
+async fn a_form_bills_by_the_fields_the_upstream_reads(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("forms").await;
+    let image = [7u8; 500];
+    let prompt = "Content-Disposition: form-data; name=\"prompt\"";
+    let image_part = "Content-Disposition: form-data; name=\"image\"; filename=\"a.png\"";
+
+    // A model sent as a file: the upstream would use it, tollgate would bill dall-e-2.
+    let before = h.mock.requests().len();
+    let reply = post_raw_form(
+        &h,
+        &key,
+        "/v1/images/edits",
+        &[
+            (
+                "Content-Disposition: form-data; name=\"model\"; filename=\"m.txt\"",
+                b"gpt-image-1",
+            ),
+            (prompt, b"paint it red"),
+            (image_part, &image),
+        ],
+    )
+    .await;
+    reply.assert_error(400, "invalid_multipart");
+    assert_eq!(h.mock.requests().len(), before);
+
+    // `NAME="model"` is the model: billed in gpt-image-1's tokens, not as a dall-e-2 image.
+    let reply = post_raw_form(
+        &h,
+        &key,
+        "/v1/images/edits",
+        &[
+            (
+                "Content-Disposition: form-data; NAME=\"model\"",
+                b"gpt-image-1",
+            ),
+            (prompt, b"paint it red"),
+            (image_part, &image),
+        ],
+    )
+    .await;
+    let usage = reply.json()["usage"].clone();
+    assert!(usage.is_object(), "{reply:?}");
+    let row = row_of(&h, &reply).await;
+    assert_eq!(row["model_requested"], "gpt-image-1", "{row}");
+    let input = int(&usage["input_tokens"]);
+    let image_in = int(&usage["input_tokens_details"]["image_tokens"]);
+    let output = int(&usage["output_tokens"]);
+    let expected = (input - image_in) * 5_000 + image_in * 10_000 + output * 40_000;
+    assert_eq!(row["cost_nanos"], expected, "{row} for {usage}");
+
+    // Audio sent without a file name, or named the RFC 5987 way, is still the audio billed:
+    // 2.5 s of whisper-1 at 100 nano-USD a millisecond, though a plain-text answer never says.
+    let audio = wav(2_500);
+    for file in [
+        "Content-Disposition: form-data; name=\"file\"",
+        "Content-Disposition: form-data; name=\"file\"; filename*=UTF-8''r%C3%A9.wav",
+    ] {
+        let reply = post_raw_form(
+            &h,
+            &key,
+            "/v1/audio/transcriptions",
+            &[
+                (
+                    "Content-Disposition: form-data; name=\"model\"",
+                    b"whisper-1",
+                ),
+                (file, &audio),
+                (
+                    "Content-Disposition: form-data; name=\"response_format\"",
+                    b"text",
+                ),
+            ],
+        )
+        .await;
+        let row = row_of(&h, &reply).await;
+        assert_eq!(row["units"]["audio_ms"], 2_500, "{file}: {row}");
+        assert_eq!(row["cost_nanos"], 250_000, "{file}: {row}");
+    }
+
+    // `n` padded past the length tollgate reads fields to: the upstream still reads 3 images.
+    let padded = format!("{}3", "0".repeat(300));
+    let reply = post_form(
+        &h,
+        &key,
+        "/v1/images/variations",
+        &[
+            Part::File("image", "a.png", &image),
+            Part::Text("n", &padded),
+        ],
+    )
+    .await;
+    reply.assert_error(400, "invalid_multipart");
+
+    // Two files: tollgate bills the first's length, a Starlette upstream transcribes the last.
+    let before = h.mock.requests().len();
+    let reply = post_form(
+        &h,
+        &key,
+        "/v1/audio/transcriptions",
+        &[
+            Part::Text("model", "whisper-1"),
+            Part::File("file", "short.wav", &wav(100)),
+            Part::File("file", "long.wav", &audio),
+            Part::Text("response_format", "text"),
+        ],
+    )
+    .await;
+    reply.assert_error(400, "invalid_multipart");
+    assert_eq!(h.mock.requests().len(), before);
+}
+
+/// A WAV header that claims less audio than the file holds — a short `data` chunk followed by
+/// another, or a byte rate far above its samples' — bills what a decoder plays, when the answer
+/// (plain text) does not say.
+async fn a_wav_header_cannot_shorten_the_audio_a_transcript_bills(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("ears").await;
+    // One second declared, then 59 more in a second `data` chunk: every byte after the first
+    // chunk's header is audio, 1,920,008 bytes at 32,000 a second.
+    let mut long = wav(1_000);
+    long.extend_from_slice(b"data");
+    long.extend_from_slice(&(32_000u32 * 59).to_le_bytes());
+    long.resize(long.len() + 32_000 * 59, 0);
+    // 2.5 s whose header claims a byte rate a thousand times its samples'.
+    let mut fast = wav(2_500);
+    fast[28..32].copy_from_slice(&32_000_000u32.to_le_bytes());
+    for (file, ms) in [(&long, 60_001), (&fast, 2_500)] {
+        let reply = post_form(
+            &h,
+            &key,
+            "/v1/audio/transcriptions",
+            &[
+                Part::Text("model", "whisper-1"),
+                Part::File("file", "speech.wav", file),
+                Part::Text("response_format", "text"),
+            ],
+        )
+        .await;
+        let row = row_of(&h, &reply).await;
+        assert_eq!(row["units"]["audio_ms"], ms, "{row}");
+        assert_eq!(row["cost_nanos"], ms * 100, "{row}");
+    }
+}
+
+/// OpenAI gives an image request without a model to dall-e-2 only when it sets nothing GPT
+/// image models alone take; otherwise it runs a GPT image model, billed in tokens at several
+/// times dall-e-2's price. tollgate cannot tell which, so it refuses before the upstream.
+async fn an_image_request_the_upstream_would_give_a_gpt_image_model_must_name_it(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("pictures").await;
+    let before = h.mock.requests().len();
+    for body in [
+        json!({"prompt": "a gate", "output_format": "webp"}),
+        json!({"prompt": "a gate", "background": "transparent"}),
+        json!({"prompt": "a gate", "stream": true}),
+    ] {
+        let reply = post_json(&h, &key, "/v1/images/generations", body.clone()).await;
+        reply.assert_error(400, "model_required");
+        assert_eq!(reply.json()["error"]["param"], "model", "{body}");
+    }
+    let reply = post_form(
+        &h,
+        &key,
+        "/v1/images/edits",
+        &[
+            Part::Text("prompt", "paint it red"),
+            Part::File("image", "a.png", &[7u8; 500]),
+            Part::Text("input_fidelity", "high"),
+        ],
+    )
+    .await;
+    reply.assert_error(400, "model_required");
+    // A JSON edit naming its images by file id is a GPT image model's too.
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/images/edits",
+        json!({"prompt": "paint it red", "images": [{"file_id": "file-abc"}]}),
+    )
+    .await;
+    reply.assert_error(400, "model_required");
+    assert_eq!(h.mock.requests().len(), before);
+
+    // Without such a parameter dall-e-2 it is, at $0.02 an image.
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/images/generations",
+        json!({"prompt": "a gate", "output_format": null}),
+    )
+    .await;
+    let row = row_of(&h, &reply).await;
+    assert_eq!(row["model_requested"], "dall-e-2");
+    assert_eq!(row["cost_nanos"], 20_000_000, "{row}");
+}
+
+/// `background` is a flag on Responses (refused: it bills after the call) and a backdrop on
+/// images: a transparent gpt-image-1 image is forwarded and billed like any other.
+async fn a_transparent_image_background_is_an_option_not_a_background_call(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("pictures").await;
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/images/generations",
+        json!({"model": "gpt-image-1", "prompt": "a gate", "background": "transparent", "quality": "low"}),
+    )
+    .await;
+    let usage = reply.json()["usage"].clone();
+    assert!(usage.is_object(), "{reply:?}");
+    let row = row_of(&h, &reply).await;
+    let input = int(&usage["input_tokens"]);
+    let image_in = int(&usage["input_tokens_details"]["image_tokens"]);
+    let output = int(&usage["output_tokens"]);
+    let expected = (input - image_in) * 5_000 + image_in * 10_000 + output * 40_000;
+    assert_eq!(row["cost_nanos"], expected, "{row} for {usage}");
+
+    let reply = post_json(
+        &h,
+        &key,
+        "/v1/responses",
+        json!({"model": "gpt-5.5", "input": "hi", "background": true}),
+    )
+    .await;
+    reply.assert_error(400, "background_not_supported");
+}
+
+/// A streamed gpt-image-1 generation of `n` images reports each image's usage in its own
+/// completed event. When the stream ends before all of them (the upstream cuts, the client
+/// leaves), the upstream still made and billed every image: the row charges the missing ones
+/// at the reported images' usage, flagged as an estimate.
+async fn an_image_stream_that_ends_early_still_bills_every_image_asked_for(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("pictures").await;
+    let ask = json!({"model": "gpt-image-1", "prompt": "three gates", "n": 3, "stream": true, "quality": "low", "size": "1024x1024"});
+    let whole = post_json(&h, &key, "/v1/images/generations", ask.clone()).await;
+    let row = row_of(&h, &whole).await;
+    let (cost, output) = (int(&row["cost_nanos"]), int(&row["output_tokens"]));
+    assert_eq!(row["estimated"], false, "{row}");
+    assert_eq!(
+        events(&whole)
+            .iter()
+            .filter(|e| e["type"] == "image_generation.completed")
+            .count(),
+        3
+    );
+
+    // Cut after the first image's completed event: all three are billed.
+    let cut = h
+        .http
+        .start(
+            Method::POST,
+            &format!("{}/v1/images/generations", h.base()),
+            &[
+                bearer(&key),
+                ("content-type", "application/json".into()),
+                ("x-mock-cut-after", "1".into()),
+            ],
+            ask.to_string(),
+        )
+        .await;
+    let id = cut.headers()["x-request-id"].to_str().unwrap().to_string();
+    drop(http_body_util::BodyExt::collect(cut.into_body()).await);
+    let row = h.ledger_row(&id).await;
+    assert_eq!(row["outcome"], "upstream_cut", "{row}");
+    assert_eq!(row["output_tokens"], output, "{row}");
+    assert_eq!(row["cost_nanos"], cost, "{row}");
+    assert_eq!(row["estimated"], true, "{row}");
+}
+
+/// Speech and transcription requests must name their model: one without passed the team's
+/// allow-list and the price check unasked, and was recorded unpriced at $0 while an upstream
+/// that picked a model anyway billed it.
+async fn an_audio_request_without_a_model_is_refused_before_the_upstream(backend: Backend) {
+    let h = Harness::start(backend).await;
+    let key = h.team_key("ears").await;
+    let audio = wav(2_500);
+    let replies = [
+        post_form(
+            &h,
+            &key,
+            "/v1/audio/transcriptions",
+            &[
+                Part::File("file", "a.wav", &audio),
+                Part::Text("response_format", "text"),
+            ],
+        )
+        .await,
+        post_form(
+            &h,
+            &key,
+            "/v1/audio/translations",
+            &[
+                Part::Text("model", " "),
+                Part::File("file", "a.wav", &audio),
+            ],
+        )
+        .await,
+        post_json(
+            &h,
+            &key,
+            "/v1/audio/speech",
+            json!({"input": "hello", "voice": "alloy"}),
+        )
+        .await,
+    ];
+    for reply in replies {
+        reply.assert_error(400, "model_required");
+        assert_eq!(reply.json()["error"]["param"], "model");
+    }
+    assert!(h.mock.requests().is_empty(), "{:?}", h.mock.requests());
 }

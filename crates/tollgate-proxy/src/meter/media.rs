@@ -185,6 +185,9 @@ pub fn media_line(media: Media, line: &[u8], seen: &mut Observed) {
         && let Some(usage) = event.usage
     {
         usage.add_to(media, seen);
+        if media == Media::Image {
+            seen.images_done += 1;
+        }
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Observed {
     pub builtin: BuiltinCalls,
     /// Body bytes delivered (a speech answer's audio, for an estimate of its length).
     pub bytes: u64,
+    /// Image streams: images whose completed event (with that image's usage) came.
+    pub images_done: u64,
 }
 
 /// Built-in tool calls in one answer.
