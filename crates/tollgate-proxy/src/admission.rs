@@ -358,6 +358,10 @@ fn builtin_bound(peek: &Peek) -> Vec<ToolUse> {
             offers("code_interpreter").then_some("code_interpreter"),
             calls,
         ),
+        (
+            offers("image_generation").then_some("image_generation"),
+            calls,
+        ),
     ]
     .into_iter()
     .filter_map(|(tool, calls)| {

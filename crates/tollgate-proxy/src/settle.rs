@@ -104,11 +104,16 @@ impl Settle for Pending {
             };
             return self.record(bill.usage, bill.units, charge, reading);
         }
+        // An image_generation tool call is priced per image at an estimated rate.
+        let charge = match reading.seen.builtin.image_generation {
+            0 => Charge::Reported,
+            _ => Charge::Estimated,
+        };
         match reading.seen.usage {
             None => self.estimate_then_record(reading),
             Some(usage) => {
                 let units = reading.seen.units.clone();
-                self.record(usage, units, Charge::Reported, reading)
+                self.record(usage, units, charge, reading)
             }
         }
     }
@@ -317,6 +322,7 @@ pub(crate) fn tool_uses(builtin: &BuiltinCalls, asked: &Asked) -> Vec<ToolUse> {
     [
         (web_tool, web_search),
         ("file_search", builtin.file_search),
+        ("image_generation", builtin.image_generation),
         ("code_interpreter", builtin.container_count()),
     ]
     .into_iter()
@@ -341,4 +347,49 @@ enum Charge {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meter::observe::response_json;
+
+    #[test]
+    fn built_in_calls_are_billed_by_item_type_never_by_name() {
+        let mut seen = Observed::default();
+        let body = br#"{"model":"gpt-5.5","output":[
+            {"type":"function_call","name":"web_search","arguments":"{}"},
+            {"type":"web_search_call","id":"ws_1"},
+            {"type":"web_search_call","id":"ws_2"},
+            {"type":"code_interpreter_call","container_id":"cntr_a"},
+            {"type":"code_interpreter_call","container_id":"cntr_a"},
+            {"type":"code_interpreter_call","container_id":"cntr_b"},
+            {"type":"image_generation_call","id":"ig_1"}
+        ],"usage":{"input_tokens":1,"output_tokens":1}}"#;
+        assert!(response_json(body, &mut seen));
+        let asked = Asked {
+            web_search_tool: Some("web_search_preview"),
+            ..Asked::default()
+        };
+        let uses: Vec<(String, u64)> = tool_uses(&seen.builtin, &asked)
+            .into_iter()
+            .map(|u| (u.tool, u.calls))
+            .collect();
+        assert_eq!(
+            uses,
+            [
+                ("web_search_preview".to_string(), 2),
+                ("image_generation".to_string(), 1),
+                ("code_interpreter".to_string(), 2),
+            ]
+        );
+        // Sessions still count every tool by name, the function and the built-in alike.
+        let web: u32 = seen
+            .tools
+            .iter()
+            .filter(|t| t.name == "web_search")
+            .map(|t| t.count)
+            .sum();
+        assert_eq!(web, 3);
+    }
 }

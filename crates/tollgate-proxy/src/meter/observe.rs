@@ -41,6 +41,9 @@ pub struct Observed {
 pub struct BuiltinCalls {
     pub web_search: u64,
     pub file_search: u64,
+    /// Images made by the `image_generation` tool: OpenAI bills their image tokens, which the
+    /// answer's usage does not report, so they are priced per call and the row is an estimate.
+    pub image_generation: u64,
     /// Code interpreter containers used (distinct ids); calls that name none count one each.
     pub containers: Vec<String>,
     pub unnamed_containers: u64,
@@ -51,6 +54,7 @@ impl BuiltinCalls {
         match item.kind.as_ref() {
             "web_search_call" => self.web_search += 1,
             "file_search_call" => self.file_search += 1,
+            "image_generation_call" => self.image_generation += 1,
             "code_interpreter_call" => match item.container_id.as_deref() {
                 Some(id) if !self.containers.iter().any(|c| c == id) => {
                     self.containers.push(id.to_string())
