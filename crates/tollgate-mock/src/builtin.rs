@@ -1,7 +1,9 @@
-//! OpenAI-hosted tools in a Responses answer: a `web_search_call`, `file_search_call` or
-//! `code_interpreter_call` item per call, before the answer's own item.
+//! OpenAI-hosted tools in a Responses answer: a `web_search_call`, `file_search_call`,
+//! `code_interpreter_call` or `image_generation_call` item per call, before the answer's own
+//! item.
 //!
-//! A request whose `tools` holds `web_search*`, `file_search` or `code_interpreter` gets
+//! A request whose `tools` holds `web_search*`, `file_search`, `code_interpreter` or
+//! `image_generation` gets
 //! `x-mock-builtin-calls` calls of each (default 1), in the order the tools are listed. The
 //! `code_interpreter` calls of one answer share one container unless `x-mock-containers: M`
 //! spreads them round-robin over M. OpenAI bills these per call (and per container), so the
@@ -31,6 +33,7 @@ enum Tool {
     WebSearch,
     FileSearch,
     CodeInterpreter,
+    ImageGeneration,
 }
 
 impl Tool {
@@ -39,6 +42,7 @@ impl Tool {
             k if k.starts_with("web_search") => Some(Tool::WebSearch),
             "file_search" => Some(Tool::FileSearch),
             "code_interpreter" => Some(Tool::CodeInterpreter),
+            "image_generation" => Some(Tool::ImageGeneration),
             _ => None,
         }
     }
@@ -49,6 +53,7 @@ impl Tool {
             Tool::WebSearch => "web_search_call",
             Tool::FileSearch => "file_search_call",
             Tool::CodeInterpreter => "code_interpreter_call",
+            Tool::ImageGeneration => "image_generation_call",
         }
     }
 }
@@ -79,6 +84,7 @@ pub(crate) fn calls(
             let (prefix, container_id) = match tool {
                 Tool::WebSearch => ("ws", None),
                 Tool::FileSearch => ("fs", None),
+                Tool::ImageGeneration => ("ig", None),
                 Tool::CodeInterpreter => {
                     let container = interpreter_calls % containers.unwrap_or(1);
                     interpreter_calls += 1;
@@ -113,6 +119,9 @@ pub(crate) struct Item<'a> {
     container_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     outputs: Option<Option<[Logs; 1]>>,
+    /// An image generation call's image (base64), once made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Option<&'static str>>,
 }
 
 #[derive(Serialize)]
@@ -178,6 +187,7 @@ impl Call {
             code: None,
             container_id: None,
             outputs: None,
+            result: None,
         };
         match self.tool {
             Tool::WebSearch => {
@@ -189,6 +199,9 @@ impl Call {
             Tool::FileSearch => {
                 item.queries = Some([WEB_SEARCH_QUERY]);
                 item.results = Some(None);
+            }
+            Tool::ImageGeneration => {
+                item.result = Some(done.then_some(crate::images::PNG_B64));
             }
             Tool::CodeInterpreter => {
                 item.code = Some(if done { INTERPRETER_CODE } else { "" });
@@ -205,8 +218,8 @@ impl Call {
     /// How many stream events this call takes.
     pub fn event_count(&self) -> usize {
         match self.tool {
-            // added, in_progress, searching, completed, done
-            Tool::WebSearch | Tool::FileSearch => 5,
+            // added, in_progress, searching (generating), completed, done
+            Tool::WebSearch | Tool::FileSearch | Tool::ImageGeneration => 5,
             // added, in_progress, code delta, code done, interpreting, completed, done
             Tool::CodeInterpreter => 7,
         }
@@ -253,6 +266,7 @@ impl Call {
             (k, tool) => {
                 let phase = match (k, tool) {
                     (1, _) => "in_progress",
+                    (2, Tool::ImageGeneration) => "generating",
                     (2, _) => "searching",
                     (4, Tool::CodeInterpreter) => "interpreting",
                     _ => "completed",

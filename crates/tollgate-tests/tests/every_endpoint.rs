@@ -391,6 +391,15 @@ async fn built_in_tools_are_priced_per_call_on_top_of_tokens(backend: Backend) {
             30_000_000,
             (5_000, 500, 30_000),
         ),
+        // The usage does not report the tool's images: each is one medium 1024x1024
+        // gpt-image-1 image, an estimate.
+        (
+            "gpt-5.5",
+            "image_generation",
+            2,
+            42_000_000,
+            (5_000, 500, 30_000),
+        ),
     ];
     for (model, tool, calls, per_call, (r_in, r_cached, r_out)) in cases {
         for stream in [false, true] {
@@ -432,6 +441,11 @@ async fn built_in_tools_are_priced_per_call_on_top_of_tokens(backend: Backend) {
             assert_eq!(
                 row["units"]["tool_calls"],
                 json!([{"tool": tool, "calls": billed}]),
+                "{tool} stream={stream}: {row}"
+            );
+            assert_eq!(
+                row["estimated"],
+                tool == "image_generation",
                 "{tool} stream={stream}: {row}"
             );
         }
