@@ -126,27 +126,36 @@ pub(super) fn parse(text: &str) -> Result<PriceTable, Vec<ConfigProblem>> {
     }
 }
 
-/// One `[[model]]`; `None` when a required field is missing or malformed (already reported).
-fn entry(i: usize, t: &Table, p: &mut Problems) -> Option<PriceEntry> {
+/// An entry's `name` (trimmed, non-empty) and the label its problems are reported under:
+/// `model[3] (gpt-5.5)`, or `model[3]` without a name. `example` follows "missing".
+pub(super) fn name_and_label(
+    kind: &str,
+    i: usize,
+    example: &str,
+    t: &Table,
+    p: &mut Problems,
+) -> (Option<String>, String) {
     let name = match t.get("name") {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
         Some(_) => {
-            p.push(format!("model[{i}].name"), "must be a non-empty string");
+            p.push(format!("{kind}[{i}].name"), "must be a non-empty string");
             None
         }
         None => {
-            p.push(format!("model[{i}].name"), "missing");
+            p.push(format!("{kind}[{i}].name"), format!("missing{example}"));
             None
         }
     };
     let label = match &name {
-        Some(n) => format!("model[{i}] ({n})"),
-        None => format!("model[{i}]"),
+        Some(n) => format!("{kind}[{i}] ({n})"),
+        None => format!("{kind}[{i}]"),
     };
-    p.unknown_fields(t, &label, ENTRY_FIELDS);
+    (name, label)
+}
 
-    let aliases = aliases(t.get("aliases"), name.as_deref(), &label, p);
-    let effective = match t.get("effective_from") {
+/// An entry's `effective_from`, as the day and its epoch ms.
+pub(super) fn effective_from(t: &Table, label: &str, p: &mut Problems) -> Option<(String, i64)> {
+    match t.get("effective_from") {
         None => {
             p.push(
                 format!("{label}.effective_from"),
@@ -155,7 +164,16 @@ fn entry(i: usize, t: &Table, p: &mut Problems) -> Option<PriceEntry> {
             None
         }
         Some(v) => day(v, &format!("{label}.effective_from"), p),
-    };
+    }
+}
+
+/// One `[[model]]`; `None` when a required field is missing or malformed (already reported).
+fn entry(i: usize, t: &Table, p: &mut Problems) -> Option<PriceEntry> {
+    let (name, label) = name_and_label("model", i, "", t, p);
+    p.unknown_fields(t, &label, ENTRY_FIELDS);
+
+    let aliases = aliases(t.get("aliases"), name.as_deref(), &label, p);
+    let effective = effective_from(t, &label, p);
     let priced_by_units = NON_TOKEN_FIELDS.iter().any(|k| t.contains_key(*k));
     let input = if priced_by_units && !t.contains_key("input") {
         Some(0)

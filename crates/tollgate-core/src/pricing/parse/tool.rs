@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use toml::{Table, Value};
 
-use super::{Problems, day, usd};
+use super::{Problems, effective_from, name_and_label, usd};
 use crate::pricing::ToolPrice;
 
 const TOOL_FIELDS: &[&str] = &["name", "effective_from", "per_call", "models"];
@@ -12,32 +12,9 @@ const PER_CALL: &str = "USD per call";
 
 /// One `[[tool]]`; `None` when a field is missing or malformed (already reported).
 pub(super) fn tool(i: usize, t: &Table, p: &mut Problems) -> Option<ToolPrice> {
-    let name = match t.get("name") {
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Some(_) => {
-            p.push(format!("tool[{i}].name"), "must be a non-empty string");
-            None
-        }
-        None => {
-            p.push(format!("tool[{i}].name"), "missing (e.g. \"web_search\")");
-            None
-        }
-    };
-    let label = match &name {
-        Some(n) => format!("tool[{i}] ({n})"),
-        None => format!("tool[{i}]"),
-    };
+    let (name, label) = name_and_label("tool", i, " (e.g. \"web_search\")", t, p);
     p.unknown_fields(t, &label, TOOL_FIELDS);
-    let effective = match t.get("effective_from") {
-        None => {
-            p.push(
-                format!("{label}.effective_from"),
-                "missing (a UTC day, \"YYYY-MM-DD\")",
-            );
-            None
-        }
-        Some(v) => day(v, &format!("{label}.effective_from"), p),
-    };
+    let effective = effective_from(t, &label, p);
     let per_call = match t.get("per_call") {
         Some(v) => usd(v, &format!("{label}.per_call"), PER_CALL, p),
         None => {
