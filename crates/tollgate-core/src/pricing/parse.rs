@@ -128,7 +128,7 @@ pub(super) fn parse(text: &str) -> Result<PriceTable, Vec<ConfigProblem>> {
 
 /// An entry's `name` (trimmed, non-empty) and the label its problems are reported under:
 /// `model[3] (gpt-5.5)`, or `model[3]` without a name. `example` follows "missing".
-pub(super) fn name_and_label(
+fn name_and_label(
     kind: &str,
     i: usize,
     example: &str,
@@ -154,7 +154,7 @@ pub(super) fn name_and_label(
 }
 
 /// An entry's `effective_from`, as the day and its epoch ms.
-pub(super) fn effective_from(t: &Table, label: &str, p: &mut Problems) -> Option<(String, i64)> {
+fn effective_from(t: &Table, label: &str, p: &mut Problems) -> Option<(String, i64)> {
     match t.get("effective_from") {
         None => {
             p.push(
