@@ -124,6 +124,24 @@ impl Harness {
     pub async fn team_key(&self, team: &str) -> String {
         issue_key(&self.http, self.gateway.addr, team).await
     }
+
+    /// Gives `team` a monthly budget of `limit_usd` through the admin API; returns its id.
+    pub async fn set_budget(&self, team: &str, limit_usd: &str) -> String {
+        let reply = self
+            .http
+            .json(
+                Method::POST,
+                &format!("{}/admin/v1/budgets", self.base()),
+                &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+                serde_json::json!({"team": team, "period": "month", "limit_usd": limit_usd}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        reply.json()["id"]
+            .as_str()
+            .expect("a budget id")
+            .to_string()
+    }
 }
 
 /// A gateway on a fresh port against `database_url` and `upstream`, migrated on start.

@@ -173,20 +173,6 @@ async fn batch_rows(h: &Harness, key: &str) -> Vec<(String, i64)> {
     rows
 }
 
-async fn set_budget(h: &Harness, team: &str, limit_usd: &str) -> String {
-    let reply = h
-        .http
-        .json(
-            Method::POST,
-            &format!("{}/admin/v1/budgets", h.base()),
-            &admin(),
-            json!({"team": team, "period": "month", "limit_usd": limit_usd}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
-    reply.json()["id"].as_str().unwrap().to_string()
-}
-
 async fn committed(h: &Harness, budget: &str) -> i64 {
     let reply = h
         .http
@@ -217,7 +203,7 @@ fn assert_rows(batch: &str, rows: &[(String, i64)], expected: &[(String, i64)]) 
 async fn a_completed_batch_is_charged_each_line_at_half_price(backend: Backend) {
     let h = start(backend).await;
     let key = h.team_key("evals").await;
-    let budget = set_budget(&h, "evals", "100.00").await;
+    let budget = h.set_budget("evals", "100.00").await;
     let base = h.base();
     let file = upload(&h.http, &base, &key, &lines(&["gpt-4.1-mini"; 3])).await;
     let created = create(&h.http, &base, &key, &file).await;
@@ -329,7 +315,7 @@ async fn a_batch_that_ends_while_the_gateway_is_down_is_settled_once_after_resta
 ) {
     let h = start(backend).await;
     let key = h.team_key("nightly").await;
-    let budget = set_budget(&h, "nightly", "100.00").await;
+    let budget = h.set_budget("nightly", "100.00").await;
     let base = h.base();
     let file = upload(&h.http, &base, &key, &lines(&["gpt-4.1-mini"; 4])).await;
     let created = create(&h.http, &base, &key, &file).await;
@@ -372,7 +358,7 @@ async fn an_exhausted_budget_refuses_a_batch_before_anything_reaches_the_upstrea
     let h = start(backend).await;
     let key = h.team_key("broke").await;
     let base = h.base();
-    let budget = set_budget(&h, "broke", "100.00").await;
+    let budget = h.set_budget("broke", "100.00").await;
     let file = upload(&h.http, &base, &key, &lines(&["gpt-4.1-mini"])).await;
     let call = json!({"model": "gpt-4.1-mini", "input": "hi", "max_output_tokens": 16});
     let spent = h

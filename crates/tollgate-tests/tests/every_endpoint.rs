@@ -14,7 +14,7 @@
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, Reply, bearer, both_stores};
+use tollgate_tests::{Backend, Harness, Reply, bearer, both_stores};
 
 both_stores!(
     images_are_priced_per_image_or_in_tokens,
@@ -277,13 +277,10 @@ async fn speech_is_priced_per_character_or_in_tokens(backend: Backend) {
         json!({"model": "gpt-4o-mini-tts", "input": input, "voice": "alloy", "stream_format": "sse"}),
     )
     .await;
-    let text = String::from_utf8_lossy(&reply.body).to_string();
-    let done = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+    let done = events(&reply)
+        .into_iter()
         .find(|e| e["type"] == "speech.audio.done")
-        .unwrap_or_else(|| panic!("no speech.audio.done in {text}"));
+        .unwrap_or_else(|| panic!("no speech.audio.done in {reply:?}"));
     let row = row_of(&h, &reply).await;
     let (input_tokens, output_tokens) = (
         int(&done["usage"]["input_tokens"]),
@@ -418,12 +415,10 @@ async fn built_in_tools_are_priced_per_call_on_top_of_tokens(backend: Backend) {
                 )
                 .await;
             let usage = if stream {
-                let text = String::from_utf8_lossy(&reply.body).to_string();
-                text.lines()
-                    .filter_map(|l| l.strip_prefix("data: "))
-                    .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+                events(&reply)
+                    .into_iter()
                     .find(|e| e["type"] == "response.completed")
-                    .unwrap_or_else(|| panic!("no response.completed in {text}"))["response"]
+                    .unwrap_or_else(|| panic!("no response.completed in {reply:?}"))["response"]
                     ["usage"]
                     .clone()
             } else {
@@ -455,16 +450,7 @@ async fn built_in_tools_are_priced_per_call_on_top_of_tokens(backend: Backend) {
 async fn an_exhausted_budget_refuses_every_media_endpoint_before_the_upstream(backend: Backend) {
     let h = Harness::start(backend).await;
     let key = h.team_key("broke").await;
-    let reply = h
-        .http
-        .json(
-            Method::POST,
-            &format!("{}/admin/v1/budgets", h.base()),
-            &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
-            json!({"team": "broke", "period": "month", "limit_usd": "0.000001"}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+    h.set_budget("broke", "0.000001").await;
     let audio = wav(1_000);
     let replies = [
         post_json(

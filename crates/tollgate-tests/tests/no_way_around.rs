@@ -81,20 +81,6 @@ async fn wait_rows(h: &Harness, key: &str, n: usize) -> Vec<Row_> {
     rows
 }
 
-async fn set_budget(h: &Harness, team: &str, limit_usd: &str) -> String {
-    let reply = h
-        .http
-        .json(
-            Method::POST,
-            &format!("{}/admin/v1/budgets", h.base()),
-            &admin(),
-            json!({"team": team, "period": "month", "limit_usd": limit_usd}),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
-    reply.json()["id"].as_str().unwrap().to_string()
-}
-
 fn responses_call() -> String {
     json!({"model": "gpt-5.5", "input": "hi", "max_output_tokens": 64}).to_string()
 }
@@ -112,7 +98,7 @@ both_stores!(
 async fn an_exhausted_budget_refuses_every_paid_endpoint_and_every_spelling(backend: Backend) {
     let h = Harness::start(backend).await;
     let key = h.team_key("holes").await;
-    set_budget(&h, "holes", "0.000001").await;
+    h.set_budget("holes", "0.000001").await;
     let send = |method: Method, path: &'static str| {
         let h = &h;
         let key = key.clone();
@@ -237,7 +223,7 @@ async fn allowed_unmetered_endpoints_are_checked_and_flagged(backend: Backend) {
     assert_eq!(h.mock.requests().len(), before);
 
     // Once the team's budget is used up, unmetered calls stop too.
-    let budget = set_budget(&h, "files", "100.00").await;
+    let budget = h.set_budget("files", "100.00").await;
     let spent = h
         .http
         .send(
@@ -320,7 +306,7 @@ async fn compaction_is_metered_and_charged_like_responses(backend: Backend) {
 async fn a_client_that_leaves_before_the_headers_is_still_charged(backend: Backend) {
     let h = Harness::start(backend).await;
     let key = h.team_key("leaver").await;
-    let budget = set_budget(&h, "leaver", "10.00").await;
+    let budget = h.set_budget("leaver", "10.00").await;
     let gave_up = tokio::time::timeout(
         Duration::from_millis(300),
         h.http.start(
@@ -661,7 +647,7 @@ async fn a_reservation_covers_every_choice_a_call_asks_for() {
     let key = h.team_key("choices").await;
     // One choice of at most 1000 output tokens of gpt-5.5 is bounded at $0.03 (plus the input);
     // four of them at $0.12, past this budget.
-    set_budget(&h, "choices", "0.05").await;
+    h.set_budget("choices", "0.05").await;
     let send = |n: u64| {
         let h = &h;
         let key = key.clone();
@@ -726,7 +712,7 @@ async fn when_several_refusals_apply_the_client_gets_the_first_it_meets() {
         h.ledger_row(reply.headers["x-request-id"].to_str().unwrap())
             .await;
     }
-    set_budget(&h, "strict", "0.000001").await;
+    h.set_budget("strict", "0.000001").await;
     h.mock.clear();
     let before = rows_of_key(&h, &key).await.len();
 
@@ -987,7 +973,7 @@ async fn a_call_that_continues_input_the_upstream_holds_reserves_for_it() {
     })
     .await;
     let key = h.team_key("chained").await;
-    set_budget(&h, "chained", "0.10").await;
+    h.set_budget("chained", "0.10").await;
     let send = |extra: serde_json::Value| {
         let h = &h;
         let key = key.clone();
