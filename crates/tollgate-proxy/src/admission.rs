@@ -336,12 +336,7 @@ const BUILTIN_CALLS_BOUND: u64 = 16;
 /// The per-call tools a request offers, each at its bound.
 fn builtin_bound(peek: &Peek) -> Vec<ToolUse> {
     let calls = peek.max_tool_calls.unwrap_or(BUILTIN_CALLS_BOUND);
-    let tools = peek.tools.as_deref().unwrap_or_default();
-    let offers = |prefix: &str| {
-        tools
-            .iter()
-            .any(|t| t.kind.as_deref().is_some_and(|k| k.starts_with(prefix)))
-    };
+    let offered = peek.tools.unwrap_or_default();
     let web = peek.web_search_tool().or(peek
         .web_search_options
         .is_some()
@@ -353,13 +348,13 @@ fn builtin_bound(peek: &Peek) -> Vec<ToolUse> {
     };
     [
         (web, searches),
-        (offers("file_search").then_some("file_search"), calls),
+        (offered.file_search.then_some("file_search"), calls),
         (
-            offers("code_interpreter").then_some("code_interpreter"),
+            offered.code_interpreter.then_some("code_interpreter"),
             calls,
         ),
         (
-            offers("image_generation").then_some("image_generation"),
+            offered.image_generation.then_some("image_generation"),
             calls,
         ),
     ]
@@ -382,6 +377,9 @@ fn media_priced(
     now_ms: i64,
     what: &Inspected,
 ) -> Result<(), Refused> {
+    if !endpoint.is_media() {
+        return Ok(());
+    }
     let entry = prices.resolve(model, now_ms);
     let Some((_, units)) = bill::bound(endpoint, entry, &what.media, what.peek.n, 0) else {
         return Ok(());

@@ -182,21 +182,64 @@ pub struct Peek {
     pub previous_response_id: Option<IgnoredAny>,
     pub conversation: Option<IgnoredAny>,
     pub prompt: Option<IgnoredAny>,
-    /// Responses and Chat: the tools offered, by type only (a web search's calls are priced as
-    /// the tool the request offered).
+    /// Responses and Chat: the built-in tools offered (a web search's calls are priced as the
+    /// tool the request offered).
     #[serde(default)]
-    pub tools: Option<Vec<ToolType>>,
+    pub tools: Option<Offered>,
     /// Chat with a search model: every call searches.
     pub web_search_options: Option<IgnoredAny>,
     /// Responses: the most built-in tool calls the model may make.
     pub max_tool_calls: Option<u64>,
 }
 
-/// A tool of the request, as far as pricing cares.
-#[derive(Debug, Default, Deserialize, PartialEq)]
-pub struct ToolType {
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
+/// The built-in tools a request offers, read from its `tools` array by each entry's `type`
+/// without keeping the array (this runs on every Responses and Chat call).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Offered {
+    pub web_search: bool,
+    pub web_search_preview: bool,
+    pub file_search: bool,
+    pub code_interpreter: bool,
+    pub image_generation: bool,
+}
+
+impl<'de> Deserialize<'de> for Offered {
+    fn deserialize<D: serde::Deserializer<'de>>(tools: D) -> Result<Offered, D::Error> {
+        /// One entry of `tools`, by its type (borrowed: no allocation).
+        #[derive(Deserialize)]
+        struct Tool<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Offered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array of tools")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Offered, A::Error> {
+                let mut offered = Offered::default();
+                while let Some(tool) = seq.next_element::<Tool<'de>>()? {
+                    let kind = tool.kind.as_deref().unwrap_or_default();
+                    // Dated versions (`web_search_2025_08_26`, `web_search_preview_2025_03_11`)
+                    // are the same tool.
+                    if kind.starts_with("web_search_preview") {
+                        offered.web_search_preview = true;
+                    } else if kind.starts_with("web_search") {
+                        offered.web_search = true;
+                    }
+                    offered.file_search |= kind == "file_search";
+                    offered.code_interpreter |= kind == "code_interpreter";
+                    offered.image_generation |= kind == "image_generation";
+                }
+                Ok(offered)
+            }
+        }
+        tools.deserialize_seq(Visitor)
+    }
 }
 
 impl Peek {
@@ -211,24 +254,18 @@ impl Peek {
             || self.prompt.is_some()
             || memchr::memmem::find(body, b"\"item_reference\"").is_some()
     }
-}
 
-impl Peek {
     /// The web search tool offered, as the price table names it: `web_search_preview` (and its
     /// dated versions) or `web_search` (and its dated versions).
     pub fn web_search_tool(&self) -> Option<&'static str> {
-        let tools = self.tools.as_deref().unwrap_or_default();
-        let kinds = tools.iter().filter_map(|t| t.kind.as_deref());
-        let mut found = None;
-        for kind in kinds {
-            if kind.starts_with("web_search_preview") {
-                return Some("web_search_preview");
-            }
-            if kind.starts_with("web_search") {
-                found = Some("web_search");
-            }
+        let offered = self.tools.unwrap_or_default();
+        if offered.web_search_preview {
+            Some("web_search_preview")
+        } else if offered.web_search {
+            Some("web_search")
+        } else {
+            None
         }
-        found
     }
 }
 
@@ -370,6 +407,25 @@ mod tests {
             let err = inspect(Bytes::copy_from_slice(bad), None, 1000).unwrap_err();
             assert_eq!((err.status, err.code), (400, "invalid_json"), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn built_in_tools_are_read_by_type_never_by_name() {
+        let body = br#"{"model":"gpt-4o","tools":[{"type":"function","name":"web_search","parameters":{}},{"type":"web_search_preview_2025_03_11"},{"type":"code_interpreter","container":{"type":"auto"}}]}"#;
+        let peek = inspect(Bytes::from_static(body), None, 10_000)
+            .unwrap()
+            .peek;
+        let offered = peek.tools.unwrap();
+        assert!(offered.web_search_preview && offered.code_interpreter);
+        assert!(!offered.web_search && !offered.file_search && !offered.image_generation);
+        assert_eq!(peek.web_search_tool(), Some("web_search_preview"));
+        let only_functions = br#"{"tools":[{"type":"function","name":"web_search"}]}"#;
+        let peek = inspect(Bytes::from_static(only_functions), None, 10_000)
+            .unwrap()
+            .peek;
+        assert_eq!(peek.web_search_tool(), None);
+        let not_a_list = inspect(Bytes::from_static(br#"{"tools":"web_search"}"#), None, 100);
+        assert_eq!(not_a_list.unwrap_err().code, "invalid_json");
     }
 
     #[test]

@@ -146,6 +146,19 @@ impl Endpoint {
         )
     }
 
+    /// Image and audio endpoints: billed in units besides tokens ([`crate::bill`]).
+    pub fn is_media(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ImagesGenerations
+                | Endpoint::ImagesEdits
+                | Endpoint::ImagesVariations
+                | Endpoint::AudioSpeech
+                | Endpoint::AudioTranscriptions
+                | Endpoint::AudioTranslations
+        )
+    }
+
     /// Endpoints whose request is a multipart form (an upload), not a JSON object.
     pub fn is_multipart(self) -> bool {
         matches!(

@@ -153,6 +153,9 @@ impl Pending {
     /// What an image or audio call bills (`None` for other endpoints): its units, from the
     /// answer where it says and from the request where the price entry bills by it.
     fn measure_media(&self, seen: &Observed) -> Option<Bill> {
+        if !self.who.endpoint.is_media() {
+            return None;
+        }
         let model = self.model(seen);
         let entry = self.settler.prices.resolve(model, self.started.at_ms);
         let body = self.request_body.as_deref().unwrap_or_default();
