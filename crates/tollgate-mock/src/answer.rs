@@ -80,6 +80,20 @@ impl MockUsage {
             total_tokens: input_tokens + output_tokens,
         }
     }
+
+    /// The usage of a response that generated nothing: a WebSocket prewarm
+    /// (`generate: false`) or a `response.failed`. Input is counted as for any request
+    /// (cached half included); output and reasoning are 0.
+    pub fn input_only(body_len: usize) -> Self {
+        let input_tokens = (body_len as u64 / 4).max(1);
+        Self {
+            input_tokens,
+            cached_tokens: input_tokens / 2,
+            output_tokens: 0,
+            reasoning_tokens: 0,
+            total_tokens: input_tokens,
+        }
+    }
 }
 
 /// The kind of answer a request gets.

@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
 use crate::state::State;
+use crate::wire::Framing;
 use crate::{chat, completions, responses};
 
 /// Why a mock body ended with an error.
@@ -41,7 +42,7 @@ impl Script {
     /// Appends event `index` to `out`; `false` once the stream has no more events.
     fn write_event(&self, index: usize, out: &mut Vec<u8>) -> bool {
         match self {
-            Script::Responses(s) => s.write_event(index, out),
+            Script::Responses(s) => s.write_event(index, Framing::Sse, out),
             Script::Chat(s) => s.write_event(index, out),
             Script::Completions(s) => s.write_event(index, out),
             Script::Prerendered(events) => match events.get(index) {

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::wire::sse_event;
+use crate::wire::{self, Framing};
 
 /// The query every web search call reports.
 pub const WEB_SEARCH_QUERY: &str = "tollgate mock upstream";
@@ -231,6 +231,7 @@ impl Call {
         k: usize,
         sequence_number: usize,
         output_index: usize,
+        framing: Framing,
         out: &mut Vec<u8>,
     ) {
         let last = self.event_count() - 1;
@@ -286,6 +287,6 @@ impl Call {
             | Event::CodeDone { kind, .. } => kind,
             Event::Progress { kind, .. } => *kind,
         };
-        sse_event(out, event_name, &event);
+        wire::event(out, framing, event_name, &event);
     }
 }

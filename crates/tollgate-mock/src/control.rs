@@ -9,12 +9,14 @@ use bytes::Bytes;
 use crate::batches;
 use crate::body::MockBody;
 use crate::route::{Reply, json_response};
-use crate::state::{RecordedRequest, State};
+use crate::state::{RecordedRequest, State, Transport};
 use crate::wire::{error_json, write_json};
 
 /// A recorded request as `GET /__mock/requests` shows it.
 #[derive(Serialize)]
 struct View<'a> {
+    /// `http`, or `websocket` for a `response.create` frame.
+    transport: Transport,
     method: &'a str,
     path: &'a str,
     query: Option<&'a str>,
@@ -27,6 +29,7 @@ struct View<'a> {
 impl<'a> View<'a> {
     fn of(r: &'a RecordedRequest) -> Self {
         Self {
+            transport: r.transport,
             method: &r.method,
             path: &r.path,
             query: r.query.as_deref(),

@@ -9,6 +9,7 @@
 //!     → fail? → endpoint (responses | chat | completions | embeddings | models | moderations
 //!                         | images | audio | transcribe | files | batches)
 //!     → first-byte delay → JSON / raw body, or an SSE body generating one event per poll (body)
+//!   └ GET /v1/responses + Upgrade: websocket → websocket: handshake → session (reader → writer)
 //! ```
 //!
 //! Per-request header switches (they pass through the gateway): `x-mock-chunk-delay-ms`,
@@ -24,6 +25,44 @@
 //! Scripted turns for agents: a last user message containing `mock:exec` gets an
 //! `exec_command` function call, `mock:patch` an `apply_patch` custom tool call, and a
 //! request whose last item is a tool result gets the text `done`.
+//!
+//! # Responses over WebSocket (Codex's transport)
+//!
+//! `GET /v1/responses` with `Upgrade: websocket` and `Authorization: Bearer …` (missing: a
+//! plain 401, no upgrade) switches to WebSocket (no permessage-deflate). The 101 carries
+//! `x-request-id`, `x-codex-turn-state` (echoed, else `ts_<n>`), `x-models-etag:
+//! "mock-models-1"` and `x-reasoning-included: true`. The client sends one JSON object per
+//! text frame: `{"type":"response.create", …a Responses body…}` (`stream` and `background`
+//! are ignored); the mock answers them one at a time, in arrival order, each event as one text
+//! frame holding exactly the JSON the SSE stream puts after `data: ` — same script, same
+//! usage (the frame's length is the body length of the usage formula). `response.processed`
+//! and `response.append` are ignored; another `type`, a frame that is not JSON or a binary
+//! frame gets an in-band error, `{"type":"error","status":400,"error":{"type",
+//! "code","message","param"},"headers":{}}`, and the connection stays open.
+//!
+//! - `"generate": false` (a prewarm): `response.created`, then `response.completed` with no
+//!   output and input-only usage (`output_tokens` 0).
+//! - `previous_response_id` must name one of the last [`WS_REMEMBERED_RESPONSES`] responses
+//!   completed on the same connection, else the in-band 400 `previous_response_not_found`.
+//!   A request continuing one without a user message of its own (Codex after a prewarm)
+//!   continues its script.
+//! - The handshake's `x-mock-*` headers apply to every response on the connection:
+//!   `x-mock-status` (4xx/5xx) refuses the handshake itself as plain HTTP, e.g. `426`;
+//!   `x-mock-cut-after: N` drops the connection after N events of a response;
+//!   `x-mock-malformed` sends broken frames, then drops it; the delays pace each response.
+//! - `x-mock-ws-max-responses: N` (or [`MockOptions::ws_max_responses`]): after N responses
+//!   the next `response.create` gets the in-band 400 `websocket_connection_limit_reached`,
+//!   then a close frame 1000.
+//! - In the last user message (Codex cannot set headers per request): `mock:ws-cut` drops the
+//!   connection after [`WS_CUT_EVENTS`] events, without a close frame; `mock:ws-error` gets
+//!   the in-band 500 `server_error` instead of a response; `mock:ws-failed` gets
+//!   `response.failed` (`response.error.code` `server_error`, input-only usage). Over HTTP
+//!   these are plain text turns.
+//!
+//! Each `response.create` is recorded as a request with `transport: "websocket"`, the
+//! handshake's method, path and headers and the frame as body; `/__mock/stats` counts
+//! `ws_connections_opened`, `ws_connections_open`, `ws_responses` and
+//! `ws_responses_cancelled`.
 
 mod answer;
 mod audio;
@@ -45,6 +84,7 @@ mod route;
 mod server;
 mod state;
 mod transcribe;
+mod websocket;
 mod wire;
 
 use std::future::Future;
@@ -64,8 +104,9 @@ pub use builtin::{INTERPRETER_CODE, WEB_SEARCH_QUERY};
 pub use chat::CITATION_URL;
 pub use embeddings::embedding_value;
 pub use models::MODELS;
-pub use state::RecordedRequest;
+pub use state::{RecordedRequest, Transport};
 pub use transcribe::{TRANSCRIPT, audio_duration_ms};
+pub use websocket::{MODELS_ETAG, WS_CUT_EVENTS, WS_REMEMBERED_RESPONSES};
 
 use state::State;
 
@@ -90,6 +131,10 @@ pub struct MockOptions {
     /// Complete a batch the first time it is retrieved (`GET /v1/batches/{id}`), so a user's
     /// CI can poll a batch to its end without calling the `/__mock/batches/…` controls.
     pub batch_auto_complete: bool,
+    /// Responses one Responses WebSocket connection answers; the next `response.create`
+    /// gets the in-band `websocket_connection_limit_reached` error and the socket is closed
+    /// (`x-mock-ws-max-responses` on the handshake). `None`: no limit.
+    pub ws_max_responses: Option<usize>,
 }
 
 impl Default for MockOptions {
@@ -103,6 +148,7 @@ impl Default for MockOptions {
             deltas: 20,
             record: true,
             batch_auto_complete: false,
+            ws_max_responses: None,
         }
     }
 }
@@ -199,7 +245,35 @@ impl MockServer {
             .await
     }
 
-    /// Forgets recorded requests and zeroes the request and stream counters.
+    /// Responses WebSocket connections accepted (answered 101).
+    pub fn ws_connections_opened(&self) -> u64 {
+        self.state.stats().ws_connections_opened
+    }
+
+    /// Responses WebSocket connections open now.
+    pub fn ws_connections_open(&self) -> u64 {
+        self.state.stats().ws_connections_open
+    }
+
+    /// Responses streamed over WebSocket to their terminal event (completed or failed).
+    pub fn ws_responses(&self) -> u64 {
+        self.state.stats().ws_responses
+    }
+
+    /// WebSocket responses whose client went away before their terminal event.
+    pub fn ws_responses_cancelled(&self) -> u64 {
+        self.state.stats().ws_responses_cancelled
+    }
+
+    /// Waits until exactly `n` Responses WebSocket connections are open; `false` on timeout.
+    pub async fn wait_for_ws_connections_open(&self, n: u64, timeout: Duration) -> bool {
+        self.state
+            .wait_until(timeout, |s| s.ws_connections_open == n)
+            .await
+    }
+
+    /// Forgets recorded requests and zeroes the request, stream and WebSocket counters (the
+    /// number of open connections stays).
     pub fn clear(&self) {
         self.state.clear();
     }

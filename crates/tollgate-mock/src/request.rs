@@ -54,6 +54,12 @@ pub(crate) enum Ask {
     Text,
     Exec,
     Patch,
+    /// `mock:ws-cut`: over WebSocket, drop the connection mid-response (text over HTTP).
+    WsCut,
+    /// `mock:ws-error`: over WebSocket, an in-band 500 `error` event (text over HTTP).
+    WsError,
+    /// `mock:ws-failed`: over WebSocket, a `response.failed` (text over HTTP).
+    WsFailed,
 }
 
 /// What the mock needs from a Responses `input` or a Chat `messages` array, gathered in one
@@ -64,6 +70,8 @@ pub(crate) struct Conversation {
     pub ends_with_tool_output: bool,
     /// What the last user message asks for.
     pub ask: Ask,
+    /// Some item is a user message (an incremental WebSocket request may carry none).
+    pub has_user_message: bool,
 }
 
 #[derive(Deserialize)]
@@ -91,7 +99,13 @@ struct Part<'a> {
 }
 
 fn ask_of(text: &str) -> Ask {
-    if text.contains("mock:exec") {
+    if text.contains("mock:ws-cut") {
+        Ask::WsCut
+    } else if text.contains("mock:ws-error") {
+        Ask::WsError
+    } else if text.contains("mock:ws-failed") {
+        Ask::WsFailed
+    } else if text.contains("mock:exec") {
         Ask::Exec
     } else if text.contains("mock:patch") {
         Ask::Patch
@@ -121,6 +135,7 @@ impl Conversation {
             kind.ends_with("_call_output") || role == "tool" || role == "function";
         if role == "user" {
             self.ask = ask_of_content(turn.content.as_ref());
+            self.has_user_message = true;
         }
     }
 }
@@ -145,6 +160,7 @@ impl<'de> Visitor<'de> for ConversationVisitor {
         Ok(Conversation {
             ends_with_tool_output: false,
             ask: ask_of(text),
+            has_user_message: true,
         })
     }
 
@@ -179,10 +195,16 @@ mod tests {
             c,
             Conversation {
                 ends_with_tool_output: false,
-                ask: Ask::Exec
+                ask: Ask::Exec,
+                has_user_message: true,
             }
         );
         assert_eq!(summary(r#""mock:patch now""#).ask, Ask::Patch);
+        assert_eq!(summary(r#""then mock:ws-cut""#).ask, Ask::WsCut);
+        assert!(
+            !summary(r#"[{"type":"function_call_output","call_id":"c","output":"x"}]"#)
+                .has_user_message
+        );
         assert_eq!(
             summary(r#"[{"role":"user","content":"mock:exec"},{"role":"user","content":"hi"}]"#)
                 .ask,

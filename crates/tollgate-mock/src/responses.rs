@@ -1,4 +1,5 @@
-//! `POST /v1/responses`: the Responses API, as a JSON object or an SSE event stream.
+//! `POST /v1/responses`: the Responses API, as a JSON object or an SSE event stream (and, via
+//! `websocket`, as WebSocket text frames).
 
 use std::borrow::Cow;
 
@@ -9,14 +10,22 @@ use crate::body::Script;
 use crate::builtin::{self, ToolSpec};
 use crate::request::{Ask, Conversation};
 use crate::route::{Ctx, Reply};
-use crate::wire::{EMPTY, EmptyObject, Id, sse_event, write_json};
+use crate::wire::{self, EMPTY, EmptyObject, Framing, Id, write_json};
 
 mod objects;
 
-use objects::{Event, Format, Item, Output, Part, Reasoning, ResponseObject, TextConfig, Usage};
+use objects::{
+    Event, Format, Item, Output, Part, Reasoning, ResponseError, ResponseObject, TextConfig, Usage,
+};
+
+/// The message of a scripted `response.failed` (`mock:ws-failed`), OpenAI's wording.
+pub(crate) const FAILED_MESSAGE: &str = "The model failed to generate a response.";
 
 #[derive(Deserialize)]
 struct Request<'a> {
+    /// `response.create` over WebSocket; absent over HTTP.
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     model: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -25,42 +34,86 @@ struct Request<'a> {
     input: Option<Conversation>,
     #[serde(borrow, default)]
     tools: Option<Vec<ToolSpec<'a>>>,
+    #[serde(default)]
+    generate: Option<bool>,
+    #[serde(borrow, default)]
+    previous_response_id: Option<Cow<'a, str>>,
 }
 
-pub(crate) fn handle(ctx: &Ctx, body: &[u8]) -> Reply {
-    let request: Request<'_> = match serde_json::from_slice(body) {
-        Ok(r) => r,
-        Err(e) => return Reply::bad_json(&e),
-    };
-    let input = request.input.unwrap_or_default();
-    let answer = if input.ends_with_tool_output {
-        Answer::Done
-    } else {
-        match input.ask {
-            Ask::Exec => Answer::Exec,
-            Ask::Patch => Answer::Patch,
-            Ask::Text => Answer::Sentence(ctx.deltas),
-        }
-    };
-    let stream = Stream {
-        id: ctx.id,
-        created_at: ctx.created,
+/// A Responses request read once, owning what its stream needs, so a WebSocket session can
+/// read a frame on arrival and answer it later.
+pub(crate) struct Asked {
+    /// The frame's `type` (WebSocket only).
+    pub kind: Option<String>,
+    pub stream: bool,
+    /// `false` asks for a prewarm: no output, no output tokens (WebSocket only).
+    pub generate: bool,
+    pub previous_response_id: Option<String>,
+    pub input: Conversation,
+    model: String,
+    builtins: Vec<builtin::Call>,
+}
+
+/// Parses a Responses request body (or a `response.create` frame).
+pub(crate) fn read(ctx: &Ctx, body: &[u8]) -> Result<Asked, serde_json::Error> {
+    let request: Request<'_> = serde_json::from_slice(body)?;
+    Ok(Asked {
+        kind: request.kind.map(Cow::into_owned),
+        stream: request.stream == Some(true),
+        generate: request.generate != Some(false),
+        previous_response_id: request.previous_response_id.map(Cow::into_owned),
+        input: request.input.unwrap_or_default(),
         model: request
             .model
             .as_deref()
             .unwrap_or(crate::route::DEFAULT_MODEL)
             .to_owned(),
-        usage: ctx.usage(),
-        answer,
-        text: answer.text(),
         builtins: builtin::calls(
             request.tools.as_deref().unwrap_or_default(),
             ctx.id,
             ctx.builtin_calls,
             ctx.containers,
         ),
+    })
+}
+
+/// The scripted answer to a conversation (`ask`: what its last user message asks for).
+pub(crate) fn answer(ends_with_tool_output: bool, ask: Ask, deltas: usize) -> Answer {
+    if ends_with_tool_output {
+        return Answer::Done;
+    }
+    match ask {
+        Ask::Exec => Answer::Exec,
+        Ask::Patch => Answer::Patch,
+        Ask::Text | Ask::WsCut | Ask::WsError | Ask::WsFailed => Answer::Sentence(deltas),
+    }
+}
+
+/// How a response ends. Over HTTP always with its answer; the WebSocket transport also
+/// scripts a prewarm and a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The answer's item, then `response.completed`.
+    Answer,
+    /// `generate: false`: `response.created`, then `response.completed` with no output.
+    Prewarm,
+    /// `response.created`, `response.in_progress`, then `response.failed`.
+    Failed,
+}
+
+pub(crate) fn handle(ctx: &Ctx, body: &[u8]) -> Reply {
+    let asked = match read(ctx, body) {
+        Ok(asked) => asked,
+        Err(e) => return Reply::bad_json(&e),
     };
-    if request.stream == Some(true) {
+    let streaming = asked.stream;
+    let answer = answer(
+        asked.input.ends_with_tool_output,
+        asked.input.ask,
+        ctx.deltas,
+    );
+    let stream = Stream::new(ctx, asked, answer, Ending::Answer);
+    if streaming {
         Reply::Stream(Script::Responses(Box::new(stream)))
     } else {
         let mut out = Vec::with_capacity(1024);
@@ -116,12 +169,44 @@ pub(crate) struct Stream {
     model: String,
     usage: Option<MockUsage>,
     answer: Answer,
+    ending: Ending,
     text: String,
+    previous_response_id: Option<String>,
     /// Hosted tool calls, output before the answer's own item.
     builtins: Vec<builtin::Call>,
 }
 
 impl Stream {
+    pub fn new(ctx: &Ctx, asked: Asked, answer: Answer, ending: Ending) -> Self {
+        let usage = match ending {
+            Ending::Answer => ctx.usage(),
+            // Nothing generated: the input is billed, the output is not.
+            Ending::Prewarm | Ending::Failed => {
+                (!ctx.no_usage).then(|| MockUsage::input_only(ctx.body_len))
+            }
+        };
+        Self {
+            id: ctx.id,
+            created_at: ctx.created,
+            model: asked.model,
+            usage,
+            answer,
+            ending,
+            text: answer.text(),
+            previous_response_id: asked.previous_response_id,
+            builtins: if ending == Ending::Answer {
+                asked.builtins
+            } else {
+                Vec::new()
+            },
+        }
+    }
+
+    /// The response id, e.g. `resp_00000000000000a1`.
+    pub fn id(&self) -> Id {
+        Id::new("resp_", self.id)
+    }
+
     fn item_id(&self) -> Id {
         let prefix = match self.answer {
             Answer::Sentence(_) | Answer::Done => "msg_",
@@ -171,7 +256,7 @@ impl Stream {
         usage: Option<MockUsage>,
     ) -> ResponseObject<'a> {
         ResponseObject {
-            id: Id::new("resp_", self.id),
+            id: self.id(),
             object: "response",
             created_at: self.created_at,
             status,
@@ -191,7 +276,7 @@ impl Stream {
                 items: output,
             },
             parallel_tool_calls: true,
-            previous_response_id: None,
+            previous_response_id: self.previous_response_id.as_deref(),
             reasoning: Reasoning {
                 effort: None,
                 summary: None,
@@ -219,6 +304,11 @@ impl Stream {
     /// delta.
     fn phase(&self, index: usize) -> Option<Phase> {
         use Phase::*;
+        match self.ending {
+            Ending::Answer => {}
+            Ending::Prewarm => return [Created, Completed].get(index).copied(),
+            Ending::Failed => return [Created, InProgress, Failed].get(index).copied(),
+        }
         // Created and InProgress, then every hosted call's events, then the answer's item.
         let builtin_events: usize = self.builtins.iter().map(builtin::Call::event_count).sum();
         let index = match index.checked_sub(2) {
@@ -259,7 +349,7 @@ impl Stream {
     }
 
     /// Appends event `index`; `false` when the stream is over.
-    pub fn write_event(&self, index: usize, out: &mut Vec<u8>) -> bool {
+    pub fn write_event(&self, index: usize, framing: Framing, out: &mut Vec<u8>) -> bool {
         let Some(phase) = self.phase(index) else {
             return false;
         };
@@ -270,7 +360,7 @@ impl Stream {
         let event = match (phase, self.answer) {
             (Phase::Builtin(call, k), _) => {
                 if let Some(call_ref) = self.builtins.get(call) {
-                    call_ref.write_event(k, sequence_number, call, out);
+                    call_ref.write_event(k, sequence_number, call, framing, out);
                 }
                 return true;
             }
@@ -349,13 +439,28 @@ impl Stream {
             },
             (Phase::Completed, _) => {
                 completed_output = [self.item(true)];
+                let output: &[Item<'_>] = match self.ending {
+                    Ending::Prewarm => &[],
+                    Ending::Answer | Ending::Failed => &completed_output,
+                };
                 Event::Completed {
                     sequence_number,
-                    response: self.response("completed", &completed_output, self.usage),
+                    response: self.response("completed", output, self.usage),
+                }
+            }
+            (Phase::Failed, _) => {
+                let mut response = self.response("failed", &[], self.usage);
+                response.error = Some(ResponseError {
+                    code: "server_error",
+                    message: FAILED_MESSAGE,
+                });
+                Event::Failed {
+                    sequence_number,
+                    response,
                 }
             }
         };
-        sse_event(out, event.name(), &event);
+        wire::event(out, framing, event.name(), &event);
         true
     }
 }
@@ -373,4 +478,5 @@ enum Phase {
     PartDone,
     ItemDone,
     Completed,
+    Failed,
 }

@@ -1,4 +1,5 @@
 //! One request's way through the mock: record it, apply the knobs, route it, pace the reply.
+//! A Responses WebSocket handshake branches off first, to `websocket`.
 
 use std::convert::Infallible;
 use std::str::FromStr;
@@ -6,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, UPGRADE};
+use http::header::{CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -15,11 +16,11 @@ use hyper::body::Incoming;
 use crate::answer::MockUsage;
 use crate::body::{MockBody, Pacing, Script, SseBody};
 use crate::request::{BODY_LIMIT, decode};
-use crate::state::{RecordedRequest, State};
+use crate::state::{RecordedRequest, State, Transport};
 use crate::wire::{error_json, failure_json, now_secs};
 use crate::{
     MockOptions, audio, batches, chat, completions, control, embeddings, files, images, models,
-    moderations, responses, transcribe,
+    moderations, responses, transcribe, websocket,
 };
 
 /// The model echoed when a request names none.
@@ -27,18 +28,22 @@ pub(crate) const DEFAULT_MODEL: &str = "gpt-5.5";
 /// Keeps `x-mock-deltas` from asking for an unbounded answer.
 const MAX_DELTAS: usize = 100_000;
 
-/// The effective behaviour for one request: the server's options, overridden by headers.
+/// The effective behaviour for one request (or one WebSocket connection): the server's
+/// options, overridden by headers.
 #[derive(Debug, Clone, Copy)]
-struct Knobs {
-    chunk_delay: Duration,
-    first_byte_delay: Duration,
-    fail_status: Option<StatusCode>,
-    cut_after: Option<usize>,
-    no_usage: bool,
-    deltas: usize,
-    malformed: bool,
-    builtin_calls: usize,
-    containers: Option<usize>,
+pub(crate) struct Knobs {
+    pub chunk_delay: Duration,
+    pub first_byte_delay: Duration,
+    pub fail_status: Option<StatusCode>,
+    pub cut_after: Option<usize>,
+    pub no_usage: bool,
+    pub deltas: usize,
+    pub malformed: bool,
+    pub builtin_calls: usize,
+    pub containers: Option<usize>,
+    /// Responses one WebSocket connection answers before it is closed
+    /// (`x-mock-ws-max-responses`).
+    pub ws_max_responses: Option<usize>,
 }
 
 /// Keeps `x-mock-builtin-calls` / `x-mock-containers` from asking for unbounded output.
@@ -56,7 +61,7 @@ fn failure_status(code: u16) -> Option<StatusCode> {
 }
 
 impl Knobs {
-    fn new(opts: &MockOptions, headers: &HeaderMap) -> Self {
+    pub fn new(opts: &MockOptions, headers: &HeaderMap) -> Self {
         let ms = |name| header::<u64>(headers, name).map(Duration::from_millis);
         let no_usage = match headers
             .get("x-mock-no-usage")
@@ -84,6 +89,20 @@ impl Knobs {
                 .min(MAX_BUILTIN_CALLS),
             containers: header::<usize>(headers, "x-mock-containers")
                 .map(|m| m.clamp(1, MAX_BUILTIN_CALLS)),
+            ws_max_responses: header(headers, "x-mock-ws-max-responses").or(opts.ws_max_responses),
+        }
+    }
+
+    /// The context of one request whose (decoded) body is `body_len` bytes long.
+    pub fn ctx(&self, state: &State, body_len: usize) -> Ctx {
+        Ctx {
+            id: state.next_id(),
+            created: now_secs(),
+            deltas: self.deltas,
+            no_usage: self.no_usage,
+            body_len,
+            builtin_calls: self.builtin_calls,
+            containers: self.containers,
         }
     }
 }
@@ -185,6 +204,9 @@ pub(crate) async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
 ) -> Result<Response<MockBody>, Infallible> {
+    if websocket::is_handshake(&req) {
+        return Ok(websocket::handshake(state, req));
+    }
     let (parts, body) = req.into_parts();
     if let Some(rest) = parts.uri.path().strip_prefix("/__mock/") {
         return Ok(control::handle(
@@ -198,7 +220,7 @@ pub(crate) async fn handle(
         Ok(raw) => raw,
         Err(response) => return Ok(response),
     };
-    state.record(|| recorded(&parts, raw.clone()));
+    state.record(|| recorded(&parts, raw.clone(), Transport::Http));
     let knobs = Knobs::new(&state.opts, &parts.headers);
     let reply = match knobs.fail_status {
         Some(status) => Reply::Json(status, failure_json(status).into()),
@@ -241,15 +263,6 @@ fn route(state: &State, parts: &Parts, raw: &[u8], knobs: &Knobs) -> Reply {
         (&Method::GET, _) if endpoint.starts_with("/models/") => {
             return models::get(&endpoint["/models/".len()..]);
         }
-        // Codex tries a WebSocket first; 426 sends it straight to plain HTTP.
-        (&Method::GET, "/responses") if parts.headers.contains_key(UPGRADE) => {
-            let message =
-                "The mock upstream does not speak the WebSocket transport; use HTTP POST.";
-            return Reply::Json(
-                StatusCode::UPGRADE_REQUIRED,
-                error_json(message, "invalid_request_error", None).into(),
-            );
-        }
         _ => {}
     }
     let encoding = parts
@@ -260,15 +273,7 @@ fn route(state: &State, parts: &Parts, raw: &[u8], knobs: &Knobs) -> Reply {
         Ok(body) => body,
         Err(message) => return Reply::bad_request(&message),
     };
-    let ctx = Ctx {
-        id: state.next_id(),
-        created: now_secs(),
-        deltas: knobs.deltas,
-        no_usage: knobs.no_usage,
-        body_len: body.len(),
-        builtin_calls: knobs.builtin_calls,
-        containers: knobs.containers,
-    };
+    let ctx = knobs.ctx(state, body.len());
     let call = Call {
         state,
         content_type: parts
@@ -355,8 +360,9 @@ async fn read_body(mut body: Incoming) -> Result<Bytes, Response<MockBody>> {
     Ok(single.unwrap_or_else(|| joined.freeze()))
 }
 
-fn recorded(parts: &Parts, body: Bytes) -> RecordedRequest {
+pub(crate) fn recorded(parts: &Parts, body: Bytes, transport: Transport) -> RecordedRequest {
     RecordedRequest {
+        transport,
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().map(str::to_owned),

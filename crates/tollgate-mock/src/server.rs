@@ -1,4 +1,5 @@
-//! The accept loop: hyper 1 connections (HTTP/1.1 and h2c) with TCP_NODELAY, drained on shutdown.
+//! The accept loop: hyper 1 connections (HTTP/1.1 with upgrades, and h2c) with TCP_NODELAY,
+//! drained on shutdown, WebSocket sessions included.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,7 +15,9 @@ use crate::route;
 use crate::state::State;
 
 /// Serves until `shutdown` resolves, then stops accepting, asks every open connection to
-/// finish gracefully (in-flight responses complete) and waits for them.
+/// finish gracefully (in-flight responses complete) and waits for them. WebSocket sessions
+/// have left their HTTP connection behind: they finish their response in flight, close with
+/// 1001 and are waited for too.
 pub(crate) async fn serve(
     listener: TcpListener,
     state: Arc<State>,
@@ -47,7 +50,7 @@ pub(crate) async fn serve(
         let mut drain = drain_rx.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| route::handle(Arc::clone(&state), req));
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {
@@ -64,6 +67,9 @@ pub(crate) async fn serve(
     }
     drop(listener);
     let _ = drain_tx.send(());
+    state.ws_shutdown.send_replace(true);
     drop(drain_rx);
     drain_tx.closed().await;
+    // Every session holds a receiver until it ends.
+    state.ws_shutdown.closed().await;
 }

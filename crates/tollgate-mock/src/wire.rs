@@ -59,6 +59,23 @@ pub(crate) fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
+/// How a streamed event is put on the wire: as SSE over HTTP, or as the bare JSON that fills
+/// one WebSocket text frame (the Responses WebSocket transport sends exactly what SSE puts
+/// after `data: `).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Sse,
+    Bare,
+}
+
+/// Appends one named event (`name` is the SSE `event:` line; the JSON carries it as `type`).
+pub(crate) fn event(out: &mut Vec<u8>, framing: Framing, name: &str, value: &impl Serialize) {
+    match framing {
+        Framing::Sse => sse_event(out, name, value),
+        Framing::Bare => write_json(out, value),
+    }
+}
+
 /// `event: <name>\ndata: <json>\n\n` — the Responses API framing.
 pub(crate) fn sse_event(out: &mut Vec<u8>, name: &str, value: &impl Serialize) {
     out.extend_from_slice(b"event: ");

@@ -544,6 +544,7 @@ async fn requests_are_recorded_raw_and_visible_through_control_endpoints() {
     )
     .await;
     assert_eq!(listed[0]["body"], r#"{"messages":[]}"#);
+    assert_eq!(listed[0]["transport"], "http");
     let stats = json_of(
         c.request(request(&server, Method::GET, "/__mock/stats", &[], b""))
             .await
@@ -552,7 +553,9 @@ async fn requests_are_recorded_raw_and_visible_through_control_endpoints() {
     .await;
     assert_eq!(
         stats,
-        json!({"streams_started": 0, "streams_completed": 0, "streams_cancelled": 0, "requests": 1})
+        json!({"streams_started": 0, "streams_completed": 0, "streams_cancelled": 0, "requests": 1,
+               "ws_connections_opened": 0, "ws_connections_open": 0, "ws_responses": 0,
+               "ws_responses_cancelled": 0})
     );
     let cleared = c
         .request(request(

@@ -226,6 +226,10 @@ pub struct MockArgs {
     /// Complete a batch the first time it is retrieved, so CI can poll batches to their end.
     #[arg(long)]
     pub batch_auto_complete: bool,
+    /// Responses per Responses WebSocket connection; the next response.create gets
+    /// `websocket_connection_limit_reached` and the socket is closed (as OpenAI does at an hour).
+    #[arg(long)]
+    pub ws_max_responses: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -156,6 +156,7 @@ async fn mock_upstream(args: MockArgs) -> anyhow::Result<()> {
         )
     })?;
     let options = tollgate_mock::MockOptions {
+        ws_max_responses: args.ws_max_responses,
         chunk_delay: Duration::from_millis(args.chunk_delay_ms),
         first_byte_delay: Duration::from_millis(args.first_byte_delay_ms),
         fail_status: args.fail_status,

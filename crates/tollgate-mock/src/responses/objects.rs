@@ -13,14 +13,14 @@ pub(super) struct ResponseObject<'a> {
     pub(super) created_at: u64,
     pub(super) status: &'static str,
     pub(super) background: bool,
-    pub(super) error: Option<()>,
+    pub(super) error: Option<ResponseError>,
     pub(super) incomplete_details: Option<()>,
     pub(super) instructions: Option<()>,
     pub(super) max_output_tokens: Option<()>,
     pub(super) model: &'a str,
     pub(super) output: Output<'a>,
     pub(super) parallel_tool_calls: bool,
-    pub(super) previous_response_id: Option<()>,
+    pub(super) previous_response_id: Option<&'a str>,
     pub(super) reasoning: Reasoning,
     pub(super) service_tier: &'static str,
     pub(super) store: bool,
@@ -34,6 +34,13 @@ pub(super) struct ResponseObject<'a> {
     pub(super) usage: Option<Usage>,
     pub(super) user: Option<()>,
     pub(super) metadata: EmptyObject,
+}
+
+/// Why a `response.failed` failed: `{"code","message"}`.
+#[derive(Serialize)]
+pub(super) struct ResponseError {
+    pub(super) code: &'static str,
+    pub(super) message: &'static str,
 }
 
 /// The `output` list: the hosted tool calls, then the answer's own items.
@@ -256,6 +263,11 @@ pub(super) enum Event<'a> {
         sequence_number: usize,
         response: ResponseObject<'a>,
     },
+    #[serde(rename = "response.failed")]
+    Failed {
+        sequence_number: usize,
+        response: ResponseObject<'a>,
+    },
 }
 
 impl Event<'_> {
@@ -274,6 +286,7 @@ impl Event<'_> {
             Event::InputDone { .. } => "response.custom_tool_call_input.done",
             Event::ItemDone { .. } => "response.output_item.done",
             Event::Completed { .. } => "response.completed",
+            Event::Failed { .. } => "response.failed",
         }
     }
 }
