@@ -212,6 +212,7 @@ fn event(rng: &mut Lcg, i: usize, rows: usize) -> LedgerEvent {
         outcome: Default::default(),
         unmetered: false,
         units: Default::default(),
+        response_id: None,
     }
 }
 

@@ -154,7 +154,7 @@ impl ApiError {
             426,
             "invalid_request_error",
             "websocket_not_supported",
-            "tollgate serves the Responses API over HTTP; WebSocket upgrades are not supported yet. Use HTTP streaming.",
+            "tollgate takes WebSocket upgrades on GET /v1/responses only (the Responses WebSocket transport). Use HTTP for this endpoint.",
         )
     }
 

@@ -62,6 +62,11 @@ pub struct LedgerEvent {
     /// (`proxy.unmetered`): its cost is unknown, not zero.
     #[serde(default)]
     pub unmetered: bool,
+    /// The upstream's id of the response (`resp_…`, `chatcmpl-…`), when it sent one: what
+    /// Codex's turn-cost query matches its responses against, and what the provider's support
+    /// asks for. Absent in spool files written before it existed.
+    #[serde(default)]
+    pub response_id: Option<String>,
 }
 
 /// How a forwarded call ended, as far as tollgate could see. Anything but `Complete` means the
@@ -139,4 +144,24 @@ pub struct ToolCount {
 /// database keeps the event elsewhere (a spool file) rather than lose it or stall a stream.
 pub trait LedgerSink: Send + Sync + 'static {
     fn record(&self, event: LedgerEvent);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spool_line_from_before_response_ids_reads_without_one() {
+        let old = r#"{"request_id":"req_1","started_at_ms":1,"finished_at_ms":2,"team_id":"tm_a",
+            "key_id":"k","cost_centre":null,"user":null,"session_id":null,"turn_id":"t1",
+            "endpoint":"responses","model_requested":null,"model_served":null,"status":200,
+            "usage":{"input":1,"cached_input":0,"output":1,"reasoning":0},"cost":5,
+            "price_id":null,"estimated":false,"unpriced":false,"service_tier":null,
+            "ttfb_ms":null,"latency_ms":1,"tool_calls":[]}"#;
+        let mut event: LedgerEvent = serde_json::from_str(old).unwrap();
+        assert_eq!(event.response_id, None);
+        event.response_id = Some("resp_0a1b".to_owned());
+        let line = serde_json::to_string(&event).unwrap();
+        assert_eq!(serde_json::from_str::<LedgerEvent>(&line).unwrap(), event);
+    }
 }

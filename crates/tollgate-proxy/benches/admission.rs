@@ -139,6 +139,7 @@ fn admit(c: &mut Criterion) {
                         body: &inspected.body,
                         session_id: Some("sess-1"),
                         now_ms: tollgate_core::time::now_ms(),
+                        held_input: None,
                     };
                     let admitted = admission
                         .reserve(call, &prices)

@@ -54,6 +54,14 @@ pub struct Refused {
     pub reason: &'static str,
 }
 
+/// A `response.create` message on the Responses WebSocket, as admission reads it.
+pub struct Message<'a> {
+    pub peek: &'a Peek,
+    pub body: &'a Bytes,
+    /// Tokens of the earlier response on the same socket that it continues, when metered.
+    pub held_input: Option<u64>,
+}
+
 /// What admission needs to know about the request to reserve its cost.
 pub struct Call<'a> {
     pub key: &'a KeyRecord,
@@ -64,6 +72,10 @@ pub struct Call<'a> {
     pub body: &'a Bytes,
     pub session_id: Option<&'a str>,
     pub now_ms: i64,
+    /// Tokens of the input the upstream holds for this call, when tollgate knows them (a
+    /// WebSocket call continuing a response it metered on the same socket); otherwise input
+    /// the body only names is bounded by `stored_input_tokens`.
+    pub held_input: Option<u64>,
 }
 
 impl Admission {
@@ -83,14 +95,42 @@ impl Admission {
             let error = route::not_allowed(request.method(), path);
             return Err(Refused::new(error, "endpoint_not_allowed"));
         }
-        if let Some(session) = who.attribution.session_id.as_deref()
-            && let Some(message) =
-                sessions.and_then(|t| t.session_refused(&who.key.team.id, session))
-        {
-            let error = ApiError::session_stopped(message);
-            return Err(Refused::new(error, "session_loop"));
+        session_running(who, sessions)
+    }
+
+    /// One `response.create` on the Responses WebSocket, `body` its message: refused as an HTTP
+    /// Responses call with the same body would be (the transport's handshake already passed
+    /// [`Admission::gate`], but a session can be stopped between two messages).
+    pub async fn admit_message(
+        &self,
+        who: &Authed,
+        message: Message<'_>,
+        prices: &PriceTable,
+        sessions: Option<&Telemetry>,
+        now_ms: i64,
+    ) -> Result<Admitted, Refused> {
+        let Message {
+            peek,
+            body,
+            held_input,
+        } = message;
+        session_running(who, sessions)?;
+        if let Some(model) = peek.model.as_deref() {
+            model_allowed(&who.key, model)?;
+            model_priced(prices, model, now_ms)?;
         }
-        Ok(())
+        refuse_background(peek)?;
+        let call = Call {
+            key: &who.key,
+            endpoint: who.endpoint,
+            peek,
+            media: &MediaAsk::default(),
+            body,
+            session_id: who.attribution.session_id.as_deref(),
+            now_ms,
+            held_input,
+        };
+        self.reserve(call, prices).await
     }
 
     /// The rest, once the body is read: the model, the request's shape, rate limits, budgets.
@@ -132,6 +172,7 @@ impl Admission {
             body,
             session_id,
             now_ms,
+            held_input: None,
         };
         self.reserve(call, prices).await
     }
@@ -157,9 +198,10 @@ impl Admission {
         }
         let model = call.peek.model.as_deref().unwrap_or("");
         // Input the upstream holds is not in the body: bound it by the configured context.
-        let stored = match call.endpoint {
-            Endpoint::Responses | Endpoint::ResponsesCompact
-                if call.peek.names_stored_input(call.body) =>
+        let stored = match (call.held_input, call.endpoint) {
+            (Some(tokens), _) => tokens,
+            (None, endpoint)
+                if endpoint.is_responses() && call.peek.names_stored_input(call.body) =>
             {
                 self.config.stored_input_tokens
             }
@@ -240,6 +282,7 @@ impl Admission {
             body: line,
             session_id: None,
             now_ms,
+            held_input: None,
         };
         let stored = match endpoint {
             Endpoint::Responses if peek.names_stored_input(line) => self.config.stored_input_tokens,
@@ -293,7 +336,10 @@ impl Admission {
                 .or_else(|| prices.price_unpriced(&usage, tier))
                 .map_or(Money::ZERO, |p| p.cost);
         }
-        let output = if matches!(call.endpoint, Endpoint::Embeddings | Endpoint::Moderations) {
+        let output = if matches!(
+            call.endpoint,
+            Endpoint::Embeddings | Endpoint::Moderations | Endpoint::ResponsesPrewarm
+        ) {
             0
         } else {
             let per_choice = peek
@@ -366,6 +412,17 @@ fn builtin_bound(peek: &Peek) -> Vec<ToolUse> {
         })
     })
     .collect()
+}
+
+/// The session is not stopped for looping.
+fn session_running(who: &Authed, sessions: Option<&Telemetry>) -> Result<(), Refused> {
+    if let Some(session) = who.attribution.session_id.as_deref()
+        && let Some(message) = sessions.and_then(|t| t.session_refused(&who.key.team.id, session))
+    {
+        let error = ApiError::session_stopped(message);
+        return Err(Refused::new(error, "session_loop"));
+    }
+    Ok(())
 }
 
 /// An image request for a size and quality the price table has no per-image price for is
@@ -533,6 +590,7 @@ impl Refused {
             outcome: CallOutcome::Complete,
             unmetered: false,
             units: Units::default(),
+            response_id: None,
         };
         let rejected = tollgate_telemetry::Outcome::Rejected;
         telemetry.finish(span, &event, &team.name, rejected, None);

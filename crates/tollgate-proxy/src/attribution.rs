@@ -46,7 +46,7 @@ struct TurnMetadata {
 }
 
 /// Trimmed, printable, at most `MAX_LEN` bytes; empty becomes `None`.
-fn clean(value: &str) -> Option<String> {
+pub(crate) fn clean(value: &str) -> Option<String> {
     let value = value.trim();
     if value.is_empty() || value.chars().any(char::is_control) {
         return None;

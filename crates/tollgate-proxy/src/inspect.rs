@@ -179,7 +179,7 @@ pub struct Peek {
     #[serde(default, deserialize_with = "flag")]
     pub background: Option<bool>,
     /// Responses: input the upstream holds and the body only names (see [`Peek::names_stored_input`]).
-    pub previous_response_id: Option<IgnoredAny>,
+    pub previous_response_id: Option<serde_json::Value>,
     pub conversation: Option<IgnoredAny>,
     pub prompt: Option<IgnoredAny>,
     /// Responses and Chat: the built-in tools offered (a web search's calls are priced as the
@@ -190,6 +190,30 @@ pub struct Peek {
     pub web_search_options: Option<IgnoredAny>,
     /// Responses: the most built-in tool calls the model may make.
     pub max_tool_calls: Option<u64>,
+    /// A WebSocket message's type (`response.create`); absent from HTTP bodies.
+    #[serde(rename = "type", default, deserialize_with = "text")]
+    pub kind: Option<String>,
+    /// WebSocket `response.create`: `false` is a prewarm (input only, no output).
+    #[serde(default, deserialize_with = "flag")]
+    pub generate: Option<bool>,
+    /// Codex's `client_metadata.turn_id`: which turn a call belongs to (on a WebSocket the
+    /// handshake's headers name only the first).
+    #[serde(rename = "client_metadata", default, deserialize_with = "turn_of")]
+    pub turn_id: Option<String>,
+}
+
+/// `client_metadata.turn_id`, when the metadata is an object holding a string there.
+fn turn_of<'de, D>(field: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(match serde_json::Value::deserialize(field)? {
+        serde_json::Value::Object(mut map) => match map.remove("turn_id") {
+            Some(serde_json::Value::String(turn)) => Some(turn),
+            _ => None,
+        },
+        _ => None,
+    })
 }
 
 /// The built-in tools a request offers, read from its `tools` array by each entry's `type`
@@ -257,6 +281,11 @@ impl Peek {
 
     /// The web search tool offered, as the price table names it: `web_search_preview` (and its
     /// dated versions) or `web_search` (and its dated versions).
+    /// The previous response a Responses call continues, when the body names one.
+    pub fn previous_response(&self) -> Option<&str> {
+        self.previous_response_id.as_ref()?.as_str()
+    }
+
     pub fn web_search_tool(&self) -> Option<&'static str> {
         let offered = self.tools.unwrap_or_default();
         if offered.web_search_preview {
@@ -285,6 +314,18 @@ where
 }
 
 /// A field that is a flag when it is `true` or `false`, and none of tollgate's business otherwise.
+/// A string field that may be anything else (metadata is the client's to fill): kept only
+/// when it is a string.
+fn text<'de, D>(field: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(match serde_json::Value::deserialize(field)? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
 fn flag<'de, D>(field: D) -> Result<Option<bool>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -329,7 +370,7 @@ fn decode_if_encoded(
     })
 }
 
-fn peek(body: &[u8]) -> Result<Peek, ApiError> {
+pub(crate) fn peek(body: &[u8]) -> Result<Peek, ApiError> {
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(if body.iter().all(u8::is_ascii_whitespace) {
             ApiError::invalid_json("the body is empty; this endpoint expects a JSON object")

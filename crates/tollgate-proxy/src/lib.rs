@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! client ─► server (hyper: HTTP/1.1 + h2, optional TLS)                  (server.rs)
-//!        ─► route    /v1/* only, canonical paths only; WebSocket upgrade → 426 so Codex falls
-//!                    back to HTTP                                         (route.rs)
+//!        ─► route    /v1/* only, canonical paths only; a WebSocket upgrade on
+//!                    GET /v1/responses becomes a socket whose every response.create runs
+//!                    the phases below (socket.rs); elsewhere 426      (route.rs)
 //!        ─► auth     Bearer team key → SHA-256 → in-memory KeyCache        (auth.rs)
 //!        ─► admit    the refusals that need no body: endpoint not allowed, session
 //!                    stopped for looping                              (admission.rs)
@@ -38,6 +39,7 @@ pub mod response;
 pub mod route;
 pub mod server;
 pub mod settle;
+pub mod socket;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -72,6 +74,8 @@ pub struct Gateway {
     pub admission: Arc<Admission>,
     /// Batches being created and followed, and where they are recorded.
     pub batches: Arc<batch::Batches>,
+    /// Responses WebSocket connections open on this gateway.
+    pub sockets: Arc<socket::Sockets>,
 }
 
 const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
@@ -115,6 +119,13 @@ impl Gateway {
         let gate = self.admission.gate(&who, &request, &self.proxy, telemetry);
         if let Err(refused) = gate {
             return Err(refused.record(telemetry, started, &who, None, span));
+        }
+        if endpoint == route::Endpoint::ResponsesSocket {
+            // The handshake is a request (rate limits), each message a call (everything else).
+            if let Err(refused) = self.admission.requests_only(&who.key) {
+                return Err(refused.record(telemetry, started, &who, None, span));
+            }
+            return self.open_socket(request, who, started, span).await;
         }
         let (limit, deadline) = (self.max_body_bytes, self.body_deadline);
         let mut what = inspect::read(request, endpoint, limit, deadline).await?;

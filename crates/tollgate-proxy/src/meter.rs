@@ -141,7 +141,7 @@ impl<S: Settle> Metered<S> {
         let sse = content == Content::EventStream;
         let reader = match (endpoint, content) {
             (_, _) if !success => Reader::Opaque,
-            (Endpoint::Responses | Endpoint::ResponsesCompact, Content::EventStream) => {
+            (endpoint, Content::EventStream) if endpoint.is_responses() => {
                 Reader::ResponsesSse(LineSplitter::default(), ResponsesStream::default())
             }
             (Endpoint::ChatCompletions | Endpoint::Completions, Content::EventStream) => {
@@ -246,9 +246,7 @@ impl<S: Settle> Metered<S> {
                 };
                 let whole = match (endpoint, media_of(endpoint)) {
                     (_, Some(media)) => media::media_json(media, body, seen),
-                    (Endpoint::Responses | Endpoint::ResponsesCompact, _) => {
-                        observe::response_json(body, seen)
-                    }
+                    (endpoint, _) if endpoint.is_responses() => observe::response_json(body, seen),
                     (Endpoint::Embeddings, _) => observe::embeddings_json(body, seen),
                     (Endpoint::Moderations, _) => observe::moderations_json(body, seen),
                     _ => observe::chat_json(body, seen),
@@ -265,9 +263,7 @@ impl<S: Settle> Metered<S> {
             } => {
                 let kind = match (endpoint, media_of(endpoint)) {
                     (_, Some(media)) => observe::JsonKind::Media(media),
-                    (Endpoint::Responses | Endpoint::ResponsesCompact, _) => {
-                        observe::JsonKind::Responses
-                    }
+                    (endpoint, _) if endpoint.is_responses() => observe::JsonKind::Responses,
                     (Endpoint::Embeddings, _) => observe::JsonKind::Embeddings,
                     _ => observe::JsonKind::Chat,
                 };

@@ -10,10 +10,16 @@ use tollgate_core::ApiError;
 
 use crate::headers::wants_websocket;
 
-/// The endpoint a request is for, or why tollgate does not forward it at all.
+/// The endpoint a request is for, or why tollgate does not forward it at all. A WebSocket
+/// upgrade is taken on `GET /v1/responses` only (the Responses WebSocket transport Codex uses);
+/// anywhere else it gets 426, so a client that can fall back to HTTP does.
 pub fn route<B>(request: &Request<B>) -> Result<Endpoint, ApiError> {
-    let endpoint = Endpoint::classify(request.method(), request.uri().path())?;
+    let path = request.uri().path();
+    let endpoint = Endpoint::classify(request.method(), path)?;
     if wants_websocket(request.headers()) {
+        if request.method() == Method::GET && path == "/v1/responses" {
+            return Ok(Endpoint::ResponsesSocket);
+        }
         return Err(ApiError::websocket_unsupported());
     }
     Ok(endpoint)
@@ -25,6 +31,12 @@ pub enum Endpoint {
     Responses,
     /// `POST /v1/responses/compact`: Codex compacts long threads with it; billed in tokens.
     ResponsesCompact,
+    /// One `response.create` on the Responses WebSocket transport (`GET /v1/responses` with
+    /// `Upgrade: websocket`): billed as a Responses call, recorded as `responses.ws`.
+    ResponsesSocket,
+    /// A `response.create` with `generate: false` on the WebSocket: a prewarm, which bills its
+    /// input and makes no output.
+    ResponsesPrewarm,
     ChatCompletions,
     Completions,
     Embeddings,
@@ -133,6 +145,8 @@ impl Endpoint {
             self,
             Endpoint::Responses
                 | Endpoint::ResponsesCompact
+                | Endpoint::ResponsesSocket
+                | Endpoint::ResponsesPrewarm
                 | Endpoint::ChatCompletions
                 | Endpoint::Completions
                 | Endpoint::Embeddings
@@ -143,6 +157,17 @@ impl Endpoint {
                 | Endpoint::AudioSpeech
                 | Endpoint::AudioTranscriptions
                 | Endpoint::AudioTranslations
+        )
+    }
+
+    /// Calls answered with a Responses object or its stream events, whatever the transport.
+    pub fn is_responses(self) -> bool {
+        matches!(
+            self,
+            Endpoint::Responses
+                | Endpoint::ResponsesCompact
+                | Endpoint::ResponsesSocket
+                | Endpoint::ResponsesPrewarm
         )
     }
 
@@ -186,6 +211,8 @@ impl Endpoint {
         match self {
             Endpoint::Responses => "responses",
             Endpoint::ResponsesCompact => "responses.compact",
+            Endpoint::ResponsesSocket => "responses.ws",
+            Endpoint::ResponsesPrewarm => "responses.ws.prewarm",
             Endpoint::ChatCompletions => "chat.completions",
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",

@@ -119,7 +119,11 @@ pub async fn serve<H, F, B>(
         match &options.tls {
             None => {
                 let io = TokioIo::new(FirstByteDeadline::new(stream, options.header_read_timeout));
-                let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+                let conn = graceful.watch(
+                    builder
+                        .serve_connection_with_upgrades(io, service)
+                        .into_owned(),
+                );
                 connections.spawn(async move {
                     tokio::select! {
                         result = conn => if let Err(e) = result {
@@ -144,7 +148,11 @@ pub async fn serve<H, F, B>(
                         Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                     };
                     let io = TokioIo::new(FirstByteDeadline::new(tls, handshake_timeout));
-                    let conn = watcher.watch(builder.serve_connection(io, service).into_owned());
+                    let conn = watcher.watch(
+                        builder
+                            .serve_connection_with_upgrades(io, service)
+                            .into_owned(),
+                    );
                     tokio::select! {
                         result = conn => if let Err(e) = result {
                             tracing::debug!(%peer, error = %e, "connection ended with an error");

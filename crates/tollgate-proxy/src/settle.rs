@@ -203,7 +203,10 @@ impl Pending {
         let model = self.model(seen);
         let input_text = self.request_body.as_deref().unwrap_or_default();
         let input = estimate::count(model, input_text, 0).max(1);
-        let output = if self.who.endpoint == Endpoint::Embeddings {
+        let output = if matches!(
+            self.who.endpoint,
+            Endpoint::Embeddings | Endpoint::ResponsesPrewarm
+        ) {
             0
         } else {
             estimate::count(model, seen.text.as_bytes(), seen.text_overflow)
@@ -296,6 +299,7 @@ impl Pending {
             outcome,
             // Forwarded under `proxy.unmetered`: recorded with its cost unknown, flagged.
             unmetered: self.who.endpoint == Endpoint::Other,
+            response_id: seen.response_id,
         };
         if let Some(telemetry) = &self.settler.telemetry {
             let outcome = match outcome {

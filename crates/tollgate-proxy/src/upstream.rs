@@ -1,5 +1,8 @@
 //! The upstream leg: a pooled hyper-util client over rustls (HTTP/2 where the upstream offers
-//! it), the real upstream key swapped in for the team key, and the response timeout.
+//! it), the real upstream key swapped in for the team key, and the response timeout. The
+//! Responses WebSocket transport opens connections of its own ([`socket`]).
+
+pub mod socket;
 
 use std::time::Duration;
 
@@ -50,6 +53,7 @@ pub struct Upstream {
     project: Option<HeaderValue>,
     response_timeout: Duration,
     stream_idle_timeout: Duration,
+    socket: socket::SocketTarget,
 }
 
 impl Upstream {
@@ -70,6 +74,9 @@ impl Upstream {
         http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
         http.set_keepalive(Some(Duration::from_secs(60)));
         let tls = tls_client_config(config.ca_file.as_deref())?;
+        let connect_timeout = Duration::from_millis(config.connect_timeout_ms);
+        let socket = socket::SocketTarget::new(&uri, &tls, connect_timeout)
+            .ok_or_else(|| UpstreamSetupError::Url(config.url.clone()))?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -105,6 +112,7 @@ impl Upstream {
             project: header_value(&config.project)?,
             response_timeout: Duration::from_millis(config.response_timeout_ms),
             stream_idle_timeout: Duration::from_millis(config.stream_idle_timeout_ms),
+            socket,
         })
     }
 

@@ -22,6 +22,7 @@ mod read;
 mod retention;
 mod rollup;
 mod spool;
+mod turn_costs;
 mod writer;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -32,6 +33,7 @@ pub use handle::{Ledger, LedgerOptions, LedgerStats};
 pub use insert::BatchOutcome;
 pub use read::{LedgerRow, SessionSummary, Totals};
 pub(crate) use read::{TOTALS_COLUMNS, daily_sums, ledger_sums, session_from, totals_at};
+pub use turn_costs::{MAX_TURN_IDS, ResponseCost, TurnCost};
 pub use writer::LedgerWriter;
 
 use calendar::Month;

@@ -494,11 +494,12 @@ async fn postgres_rows_land_in_their_month_partition_and_far_ones_still_insert()
 }
 
 #[tokio::test]
-async fn postgres_ledger_rows_are_under_300_bytes() {
+async fn postgres_ledger_rows_are_under_350_bytes() {
     const ROWS: usize = 2_000;
     let db = TestDb::postgres().await;
     let store = migrated(&db).await;
-    // Realistic Codex calls: every optional field set, tools on half of them.
+    // Realistic Codex calls: every optional field set, tools on half of them. The upstream's
+    // response id (`resp_` and 48 hex digits, migration 0011) is 54 of the bytes.
     let events: Vec<_> = (0..ROWS)
         .map(|i| {
             let mut e = event(&request_id("b", i), DAY1_NOON_MS + i as i64 * 1_000);
@@ -536,5 +537,5 @@ async fn postgres_ledger_rows_are_under_300_bytes() {
          max {max} B (with tools); on disk with the primary key index: {} B/row over {ROWS} rows",
         on_disk / ROWS as i64
     );
-    assert!(max < 300, "largest row is {max} bytes");
+    assert!(max < 350, "largest row is {max} bytes");
 }

@@ -251,6 +251,7 @@ fn call(request: &str, team: &str, session: &str, at_ms: i64, cost: i64) -> Ledg
         outcome: Default::default(),
         unmetered: false,
         units: Default::default(),
+        response_id: None,
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use dashmap::DashMap;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, ObservableCounter, ObservableGauge};
+use opentelemetry::metrics::{
+    Counter, Histogram, Meter, ObservableCounter, ObservableGauge, UpDownCounter,
+};
 
 use crate::export_errors::{ExportErrors, Signal};
 use crate::names::{self, MetricDef, label};
@@ -36,6 +38,9 @@ pub(crate) struct Instruments {
     pub budget_events: Counter<u64>,
     pub session_loop_events: Counter<u64>,
     pub session_cost_events: Counter<u64>,
+    pub sockets_opened: Counter<u64>,
+    pub sockets_open: UpDownCounter<i64>,
+    pub socket_duration: Histogram<f64>,
     // Kept so their callbacks stay registered for the provider's lifetime.
     _observed: (
         ObservableGauge<f64>,
@@ -135,6 +140,18 @@ impl Instruments {
             budget_events: counter(meter, names::BUDGET_EVENTS),
             session_loop_events: counter(meter, names::SESSION_LOOP_EVENTS),
             session_cost_events: counter(meter, names::SESSION_COST_EVENTS),
+            sockets_opened: counter(meter, names::WEBSOCKET_CONNECTIONS),
+            sockets_open: meter
+                .i64_up_down_counter(names::WEBSOCKET_OPEN.name)
+                .with_unit(names::WEBSOCKET_OPEN.unit)
+                .with_description(names::WEBSOCKET_OPEN.description)
+                .build(),
+            socket_duration: meter
+                .f64_histogram(names::WEBSOCKET_DURATION.name)
+                .with_unit(names::WEBSOCKET_DURATION.unit)
+                .with_description(names::WEBSOCKET_DURATION.description)
+                .with_boundaries(names::BUCKETS_CONNECTION_SECONDS.to_vec())
+                .build(),
             _observed: (budget_used, queue_depth, spool, export),
         }
     }

@@ -95,6 +95,27 @@ pub const EXPORT_ERRORS: MetricDef = def(
     "Failed OTLP exports by signal, counted rather than logged per request.",
 );
 
+pub const WEBSOCKET_CONNECTIONS: MetricDef = def(
+    "tollgate.websocket.connections",
+    "{connection}",
+    "Responses WebSocket connections opened.",
+);
+pub const WEBSOCKET_OPEN: MetricDef = def(
+    "tollgate.websocket.open",
+    "{connection}",
+    "Responses WebSocket connections open now.",
+);
+pub const WEBSOCKET_DURATION: MetricDef = def(
+    "tollgate.websocket.duration",
+    "s",
+    "How long Responses WebSocket connections stayed open.",
+);
+
+/// Buckets for WebSocket lifetimes: seconds to the upstream's one-hour limit.
+pub const BUCKETS_CONNECTION_SECONDS: [f64; 10] = [
+    1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1200.0, 1800.0, 2700.0, 3600.0,
+];
+
 /// Histogram buckets in seconds (`docs/metrics.md`): the SDK's defaults suit milliseconds.
 pub const BUCKETS_SECONDS: [f64; 15] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,

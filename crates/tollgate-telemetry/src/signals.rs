@@ -30,6 +30,30 @@ impl Telemetry {
         }
     }
 
+    /// A Responses WebSocket connection of `team` opened.
+    pub fn socket_opened(&self, team: &str, cost_centre: &str) {
+        if let Some(m) = &self.inner.instruments {
+            let labels = [
+                KeyValue::new(label::TEAM, team.to_string()),
+                KeyValue::new(label::COST_CENTRE, cost_centre.to_string()),
+            ];
+            m.sockets_opened.add(1, &labels);
+            m.sockets_open.add(1, &labels);
+        }
+    }
+
+    /// A Responses WebSocket connection of `team` closed after `seconds`.
+    pub fn socket_closed(&self, team: &str, cost_centre: &str, seconds: f64) {
+        if let Some(m) = &self.inner.instruments {
+            let labels = [
+                KeyValue::new(label::TEAM, team.to_string()),
+                KeyValue::new(label::COST_CENTRE, cost_centre.to_string()),
+            ];
+            m.sockets_open.add(-1, &labels);
+            m.socket_duration.record(seconds, &labels);
+        }
+    }
+
     /// The committed/limit ratio of a budget's current window, reported as
     /// `tollgate_budget_used_ratio` until updated or forgotten. `scope`: `team` or `key`;
     /// `period`: `day`, `week`, `month` or `total`.

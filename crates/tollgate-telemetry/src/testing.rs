@@ -223,6 +223,7 @@ pub fn event() -> LedgerEvent {
         outcome: Default::default(),
         unmetered: false,
         units: Default::default(),
+        response_id: None,
     }
 }
 

@@ -237,6 +237,7 @@ mod tests {
             outcome: Default::default(),
             unmetered: false,
             units: Default::default(),
+            response_id: None,
         }
     }
 

@@ -125,6 +125,21 @@ impl Harness {
         issue_key(&self.http, self.gateway.addr, team).await
     }
 
+    /// Revokes team key `key` through the admin API.
+    pub async fn revoke_key(&self, key: &str) {
+        let id = key.split('-').nth(1).expect("a tg-<id>-<secret> key");
+        let revoked = self
+            .http
+            .send(
+                Method::DELETE,
+                &format!("{}/admin/v1/keys/{id}", self.base()),
+                &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+                "",
+            )
+            .await;
+        assert_eq!(revoked.status, StatusCode::OK, "{revoked:?}");
+    }
+
     /// Gives `team` a monthly budget of `limit_usd` through the admin API; returns its id.
     pub async fn set_budget(&self, team: &str, limit_usd: &str) -> String {
         let reply = self

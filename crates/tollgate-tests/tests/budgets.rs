@@ -444,6 +444,7 @@ fn event(team: &str, at: i64, cost: i64) -> LedgerEvent {
         outcome: Default::default(),
         unmetered: false,
         units: Default::default(),
+        response_id: None,
     }
 }
 

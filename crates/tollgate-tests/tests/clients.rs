@@ -12,15 +12,8 @@
 
 use std::process::Command;
 
-use tollgate_tests::clients::{clients_dir, repo_root};
+use tollgate_tests::clients::{clients_dir, codex_exec_with, codex_turn, repo_root, run};
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, UPSTREAM_KEY};
-
-/// Runs a blocking client process without stalling the runtime that serves the gateway.
-async fn run(mut command: Command) -> std::process::Output {
-    tokio::task::spawn_blocking(move || command.output().expect("client process starts"))
-        .await
-        .expect("join")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_python_sdk_sees_the_same_objects_through_tollgate() {
@@ -66,36 +59,15 @@ async fn openai_python_sdk_sees_the_same_objects_through_tollgate() {
     assert_eq!(followed.len(), 3, "{followed:?}");
 }
 
-/// Runs `codex exec --json` against the gateway with a fresh CODEX_HOME and a provider block.
+/// Runs `codex exec --json` against the gateway with a provider block of its own (plain HTTP
+/// streaming: no `supports_websockets`).
 async fn codex_exec(h: &Harness, key: &str, prompt: &str) -> (std::process::Output, String) {
-    let dir = clients_dir("the openai SDK and the Codex CLI");
-    let home = tempfile::tempdir().expect("tempdir");
     let config = format!(
         "model = \"gpt-5.5\"\nmodel_provider = \"tollgate\"\n\n[model_providers.tollgate]\nname = \"tollgate\"\nbase_url = \"{}/v1\"\nenv_key = \"TOLLGATE_KEY\"\nwire_api = \"responses\"\n",
         h.base()
     );
-    std::fs::write(home.path().join("config.toml"), config).expect("write config.toml");
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(dir.join("npm/node_modules/.bin/codex"));
-    cmd.args([
-        "exec",
-        "--skip-git-repo-check",
-        "--ephemeral",
-        "--json",
-        "--sandbox",
-        "read-only",
-        prompt,
-    ])
-    .current_dir(work.path())
-    .env("CODEX_HOME", home.path())
-    .env("TOLLGATE_KEY", key)
-    .env_remove("OPENAI_API_KEY")
-    .env_remove("OPENAI_BASE_URL")
-    .stdin(std::process::Stdio::null());
-    let out = run(cmd).await;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    drop(home);
-    (out, stdout)
+    let env = [("TOLLGATE_KEY".to_string(), key.to_string())];
+    codex_exec_with(&config, &env, None, prompt).await
 }
 
 /// One Codex set-up as the README documents it: its `config.toml` block, verbatim, and the
@@ -151,64 +123,6 @@ fn readme_codex_setups() -> Vec<DocumentedSetup> {
         "expected the README's Codex blocks, each with a '# key:' line"
     );
     setups
-}
-
-/// `codex exec` with `config` as `$CODEX_HOME/config.toml` and `env`; `login` first stores the
-/// key with `codex login --with-api-key` (reading it from stdin, as documented).
-async fn codex_exec_with(
-    config: &str,
-    env: &[(String, String)],
-    login: Option<&str>,
-    prompt: &str,
-) -> (std::process::Output, String) {
-    let codex = clients_dir("the openai SDK and the Codex CLI").join("npm/node_modules/.bin/codex");
-    let home = tempfile::tempdir().expect("tempdir");
-    std::fs::write(home.path().join("config.toml"), config).expect("write config.toml");
-    let clean = |cmd: &mut Command| {
-        cmd.env("CODEX_HOME", home.path())
-            .env_remove("OPENAI_API_KEY")
-            .env_remove("OPENAI_BASE_URL")
-            .env_remove("CODEX_API_KEY")
-            .env_remove("TOLLGATE_KEY");
-    };
-    if let Some(key) = login {
-        use std::io::Write;
-        let mut cmd = Command::new(&codex);
-        cmd.args(["login", "--with-api-key"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        clean(&mut cmd);
-        let mut child = cmd.spawn().expect("codex login starts");
-        writeln!(child.stdin.take().unwrap(), "{key}").unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "codex login --with-api-key failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(&codex);
-    cmd.args([
-        "exec",
-        "--skip-git-repo-check",
-        "--ephemeral",
-        "--json",
-        "--sandbox",
-        "read-only",
-        prompt,
-    ])
-    .current_dir(work.path())
-    .stdin(std::process::Stdio::null());
-    clean(&mut cmd);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = run(cmd).await;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    drop(home);
-    (out, stdout)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,26 +230,6 @@ async fn codex_cli_tool_call_turn_completes_through_tollgate() {
         items.iter().any(|i| i["type"] == "function_call_output"),
         "Codex did not send the tool output back: {follow_up}"
     );
-}
-
-/// The `thread.started` thread id and `turn.completed` usage Codex printed.
-fn codex_turn(stdout: &str) -> (String, serde_json::Value) {
-    let events: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let thread = events
-        .iter()
-        .find(|e| e["type"] == "thread.started")
-        .and_then(|e| e["thread_id"].as_str())
-        .expect("thread.started")
-        .to_string();
-    let usage = events
-        .iter()
-        .find(|e| e["type"] == "turn.completed")
-        .map(|e| e["usage"].clone())
-        .expect("turn.completed");
-    (thread, usage)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

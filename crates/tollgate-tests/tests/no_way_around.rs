@@ -739,8 +739,8 @@ async fn when_several_refusals_apply_the_client_gets_the_first_it_meets() {
                 ("upgrade", "websocket".into()),
             ],
             String::new(),
-            426,
-            "websocket_not_supported",
+            401,
+            "invalid_api_key",
         ),
         (
             "a wrong key, a looping session and an oversized body",

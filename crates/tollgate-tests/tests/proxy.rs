@@ -441,10 +441,12 @@ async fn bad_requests_get_openai_shaped_errors_and_never_reach_upstream() {
         ("upgrade", "websocket".into()),
         ("openai-beta", "responses_websockets=2026-02-06".into()),
     ];
+    // Codex's WebSocket transport is taken on GET /v1/responses (tests/websocket.rs); an
+    // upgrade that is no WebSocket handshake (no key, no version) is refused there.
     h.http
         .send(Method::GET, &url, &ws, "")
         .await
-        .assert_error(426, "websocket_not_supported");
+        .assert_error(400, "invalid_websocket_handshake");
     h.http
         .send(
             Method::POST,

@@ -139,6 +139,7 @@ fn events(teams: &[(String, String)]) -> Vec<LedgerEvent> {
                 ]),
                 unmetered: rng.below(9) == 0,
                 units: Default::default(),
+                response_id: None,
             }
         })
         .collect()

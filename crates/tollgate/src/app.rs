@@ -18,6 +18,7 @@ use tollgate_core::ratelimit::RateLimits;
 use tollgate_core::{KeyCache, KeyHash};
 use tollgate_proxy::batch::{Batches, Follower};
 use tollgate_proxy::server::{self, ServerOptions};
+use tollgate_proxy::socket::Sockets;
 use tollgate_proxy::{Admission, BodyDeadline, Gateway, Settler, Upstream};
 use tollgate_store::ledger::{Ledger, LedgerOptions};
 use tollgate_store::{AdminBootstrap, BudgetSync, KeySync, SchemaState, Store, StoreLeases};
@@ -79,6 +80,9 @@ pub struct Running {
     pub rates: Arc<RateLimits>,
     pub telemetry: Telemetry,
     settler: Arc<Settler>,
+    /// Responses WebSocket connections, closed after the listeners drain.
+    sockets: Arc<Sockets>,
+    drain_timeout: Duration,
     cancel: CancellationToken,
     /// The listeners, drained first on shutdown.
     servers: TaskTracker,
@@ -93,6 +97,7 @@ impl Running {
         self.cancel.cancel();
         self.servers.close();
         self.servers.wait().await;
+        self.sockets.drain(self.drain_timeout).await;
         self.settler.drain().await;
         self.ledger.shutdown().await;
         self.tasks.close();
@@ -247,6 +252,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             config: config.budgets.clone(),
         }),
         batches: Arc::clone(&batches),
+        sockets: Arc::default(),
     });
 
     let tls = match (&config.tls.cert_file, &config.tls.key_file) {
@@ -347,6 +353,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         rates,
         telemetry,
         settler,
+        sockets: Arc::clone(&gateway.sockets),
+        drain_timeout: Duration::from_millis(config.limits.drain_timeout_ms),
         cancel,
         servers,
         tasks,

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod plane;
 pub mod print;
 pub mod router;
+pub mod turn_costs;
 pub mod validate;
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM: the signals an operator or an orchestrator sends to

@@ -1,4 +1,5 @@
-//! Top-level routing: `/v1/*` to the proxy, `/admin/v1/*` to the admin API, health probes.
+//! Top-level routing: `/v1/*` to the proxy (but Codex's turn-cost query, answered here from the
+//! ledger), `/admin/v1/*` to the admin API, health probes.
 
 use std::sync::Arc;
 
@@ -13,10 +14,12 @@ use tollgate_store::{Role, Store};
 
 use crate::admin_http::AdminHttp;
 use crate::control::{Control, Live};
+use crate::turn_costs::{self, TurnCosts};
 
 pub struct Router {
     gateway: Arc<Gateway>,
     admin: AdminHttp,
+    turn_costs: TurnCosts,
     store: Store,
     keys: Arc<KeyCache>,
     /// False when `/admin/v1` has a listener of its own and must not be served on the main one.
@@ -110,6 +113,7 @@ impl Router {
         Router {
             gateway,
             admin: AdminHttp::new(Control::new(store.clone(), Some(live))),
+            turn_costs: TurnCosts::new(store.clone(), Arc::clone(&keys)),
             store,
             keys,
             admin_on_main,
@@ -120,6 +124,9 @@ impl Router {
     /// The main listener.
     pub async fn route(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let path = request.uri().path();
+        if path == turn_costs::PATH {
+            return self.turn_costs.handle(request).await;
+        }
         if is_api_path(path) {
             return self.gateway.handle(request).await;
         }

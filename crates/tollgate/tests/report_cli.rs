@@ -63,6 +63,7 @@ fn event(i: usize, started_at_ms: i64, team: &str, model: &str, cost_nanos: i64)
         outcome: Default::default(),
         unmetered: false,
         units: Default::default(),
+        response_id: None,
     }
 }
 

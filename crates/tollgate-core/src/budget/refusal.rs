@@ -112,7 +112,9 @@ impl Refusal {
 fn usage_limit(message: String, promo: String, resets_at_ms: Option<i64>) -> ApiError {
     let mut error = ApiError::new(429, "usage_limit_reached", "usage_limit_reached", message);
     error.resets_at = resets_at_ms.map(|ms| ms.div_euclid(1000));
-    // Header values cannot carry control characters; the text is ours and plain.
+    // Header values cannot carry control characters; the text is ours and plain. Codex shows
+    // it as "You've hit your usage limit. {promo}, or try again at {time}.": no final period.
+    let promo = promo.trim_end_matches('.').to_string();
     error.headers.push(("x-codex-promo-message", promo));
     error
 }
@@ -170,7 +172,7 @@ mod tests {
         assert_eq!(
             promo(&error),
             "tollgate: team 'platform' reached its month budget ($9.50 of $10.00). It resets at \
-             2026-12-01 00:00 Europe/Berlin."
+             2026-12-01 00:00 Europe/Berlin"
         );
     }
 
@@ -223,7 +225,7 @@ mod tests {
         assert_eq!(
             promo(&error),
             "tollgate: this session reached team 'platform''s cap of $5.00 per session. Start a \
-             new session."
+             new session"
         );
     }
 

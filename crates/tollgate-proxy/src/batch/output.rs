@@ -120,6 +120,7 @@ pub fn line_event(
         tool_calls: seen.tools,
         outcome: CallOutcome::Complete,
         unmetered: false,
+        response_id: seen.response_id,
     }))
 }
 

@@ -303,50 +303,56 @@ impl ResponsesStream {
         } else {
             Some(self.event.as_str())
         };
-        match kind {
-            Some(
-                "response.completed"
-                | "response.failed"
-                | "response.incomplete"
-                | "response.created"
-                | "response.in_progress",
-            ) => match serde_json::from_slice(data) {
-                Ok(ResponseEvent {
-                    response: Some(r), ..
-                }) => {
-                    seen.set_id(r.id);
-                    seen.set_meta(r.model, r.service_tier);
-                    if let Some(usage) = r.usage {
-                        seen.set_usage(usage);
-                    }
-                }
-                Ok(_) => {}
-                // An event too long to keep whole (the line splitter kept its start and end):
-                // its usage is at its end.
-                Err(_) => usage_in_tail(JsonKind::Responses, data, seen),
-            },
-            Some("response.output_item.done") => {
-                if let Ok(ResponseEvent {
-                    item: Some(item), ..
-                }) = serde_json::from_slice(data)
-                {
-                    seen.builtin.count(&item);
-                    if let Some(name) = tool_name(&item) {
-                        seen.count_tool(name);
-                    }
-                }
-            }
-            Some(kind) if kind.ends_with(".delta") => {
-                if let Ok(ResponseEvent {
-                    delta: Some(delta), ..
-                }) = serde_json::from_slice(data)
-                {
-                    seen.push_text(&delta);
-                }
-            }
-            _ => {}
-        }
+        responses_event(kind, data, seen);
         self.event.clear();
+    }
+}
+
+/// One Responses stream event, `data` its JSON and `kind` its type: an SSE `data:` payload, or
+/// one text frame of the WebSocket transport (the same JSON).
+pub fn responses_event(kind: Option<&str>, data: &[u8], seen: &mut Observed) {
+    match kind {
+        Some(
+            "response.completed"
+            | "response.failed"
+            | "response.incomplete"
+            | "response.created"
+            | "response.in_progress",
+        ) => match serde_json::from_slice(data) {
+            Ok(ResponseEvent {
+                response: Some(r), ..
+            }) => {
+                seen.set_id(r.id);
+                seen.set_meta(r.model, r.service_tier);
+                if let Some(usage) = r.usage {
+                    seen.set_usage(usage);
+                }
+            }
+            Ok(_) => {}
+            // An event too long to keep whole (the line splitter kept its start and end):
+            // its usage is at its end.
+            Err(_) => usage_in_tail(JsonKind::Responses, data, seen),
+        },
+        Some("response.output_item.done") => {
+            if let Ok(ResponseEvent {
+                item: Some(item), ..
+            }) = serde_json::from_slice(data)
+            {
+                seen.builtin.count(&item);
+                if let Some(name) = tool_name(&item) {
+                    seen.count_tool(name);
+                }
+            }
+        }
+        Some(kind) if kind.ends_with(".delta") => {
+            if let Ok(ResponseEvent {
+                delta: Some(delta), ..
+            }) = serde_json::from_slice(data)
+            {
+                seen.push_text(&delta);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use tollgate_core::ToolCount;
 
 /// Endpoint labels by their `ledger.endpoint` code; unknown labels are stored as 0, `other`.
-const ENDPOINTS: [&str; 18] = [
+const ENDPOINTS: [&str; 20] = [
     "other",
     "responses",
     "chat.completions",
@@ -26,6 +26,8 @@ const ENDPOINTS: [&str; 18] = [
     "batches",
     "files",
     "batch",
+    "responses.ws",
+    "responses.ws.prewarm",
 ];
 
 pub(crate) fn endpoint_code(label: &str) -> i16 {

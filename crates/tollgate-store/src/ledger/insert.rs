@@ -15,7 +15,7 @@ use crate::store::{Backend, Store};
 /// Bind parameters per statement: SQLite's limit (32,766), which is below PostgreSQL's (65,535).
 pub(super) const MAX_PARAMS: usize = 32_766;
 
-const LEDGER_COLUMNS: [&str; 28] = [
+const LEDGER_COLUMNS: [&str; 29] = [
     "started_at_ms",
     "finished_at_ms",
     "cost_nanos",
@@ -44,6 +44,7 @@ const LEDGER_COLUMNS: [&str; 28] = [
     "outcome",
     "unmetered",
     "units",
+    "response_id",
 ];
 
 /// What a batch did: rows inserted, and events skipped because their request id was already in
@@ -131,7 +132,8 @@ impl Store {
                     .bind(row.tool_calls.as_deref())
                     .bind(e.outcome.code())
                     .bind(i16::from(e.unmetered))
-                    .bind(row.units.as_deref());
+                    .bind(row.units.as_deref())
+                    .bind(row.response_id.as_deref());
             }
             let returned = query.fetch_all(&mut *tx).await?;
             for id in &returned {
@@ -215,6 +217,7 @@ pub(super) struct NewRow<'a> {
     tool_calls: Option<String>,
     /// The event's units as JSON; `None` when there are none.
     units: Option<String>,
+    response_id: Option<Cow<'a, str>>,
 }
 
 impl<'a> NewRow<'a> {
@@ -227,6 +230,7 @@ impl<'a> NewRow<'a> {
             key_id: clean_text(&event.key_id),
             session_id: opt(&event.session_id),
             turn_id: opt(&event.turn_id),
+            response_id: opt(&event.response_id),
             cost_centre: opt(&event.cost_centre),
             user: opt(&event.user),
             model_requested: opt(&event.model_requested),

@@ -48,6 +48,8 @@ pub struct LedgerRow {
     pub unmetered: bool,
     /// What the call billed beyond text tokens (images, characters, audio, tool calls).
     pub units: Units,
+    /// The upstream's id of the response (`resp_…`), when it sent one.
+    pub response_id: Option<String>,
 }
 
 impl LedgerRow {
@@ -85,6 +87,7 @@ impl LedgerRow {
             outcome: self.outcome,
             unmetered: self.unmetered,
             units: self.units.clone(),
+            response_id: self.response_id.clone(),
         }
     }
 }
@@ -184,7 +187,7 @@ impl Store {
              user_name, session_id, turn_id, endpoint, model_requested, model_served, status, \
              input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos, \
              price_id, estimated, unpriced, service_tier, ttfb_ms, latency_ms, tool_calls, \
-             outcome, unmetered, units FROM ledger_readable WHERE request_id = $1",
+             outcome, unmetered, units, response_id FROM ledger_readable WHERE request_id = $1",
         )
         .bind(request_id)
         .fetch_optional(&self.pool)
@@ -330,5 +333,6 @@ fn ledger_row_from(row: &AnyRow) -> Result<LedgerRow> {
             .as_deref()
             .and_then(|u| serde_json::from_str(u).ok())
             .unwrap_or_default(),
+        response_id: row.try_get("response_id")?,
     })
 }

@@ -61,6 +61,7 @@ fn event(s: &Spec) -> LedgerEvent {
         outcome: Default::default(),
         unmetered: false,
         units: Default::default(),
+        response_id: None,
     }
 }
 

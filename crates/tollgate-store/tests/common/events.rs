@@ -46,6 +46,11 @@ pub fn event(request_id: &str, started_at_ms: i64) -> LedgerEvent {
         outcome: Default::default(),
         unmetered: false,
         units: Default::default(),
+        // As long as OpenAI's (`resp_` and 48 hex digits).
+        response_id: Some(format!(
+            "resp_{:0>48}",
+            request_id.trim_start_matches("req_")
+        )),
     }
 }
 
