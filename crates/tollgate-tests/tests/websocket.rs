@@ -540,3 +540,47 @@ async fn shutdown_lets_a_call_in_flight_finish_then_closes_the_socket() {
     let rows = rows_n(&h, 1).await;
     assert!(!rows[0].estimated && rows[0].cost > 0, "{rows:?}");
 }
+
+/// The team's line of Prometheus series `name` (`tollgate_websocket_open{…team="platform"…} 1`),
+/// its value.
+async fn metric(h: &Harness, name: &str) -> Option<f64> {
+    let reply = h
+        .http
+        .send(
+            Method::GET,
+            &format!("{}/metrics", h.base()),
+            &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let text = String::from_utf8_lossy(&reply.body).to_string();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name}{{")) && l.contains("team=\"platform\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn sockets_are_counted_in_metrics_while_open_and_when_closed() {
+    let h = Harness::start(Backend::Sqlite).await;
+    let key = h.team_key("platform").await;
+    let mut socket = open(&h, &key, &[]).await.unwrap();
+    let done = socket.call(create("turn-1", "Say hello")).await;
+    assert_eq!(done.last().unwrap()["type"], "response.completed");
+    assert_eq!(
+        metric(&h, "tollgate_websocket_connections_total").await,
+        Some(1.0)
+    );
+    assert_eq!(metric(&h, "tollgate_websocket_open").await, Some(1.0));
+    socket.0.close(None).await.unwrap();
+    let closed = eventually(Duration::from_secs(5), || async {
+        metric(&h, "tollgate_websocket_open").await == Some(0.0)
+    })
+    .await;
+    assert!(closed, "the socket is still counted open");
+    assert_eq!(
+        metric(&h, "tollgate_websocket_duration_seconds_count").await,
+        Some(1.0)
+    );
+}
