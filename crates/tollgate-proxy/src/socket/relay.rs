@@ -155,25 +155,22 @@ impl Relay {
                         Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
                             let error = ApiError::body_too_large(self.max_message as u64);
                             let _ = self.deliver(client, Message::text(in_band(&error))).await;
-                            let _ = client.close(Some(CloseFrame {
+                            let too_long = CloseFrame {
                                 code: CloseCode::Size,
                                 reason: "message too long".into(),
-                            })).await;
+                            };
+                            let _ = self.deliver(client, Message::Close(Some(too_long))).await;
                             return End::Client;
                         }
                         Some(Err(_)) | None => return End::Client,
                     };
+                    let mut call = None;
                     let forward = match message {
                         Message::Text(text) => {
                             let bytes = bytes::Bytes::from(text.clone());
                             match self.client_message(&bytes, calls, draining).await {
-                                Verdict::Forward(call) => {
-                                    if let Some(call) = call {
-                                        if calls.is_empty() {
-                                            silent_since = Instant::now();
-                                        }
-                                        calls.push(*call);
-                                    }
+                                Verdict::Forward(admitted) => {
+                                    call = admitted;
                                     Message::Text(text)
                                 }
                                 Verdict::Refuse(event) => {
@@ -204,7 +201,18 @@ impl Relay {
                         Message::Frame(_) => continue,
                     };
                     if self.deliver(upstream, forward).await.is_err() {
+                        // The upstream never took the message: nothing to bill.
+                        if let Some(call) = call {
+                            let unsent = CallOutcome::UpstreamUnreachable;
+                            call.pending.settle_unanswered(502, unsent, false);
+                        }
                         return End::Upstream(CallOutcome::UpstreamCut);
+                    }
+                    if let Some(call) = call {
+                        if calls.is_empty() {
+                            silent_since = Instant::now();
+                        }
+                        calls.push(*call);
                     }
                 }
             }
