@@ -158,6 +158,7 @@ impl Admission {
         let peek = &what.peek;
         let endpoint = who.endpoint;
         named_model(endpoint, peek)?;
+        unnamed_model_past_allow_list(&who.key, peek)?;
         if let Some(model) = peek.model.as_deref() {
             model_allowed(key, model)?;
             model_priced(prices, model, now_ms)?;
@@ -412,6 +413,23 @@ fn builtin_bound(peek: &Peek) -> Vec<ToolUse> {
         })
     })
     .collect()
+}
+
+/// A call that names no model (a Responses call with a stored `prompt` may leave it to the
+/// prompt) cannot be held to an allow-list: with one, it must name its model.
+fn unnamed_model_past_allow_list(key: &KeyRecord, peek: &Peek) -> Result<(), Refused> {
+    if peek.model.as_deref().is_some_and(|m| !m.trim().is_empty()) {
+        return Ok(());
+    }
+    let Err(list) = key.model_allowed("") else {
+        return Ok(());
+    };
+    let message = format!(
+        "This {list} (team '{}') may use only some models, so the request must name its model in 'model'.",
+        key.team.name
+    );
+    let error = ApiError::new(400, "invalid_request_error", "model_required", message);
+    Err(Refused::new(error.with_param("model"), "model_required"))
 }
 
 /// The session is not stopped for looping.

@@ -160,6 +160,9 @@ fn client_accept_key<B>(request: &Request<B>) -> Result<String, ApiError> {
             format!("This is not a valid WebSocket handshake: {why}."),
         )
     };
+    if request.version() != http::Version::HTTP_11 {
+        return Err(bad("a WebSocket handshake needs HTTP/1.1"));
+    }
     let upgrade_listed = headers
         .get_all(header::CONNECTION)
         .iter()

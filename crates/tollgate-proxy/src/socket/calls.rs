@@ -132,6 +132,22 @@ impl Calls {
     }
 }
 
+impl Calls {
+    /// Settles the calls in flight when the upstream closed the socket on purpose: one it had
+    /// begun to answer is charged (estimated), one it had not was never run and costs nothing
+    /// (the client sends it again on a new socket).
+    pub fn abandon_unstarted_unbilled(&mut self) {
+        for call in self.queue.drain(..) {
+            if call.ttfb.is_some() {
+                settle(call, 200, CallOutcome::UpstreamCut);
+            } else {
+                let never_run = CallOutcome::UpstreamUnreachable;
+                call.pending.settle_unanswered(502, never_run, false);
+            }
+        }
+    }
+}
+
 impl Drop for Calls {
     /// A socket task that ends any other way (a panic, the runtime shutting down) still
     /// settles what it held.

@@ -36,13 +36,26 @@ impl Relay {
         };
         match peek.kind.as_deref() {
             Some("response.create") => {}
-            // Codex stopping a response it asked for (the upstream ends it with
-            // `response.incomplete`), or acknowledging what it read (older Codex): nothing billed.
-            Some("response.interrupt" | "response.processed") => return Verdict::Forward(None),
+            // Older Codex acknowledging what it read: the upstream answers nothing. Anything the
+            // upstream may answer (`response.interrupt` gets an error when nothing runs) is not
+            // forwarded: an answer to a message that is no call would be taken for a call's.
+            Some("response.processed") => return Verdict::Forward(None),
             other => return Verdict::Refuse(in_band(&unknown_message(other))),
         }
         if draining {
             return Verdict::Refuse(in_band(&going_away()));
+        }
+        // Codex always names the model; without one, neither the allow-list nor the price
+        // could be checked.
+        if peek.model.as_deref().is_none_or(|m| m.trim().is_empty()) {
+            let error = ApiError::new(
+                400,
+                "invalid_request_error",
+                "model_required",
+                "'model' is required: tollgate checks it against your allowed models and prices the call by it.",
+            )
+            .with_param("model");
+            return Verdict::Refuse(in_band(&error));
         }
         let authorization = self
             .handshake

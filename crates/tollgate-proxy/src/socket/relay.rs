@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use tollgate_core::{ApiError, CallOutcome, KeyCache};
 
-use super::calls::{Calls, Event};
+use super::calls::{Calls, Event, event_type};
 use super::message::{Verdict, in_band};
 use crate::admission::Admission;
 use crate::auth::Authed;
@@ -53,8 +53,11 @@ pub struct Relay {
 enum End {
     /// The client closed or went away.
     Client,
-    /// The upstream closed, broke off or went silent.
+    /// The upstream broke off or went silent.
     Upstream(CallOutcome),
+    /// The upstream closed the socket with a close frame (its connection limit, a shutdown):
+    /// calls it had not begun to answer were never run.
+    UpstreamClosed,
     /// tollgate closed it (shutdown).
     Gateway,
 }
@@ -69,12 +72,12 @@ impl Relay {
         }
         let mut calls = Calls::default();
         let end = self.serve(&mut client, &mut upstream, &mut calls).await;
-        let outcome = match end {
-            End::Client => CallOutcome::ClientGone,
-            End::Upstream(outcome) => outcome,
-            End::Gateway => CallOutcome::UpstreamCut,
-        };
-        calls.abandon(outcome);
+        match end {
+            End::Client => calls.abandon(CallOutcome::ClientGone),
+            End::Upstream(outcome) => calls.abandon(outcome),
+            End::UpstreamClosed => calls.abandon_unstarted_unbilled(),
+            End::Gateway => calls.abandon(CallOutcome::UpstreamCut),
+        }
         let away = CloseFrame {
             code: CloseCode::Away,
             reason: "".into(),
@@ -115,7 +118,9 @@ impl Relay {
         calls: &mut Calls,
     ) -> End {
         let mut draining = false;
+        // Data frames only: pings and pongs keep neither a silent call nor an idle socket open.
         let mut silent_since = Instant::now();
+        let mut active_at = Instant::now();
         loop {
             if draining && calls.is_empty() {
                 return End::Gateway;
@@ -130,23 +135,37 @@ impl Relay {
                     let _ = self.deliver(client, Message::text(in_band(&error))).await;
                     return End::Upstream(CallOutcome::UpstreamTimeout);
                 }
+                // A socket with nothing in flight and nothing said for as long is closed (Codex
+                // opens a new one for its next turn), so a vanished client holds nothing.
+                () = tokio::time::sleep_until(active_at + self.idle), if calls.is_empty() => {
+                    return End::Gateway;
+                }
                 message = upstream.next() => {
-                    silent_since = Instant::now();
                     let message = match message {
                         Some(Ok(message)) => message,
                         Some(Err(_)) | None => return End::Upstream(CallOutcome::UpstreamCut),
                     };
+                    if matches!(message, Message::Text(_) | Message::Binary(_)) {
+                        silent_since = Instant::now();
+                        active_at = silent_since;
+                    }
                     if let Message::Text(text) = &message
                         && calls.upstream_event(text.as_bytes()) == Event::Unclaimed
+                        && event_type(text.as_bytes()).as_deref() == Some("response.created")
                     {
-                        tracing::debug!("upstream event with no call in flight");
+                        // A response no call of this socket asked for: calls and events are out
+                        // of step, and its output would go unmetered. End the socket instead.
+                        tracing::warn!("a response began with no call in flight; closing the socket");
+                        let error = ApiError::internal("the upstream answered a call tollgate did not forward");
+                        let _ = self.deliver(client, Message::text(in_band(&error))).await;
+                        return End::Upstream(CallOutcome::UpstreamCut);
                     }
                     let closed = matches!(message, Message::Close(_));
                     if self.deliver(client, message).await.is_err() {
                         return End::Client;
                     }
                     if closed {
-                        return End::Upstream(CallOutcome::UpstreamCut);
+                        return End::UpstreamClosed;
                     }
                 }
                 message = client.next() => {
@@ -167,6 +186,7 @@ impl Relay {
                     let mut call = None;
                     let forward = match message {
                         Message::Text(text) => {
+                            active_at = Instant::now();
                             let bytes = bytes::Bytes::from(text.clone());
                             match self.client_message(&bytes, calls, draining).await {
                                 Verdict::Forward(admitted) => {
