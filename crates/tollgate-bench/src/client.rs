@@ -53,7 +53,7 @@ impl Prepared {
         self
     }
 
-    fn request(&self) -> Request<Full<Bytes>> {
+    pub(crate) fn request(&self) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(self.spec.body.clone()));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = self.uri.clone();
@@ -133,7 +133,7 @@ pub async fn exchange(
         .unwrap_or(Err(Failure::Timeout))
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut source = e;
     while let Some(next) = source.source() {
         source = next;

@@ -1,8 +1,10 @@
 //! `tollgate-bench`: starts the mock upstream, nginx and tollgate as separate processes, drives
 //! the same load through each, and prints a Markdown report (optionally to BENCHMARKS.md).
 //! `tollgate-bench report-scale` instead times spend reports over a large ledger;
-//! `tollgate-bench soak` reads the gateway's memory over a million calls per store, and
-//! `tollgate-bench pathological` what hostile bodies cost the gateway (`pathological.rs`).
+//! `tollgate-bench soak` reads the gateway's memory over a million calls per store,
+//! `tollgate-bench pathological` what hostile bodies cost the gateway (`pathological.rs`), and
+//! `tollgate-bench websocket` what a Codex turn costs over the Responses WebSocket against
+//! HTTP SSE (`websocket.rs`).
 
 mod client;
 mod error;
@@ -22,6 +24,7 @@ mod soak;
 mod stats;
 mod streams;
 mod suite;
+mod websocket;
 
 use std::time::Instant;
 
@@ -43,6 +46,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.peek().map(String::as_str) == Some("pathological") {
         return pathological::main(args.skip(1));
+    }
+    if args.peek().map(String::as_str) == Some("websocket") {
+        return websocket::main(args.skip(1));
     }
     let opts = Options::parse().resolved();
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -196,18 +196,24 @@ pub fn tollgate_binary(explicit: Option<&Path>) -> Result<PathBuf, BenchError> {
 }
 
 /// Runs a short `tollgate` CLI command (team/key management) and returns its stdout.
+///
+/// The commands work on the local database the gateway is about to serve, so they run without
+/// the admin token: with one set and no `--server`, the CLI refuses a database that does not
+/// exist yet (it takes the token as a sign that a running gateway was meant).
 pub async fn run_cli(
     tollgate: &Path,
     args: &[&str],
     env: &[(&str, String)],
     dir: &Path,
 ) -> Result<String, BenchError> {
+    const ADMIN_TOKEN: &str = "TOLLGATE_ADMIN_TOKEN";
     let mut command = Command::new(tollgate);
     command
         .args(args)
         .current_dir(dir)
-        .env_remove("TOLLGATE_CONFIG");
-    for (name, value) in env {
+        .env_remove("TOLLGATE_CONFIG")
+        .env_remove(ADMIN_TOKEN);
+    for (name, value) in env.iter().filter(|(name, _)| *name != ADMIN_TOKEN) {
         command.env(name, value);
     }
     let output = command.output().await?;

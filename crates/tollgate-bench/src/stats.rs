@@ -83,6 +83,7 @@ impl Recorder {
             p90: q(&self.total, 0.9),
             p99: q(&self.total, 0.99),
             ttfb_p50: q(&self.ttfb, 0.5),
+            ttfb_p99: q(&self.ttfb, 0.99),
             ok: self.ok,
             errors: self.errors.clone(),
         }
@@ -100,6 +101,7 @@ pub struct Latency {
     pub p90: f64,
     pub p99: f64,
     pub ttfb_p50: f64,
+    pub ttfb_p99: f64,
     pub ok: u64,
     pub errors: Errors,
 }
