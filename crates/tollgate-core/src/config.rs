@@ -10,10 +10,12 @@ use serde::Deserialize;
 
 mod batches;
 mod budgets;
+mod intake;
 mod proxy;
 mod telemetry;
 pub use batches::BatchesConfig;
 pub use budgets::BudgetsConfig;
+pub use intake::IntakeConfig;
 pub use proxy::ProxyConfig;
 pub use telemetry::{OtlpHeaders, TelemetryConfig};
 
@@ -36,6 +38,8 @@ pub struct Config {
     pub batches: BatchesConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The OTLP intake for clients' own telemetry (`/otlp/v1/*`).
+    pub intake: IntakeConfig,
     /// Secrets, filled from the environment only (never read from the file).
     #[serde(skip)]
     pub secrets: Secrets,
@@ -195,6 +199,7 @@ impl Default for Config {
             budgets: BudgetsConfig::default(),
             batches: BatchesConfig::default(),
             telemetry: TelemetryConfig::default(),
+            intake: IntakeConfig::default(),
             secrets: Secrets::default(),
         }
     }
@@ -296,6 +301,7 @@ impl Config {
         self.secrets.admin_token = set("TOLLGATE_ADMIN_TOKEN");
         self.secrets.metrics_token = set("TOLLGATE_METRICS_TOKEN");
         self.telemetry.apply_env(&env);
+        self.intake.apply_env(&env);
     }
 
     /// Every problem with this configuration (empty when it is usable). Pure: file existence
@@ -417,6 +423,7 @@ impl Config {
         problems.extend(self.budgets.validate());
         problems.extend(self.batches.validate());
         problems.extend(self.telemetry.validate());
+        problems.extend(self.intake.validate());
         problems
     }
 

@@ -40,5 +40,6 @@ pub use reports::{
     DailyDifference, Dimension, Reconciliation, Report, ReportQuery, ReportRow, SessionDifference,
     SessionTotals, Source, local_day, local_month, month_bounds, parse_instant, rfc3339,
 };
+pub use sessions::{GateRun, SessionEvent, SessionHooks};
 pub use store::{Backend, SchemaState, Store};
 pub use teams::{Team, TeamUpdate};

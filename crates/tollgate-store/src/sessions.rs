@@ -1,6 +1,8 @@
 //! A team's most expensive sessions, from the `sessions` rollup (one row per team and Codex
 //! session id, kept by the ledger writer), for the admin API's
-//! `GET /admin/v1/teams/{team}/sessions`, and one session looked up with or without its team.
+//! `GET /admin/v1/teams/{team}/sessions`, and one session looked up with or without its team;
+//! and the Codex hook events reported of a session (`session_events`, migration 0012), with
+//! what the session view shows of them.
 
 use std::collections::BTreeMap;
 
@@ -85,5 +87,129 @@ impl Store {
                 )))
             }
         }
+    }
+}
+
+/// One Codex hook event as stored: under the team of the key that reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionEvent {
+    pub team_id: String,
+    pub session_id: String,
+    pub turn_id: Option<String>,
+    /// Codex's hook event name in snake case: `stop`, `post_tool_use`, …
+    pub event: String,
+    pub tool_name: Option<String>,
+    /// Whether the quality gate the hook ran passed; `None` when it ran none.
+    pub gate_passed: Option<bool>,
+    pub gate_ms: Option<i64>,
+    pub task_type: Option<String>,
+    /// On `stop` events: `completed`, `failed` or `gate_failed`.
+    pub outcome: Option<String>,
+    pub at_ms: i64,
+}
+
+/// What a session's hook events add to its view.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionHooks {
+    /// How many events were reported.
+    pub events: i64,
+    /// When the newest was received.
+    pub last_at_ms: Option<i64>,
+    /// The newest `stop` event's outcome.
+    pub outcome: Option<String>,
+    /// The newest gate run.
+    pub gate: Option<GateRun>,
+    /// The newest task type reported.
+    pub task_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateRun {
+    pub passed: bool,
+    pub duration_ms: Option<i64>,
+}
+
+impl Store {
+    /// Stores one hook event.
+    pub async fn record_session_event(&self, e: &SessionEvent) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO session_events (team_id, session_id, turn_id, event, tool_name, \
+             gate_passed, gate_ms, task_type, outcome, at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&e.team_id)
+        .bind(&e.session_id)
+        .bind(&e.turn_id)
+        .bind(&e.event)
+        .bind(&e.tool_name)
+        .bind(e.gate_passed.map(i16::from))
+        .bind(e.gate_ms)
+        .bind(&e.task_type)
+        .bind(&e.outcome)
+        .bind(e.at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The hook events `team_id` reported of `session_id`, summed up for the session view:
+    /// four reads on the `(team_id, session_id)` index (a session has tens of events, not
+    /// millions).
+    pub async fn session_hooks(&self, team_id: &str, session_id: &str) -> Result<SessionHooks> {
+        let counted = sqlx::query(
+            "SELECT COUNT(*), MAX(at_ms) FROM session_events \
+             WHERE team_id = $1 AND session_id = $2",
+        )
+        .bind(team_id)
+        .bind(session_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let events: i64 = counted.try_get(0)?;
+        if events == 0 {
+            return Ok(SessionHooks::default());
+        }
+        // The newest event with `condition`: fixed SQL, only the column names differ.
+        let newest = |condition: &'static str, column: &'static str| {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {column} FROM session_events WHERE team_id = $1 AND session_id = $2 \
+                 AND {condition} ORDER BY at_ms DESC, id DESC LIMIT 1"
+            )))
+        };
+        let outcome = newest("outcome IS NOT NULL", "outcome")
+            .bind(team_id)
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.try_get::<String, _>(0))
+            .transpose()?;
+        let gate = newest(
+            "gate_passed IS NOT NULL",
+            "CAST(gate_passed AS BIGINT), gate_ms",
+        )
+        .bind(team_id)
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| {
+            Ok::<_, StoreError>(GateRun {
+                passed: row.try_get::<i64, _>(0)? != 0,
+                duration_ms: row.try_get(1)?,
+            })
+        })
+        .transpose()?;
+        let task_type = newest("task_type IS NOT NULL", "task_type")
+            .bind(team_id)
+            .bind(session_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| row.try_get::<String, _>(0))
+            .transpose()?;
+        Ok(SessionHooks {
+            events,
+            last_at_ms: counted.try_get(1)?,
+            outcome,
+            gate,
+            task_type,
+        })
     }
 }

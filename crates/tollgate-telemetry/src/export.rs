@@ -194,6 +194,23 @@ impl Exporters {
     }
 }
 
+/// The TLS client config of tollgate's own OTLP/HTTP export (webpki roots, the system's, and
+/// `[telemetry] ca_file`'s), for anything else that talks to the same collector (the intake's
+/// forwarder).
+pub fn collector_tls(cfg: &TelemetryConfig) -> Result<rustls::ClientConfig, TelemetryError> {
+    let ca_pem = cfg
+        .ca_file
+        .as_deref()
+        .map(|path| {
+            std::fs::read(path).map_err(|e| TelemetryError::CaFile {
+                path: path.into(),
+                reason: e.to_string(),
+            })
+        })
+        .transpose()?;
+    tls_client_config(ca_pem.as_deref(), cfg.ca_file.as_deref())
+}
+
 /// rustls for an `https://` collector: webpki roots, the system's, and `ca_file`'s.
 fn tls_client_config(
     ca_pem: Option<&[u8]>,

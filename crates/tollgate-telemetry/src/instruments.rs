@@ -41,6 +41,11 @@ pub(crate) struct Instruments {
     pub sockets_opened: Counter<u64>,
     pub sockets_open: UpDownCounter<i64>,
     pub socket_duration: Histogram<f64>,
+    pub codex_tasks: Counter<u64>,
+    pub codex_gate_runs: Counter<u64>,
+    pub codex_tool_events: Counter<u64>,
+    pub intake_exports: Counter<u64>,
+    pub intake_dropped: Counter<u64>,
     // Kept so their callbacks stay registered for the provider's lifetime.
     _observed: (
         ObservableGauge<f64>,
@@ -152,6 +157,11 @@ impl Instruments {
                 .with_description(names::WEBSOCKET_DURATION.description)
                 .with_boundaries(names::BUCKETS_CONNECTION_SECONDS.to_vec())
                 .build(),
+            intake_exports: counter(meter, names::INTAKE_EXPORTS),
+            intake_dropped: counter(meter, names::INTAKE_DROPPED),
+            codex_tasks: counter(meter, names::CODEX_TASKS),
+            codex_gate_runs: counter(meter, names::CODEX_GATE_RUNS),
+            codex_tool_events: counter(meter, names::CODEX_TOOL_EVENTS),
             _observed: (budget_used, queue_depth, spool, export),
         }
     }

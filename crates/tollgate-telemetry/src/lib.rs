@@ -18,7 +18,7 @@
 mod export;
 mod export_errors;
 mod instruments;
-mod names;
+pub mod names;
 pub mod prometheus;
 mod redact;
 mod request;
@@ -49,6 +49,7 @@ use instruments::{BudgetKey, Instruments, LedgerProbe};
 use redact::Redactor;
 use trajectory::Trajectories;
 
+pub use export::collector_tls;
 pub use export_errors::Signal;
 pub use request::{Outcome, RequestSpan, UpstreamErrorKind};
 pub use trajectory::SessionSignal;

@@ -94,6 +94,16 @@ pub const EXPORT_ERRORS: MetricDef = def(
     "{error}",
     "Failed OTLP exports by signal, counted rather than logged per request.",
 );
+pub const INTAKE_EXPORTS: MetricDef = def(
+    "tollgate.intake.exports",
+    "{export}",
+    "OTLP exports clients sent to /otlp/v1/* and tollgate accepted, by team and signal.",
+);
+pub const INTAKE_DROPPED: MetricDef = def(
+    "tollgate.intake.dropped",
+    "{export}",
+    "Accepted OTLP exports not delivered to the collector, by signal and reason.",
+);
 
 pub const WEBSOCKET_CONNECTIONS: MetricDef = def(
     "tollgate.websocket.connections",
@@ -109,6 +119,22 @@ pub const WEBSOCKET_DURATION: MetricDef = def(
     "tollgate.websocket.duration",
     "s",
     "How long Responses WebSocket connections stayed open.",
+);
+
+pub const CODEX_TASKS: MetricDef = def(
+    "tollgate.codex.tasks",
+    "{task}",
+    "Codex turns that stopped, by outcome and task type (from `tollgate hook` on Stop).",
+);
+pub const CODEX_GATE_RUNS: MetricDef = def(
+    "tollgate.codex.gate_runs",
+    "{run}",
+    "Quality gates `tollgate hook --gate` ran, by result.",
+);
+pub const CODEX_TOOL_EVENTS: MetricDef = def(
+    "tollgate.codex.tool_events",
+    "{event}",
+    "Codex tool-use hook events, by tool name.",
 );
 
 /// Buckets for WebSocket lifetimes: seconds to the upstream's one-hour limit.
@@ -136,6 +162,8 @@ pub mod label {
     pub const SCOPE: &str = "scope";
     pub const PERIOD: &str = "period";
     pub const SIGNAL: &str = "signal";
+    pub const TASK_TYPE: &str = "task_type";
+    pub const RESULT: &str = "result";
 }
 
 /// Span and log attribute keys: OpenTelemetry GenAI semantic conventions plus `tollgate.*`.

@@ -8,11 +8,11 @@ use opentelemetry::KeyValue;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, Severity};
 use tollgate_core::LedgerEvent;
 
-use crate::Telemetry;
 use crate::instruments::BudgetKey;
 use crate::names::{attr, event, label};
 use crate::request::{any_value, at_ms};
 use crate::trajectory::SessionSignal;
+use crate::{Signal, Telemetry};
 
 impl Telemetry {
     /// A request tollgate refused. `reason`: `budget`, `session_cap`, `rate_limit`,
@@ -51,6 +51,77 @@ impl Telemetry {
             ];
             m.sockets_open.add(-1, &labels);
             m.socket_duration.record(seconds, &labels);
+        }
+    }
+
+    /// An OTLP export of `team` accepted at the intake (`/otlp/v1/*`).
+    pub fn intake_export(&self, team: &str, signal: Signal) {
+        if let Some(m) = &self.inner.instruments {
+            m.intake_exports.add(
+                1,
+                &[
+                    KeyValue::new(label::TEAM, team.to_string()),
+                    KeyValue::new(label::SIGNAL, signal.label()),
+                ],
+            );
+        }
+    }
+
+    /// An accepted intake export that will not reach the collector. `reason`: `no_destination`,
+    /// `queue_full`, `send_failed`, `collector_refused` or `shutdown`.
+    pub fn intake_dropped(&self, signal: Signal, reason: &'static str) {
+        if let Some(m) = &self.inner.instruments {
+            m.intake_dropped.add(
+                1,
+                &[
+                    KeyValue::new(label::SIGNAL, signal.label()),
+                    KeyValue::new(label::REASON, reason),
+                ],
+            );
+        }
+    }
+
+    /// A Codex turn stopped (a `Stop` hook event): `outcome` is `completed`, `failed` or
+    /// `gate_failed`; `task_type` a bounded label (`other` when none fits).
+    pub fn codex_task(&self, team: &str, cost_centre: &str, outcome: &str, task_type: &str) {
+        if let Some(m) = &self.inner.instruments {
+            m.codex_tasks.add(
+                1,
+                &[
+                    KeyValue::new(label::TEAM, team.to_string()),
+                    KeyValue::new(label::COST_CENTRE, cost_centre.to_string()),
+                    KeyValue::new(label::OUTCOME, outcome.to_string()),
+                    KeyValue::new(label::TASK_TYPE, task_type.to_string()),
+                ],
+            );
+        }
+    }
+
+    /// A quality gate run by `tollgate hook --gate`: passed when it exited 0.
+    pub fn codex_gate_run(&self, team: &str, cost_centre: &str, passed: bool) {
+        if let Some(m) = &self.inner.instruments {
+            m.codex_gate_runs.add(
+                1,
+                &[
+                    KeyValue::new(label::TEAM, team.to_string()),
+                    KeyValue::new(label::COST_CENTRE, cost_centre.to_string()),
+                    KeyValue::new(label::RESULT, if passed { "pass" } else { "fail" }),
+                ],
+            );
+        }
+    }
+
+    /// A Codex tool-use hook event; `tool` is a bounded label (`other` when none fits).
+    pub fn codex_tool_event(&self, team: &str, cost_centre: &str, tool: &str) {
+        if let Some(m) = &self.inner.instruments {
+            m.codex_tool_events.add(
+                1,
+                &[
+                    KeyValue::new(label::TEAM, team.to_string()),
+                    KeyValue::new(label::COST_CENTRE, cost_centre.to_string()),
+                    KeyValue::new(label::TOOL, tool.to_string()),
+                ],
+            );
         }
     }
 

@@ -27,6 +27,7 @@ use tollgate_telemetry::Telemetry;
 
 use crate::batch_book::StoreBatchBook;
 use crate::budget_events::{self, EventCounts};
+use crate::intake::Intake;
 use crate::router::Metrics;
 
 use crate::router::Router;
@@ -79,6 +80,9 @@ pub struct Running {
     pub budget_events: Arc<EventCounts>,
     pub rates: Arc<RateLimits>,
     pub telemetry: Telemetry,
+    /// The OTLP intake (`/otlp/v1/*`), unless `[intake] enabled = false`: register an
+    /// [`crate::intake::IntakeObserver`] on it for signals derived from clients' telemetry.
+    pub intake: Option<Arc<Intake>>,
     settler: Arc<Settler>,
     /// Responses WebSocket connections, closed after the listeners drain.
     sockets: Arc<Sockets>,
@@ -283,13 +287,27 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         telemetry: telemetry.clone(),
         token: config.secrets.metrics_token.as_deref().map(KeyHash::of),
     });
-    let router = Arc::new(Router::new(
-        Arc::clone(&gateway),
-        store.clone(),
-        Arc::clone(&keys),
-        admin_on_main,
-        metrics,
-    ));
+    let intake = if config.intake.enabled {
+        Some(Arc::new(Intake::start(
+            &config,
+            Arc::clone(&keys),
+            telemetry.clone(),
+            &tasks,
+            cancel.clone(),
+        )?))
+    } else {
+        None
+    };
+    let router = Arc::new(
+        Router::new(
+            Arc::clone(&gateway),
+            store.clone(),
+            Arc::clone(&keys),
+            admin_on_main,
+            metrics,
+        )
+        .with_intake(intake.clone()),
+    );
     let main_router = Arc::clone(&router);
     let route_main = move |req| {
         let router = Arc::clone(&main_router);
@@ -352,6 +370,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         budget_events,
         rates,
         telemetry,
+        intake,
         settler,
         sockets: Arc::clone(&gateway.sockets),
         drain_timeout: Duration::from_millis(config.limits.drain_timeout_ms),

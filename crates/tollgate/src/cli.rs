@@ -57,6 +57,34 @@ pub enum Command {
     /// calls (from the database named by DATABASE_URL, or over --server).
     #[command(subcommand)]
     Session(SessionCommand),
+    /// A Codex hook: reads the hook event Codex sends on stdin and reports it to the gateway
+    /// (with --gate, after running a quality gate). Always exits 0 with nothing on stdout, so
+    /// Codex carries on unchanged whatever happens; problems go to stderr.
+    Hook(HookArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HookArgs {
+    /// The gateway's URL (https://tollgate.example.com; Codex's `…/v1` base_url works too).
+    #[arg(long, env = "TOLLGATE_URL")]
+    pub gateway: Option<String>,
+    /// The environment variable that holds the team key.
+    #[arg(long, default_value = "TOLLGATE_KEY")]
+    pub key_env: String,
+    /// How long reporting may take, in milliseconds (keep it well below the hook's `timeout`).
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
+    /// A quality gate to run first with `sh -c` in the session's directory (e.g. 'cargo test');
+    /// its exit status (0 = passed) and duration are reported. Meant for Stop hooks.
+    #[arg(long)]
+    pub gate: Option<String>,
+    /// How long the gate may run before it is stopped and reported as failed.
+    #[arg(long, default_value_t = 600)]
+    pub gate_timeout_secs: u64,
+    /// What kind of task this is (e.g. bugfix): a label of [a-z0-9_-], at most 32 characters
+    /// (anything else is counted as `other`).
+    #[arg(long)]
+    pub task_type: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,18 @@ use tollgate::{app, commands, demo};
 use tollgate_core::config::redact_url;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Codex acts on a hook's exit status (2 turns a Stop hook's stderr into the model's next
+        // prompt): a mistyped `tollgate hook` flag must fail open like everything else in it.
+        Err(e) if e.use_stderr() && std::env::args().any(|a| a == "hook") => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("tollgate hook: {first}; Codex continues unchanged");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => e.exit(),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -33,6 +44,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    // A Codex hook reads no configuration: nothing may stop it from answering Codex.
+    if let Command::Hook(args) = cli.command {
+        return tollgate::hook::run(args).await;
+    }
     let config = match config_load::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(problems) => {
@@ -105,7 +120,11 @@ async fn manage(plane: &impl ControlPlane, command: Command) -> anyhow::Result<(
         Command::RateLimit(c) => commands::rate_limit(plane, c).await,
         Command::Report(args) => commands::report(plane, args).await,
         Command::Session(c) => commands::session(plane, c).await,
-        Command::Serve(_) | Command::Demo(_) | Command::Migrate | Command::MockUpstream(_) => {
+        Command::Serve(_)
+        | Command::Demo(_)
+        | Command::Migrate
+        | Command::MockUpstream(_)
+        | Command::Hook(_) => {
             anyhow::bail!("--server applies to team, key, budget, rate-limit, report and session")
         }
     }

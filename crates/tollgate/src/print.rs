@@ -225,6 +225,25 @@ pub fn print_session(output: Output, session: &Value) {
         text(session, "output_tokens"),
         text(session, "reasoning_tokens"),
     );
+    // What Codex's hooks (`tollgate hook`) reported, when they did.
+    if session["hook_events"].as_i64().is_some_and(|n| n > 0) {
+        let gate = match session["gate"]["passed"].as_bool() {
+            Some(passed) => format!(
+                "{} in {} ms",
+                if passed { "passed" } else { "failed" },
+                text(&session["gate"], "duration_ms")
+            ),
+            None => "none".to_string(),
+        };
+        let or_dash = |field: &str| session[field].as_str().unwrap_or("-").to_string();
+        println!(
+            "outcome: {}, gate: {gate}, task type: {}, duration: {} ms, hook events: {}",
+            or_dash("outcome"),
+            or_dash("task_type"),
+            text(session, "duration_ms"),
+            text(session, "hook_events"),
+        );
+    }
     if let Some(tools) = session["tool_calls"].as_object().filter(|t| !t.is_empty()) {
         let rows = tools
             .iter()

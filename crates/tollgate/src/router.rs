@@ -1,5 +1,6 @@
-//! Top-level routing: `/v1/*` to the proxy (but Codex's turn-cost query, answered here from the
-//! ledger), `/admin/v1/*` to the admin API, health probes.
+//! Top-level routing: `/otlp/v1/*` to the OTLP intake (clients' own telemetry), `/v1/*` to the
+//! proxy (but Codex's turn-cost query, answered here from the ledger), `/tollgate/v1/hooks`
+//! (Codex hook events), `/admin/v1/*` to the admin API, health probes.
 
 use std::sync::Arc;
 
@@ -14,18 +15,24 @@ use tollgate_store::{Role, Store};
 
 use crate::admin_http::AdminHttp;
 use crate::control::{Control, Live};
+use crate::hooks_http::{self, HookIntake};
+use crate::intake::{self, Intake};
 use crate::turn_costs::{self, TurnCosts};
 
 pub struct Router {
     gateway: Arc<Gateway>,
     admin: AdminHttp,
     turn_costs: TurnCosts,
+    /// `POST /tollgate/v1/hooks`: Codex hook events from `tollgate hook`.
+    hooks: HookIntake,
     store: Store,
     keys: Arc<KeyCache>,
     /// False when `/admin/v1` has a listener of its own and must not be served on the main one.
     admin_on_main: bool,
     /// Prometheus text at `[telemetry] metrics_path`, when set.
     metrics: Option<Metrics>,
+    /// `/otlp/v1/*`, unless `[intake] enabled = false`.
+    intake: Option<Arc<Intake>>,
 }
 
 /// `GET /metrics`: the same instruments OTLP exports, as Prometheus text. It carries every
@@ -110,22 +117,43 @@ impl Router {
             keys: Arc::clone(&keys),
             budgets,
         };
+        let hooks = HookIntake::new(
+            store.clone(),
+            Arc::clone(&keys),
+            gateway.settler.telemetry.clone(),
+        );
         Router {
             gateway,
             admin: AdminHttp::new(Control::new(store.clone(), Some(live))),
             turn_costs: TurnCosts::new(store.clone(), Arc::clone(&keys)),
+            hooks,
             store,
             keys,
             admin_on_main,
             metrics,
+            intake: None,
         }
+    }
+
+    /// Serves the OTLP intake at `/otlp/v1/*` on the main listener.
+    pub fn with_intake(mut self, intake: Option<Arc<Intake>>) -> Router {
+        self.intake = intake;
+        self
     }
 
     /// The main listener.
     pub async fn route(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let path = request.uri().path();
+        if let Some(intake) = &self.intake
+            && let Some(signal) = intake::signal_of(path)
+        {
+            return intake.handle(signal, request).await;
+        }
         if path == turn_costs::PATH {
             return self.turn_costs.handle(request).await;
+        }
+        if path == hooks_http::PATH {
+            return self.hooks.handle(request).await;
         }
         if is_api_path(path) {
             return self.gateway.handle(request).await;

@@ -1,12 +1,13 @@
 //! `/admin/v1/teams/{team}/sessions` (a team's most expensive sessions in a period),
 //! `/admin/v1/teams/{team}/sessions/{id}` and `/admin/v1/sessions/{id}` (one team's session:
-//! requests, tokens, cost, tool calls by name) and
+//! requests, tokens, cost, tool calls by name, and what Codex's hooks reported of it: outcome,
+//! last quality gate, task type, duration) and
 //! `/admin/v1/requests/{id}` (one call's ledger row), read from the ledger's rollups.
 
 use serde_json::{Value, json};
 
 use tollgate_core::budget::Calendar;
-use tollgate_store::{LedgerRow, SessionSummary, parse_instant};
+use tollgate_store::{LedgerRow, SessionHooks, SessionSummary, parse_instant};
 
 use super::page::{Listed, Query, numbered};
 use super::reply::{Answer, json, not_found, ok, store_error};
@@ -70,7 +71,14 @@ impl Control {
             .await
             .map_err(store_error)?
             .ok_or_else(|| not_found("session", id))?;
-        ok(session_view(&session, true))
+        let hooks = self
+            .store
+            .session_hooks(&session.team_id, &session.session_id)
+            .await
+            .map_err(store_error)?;
+        let mut view = session_view(&session, true);
+        add_hooks(&mut view, &session, &hooks);
+        ok(view)
     }
 
     pub(super) async fn get_request(&self, call: &Call<'_>) -> Answer {
@@ -106,6 +114,24 @@ pub fn session_view(s: &SessionSummary, with_tools: bool) -> Value {
         value["tool_calls"] = json(&s.tools);
     }
     value
+}
+
+/// What the team's Codex hooks (`tollgate hook`) reported of one session: the last Stop's
+/// `outcome`, the last quality `gate`, how many `hook_events`, the `task_type`; and
+/// `duration_ms`, from the session's first metered call to its last call or hook event,
+/// whichever is later (idle time included: it is wall-clock, not work).
+fn add_hooks(view: &mut Value, s: &SessionSummary, hooks: &SessionHooks) {
+    let last_ms = hooks
+        .last_at_ms
+        .map_or(s.last_seen_ms, |at| at.max(s.last_seen_ms));
+    view["outcome"] = json(&hooks.outcome);
+    view["gate"] = hooks.gate.as_ref().map_or(
+        Value::Null,
+        |g| json!({"passed": g.passed, "duration_ms": g.duration_ms}),
+    );
+    view["hook_events"] = hooks.events.into();
+    view["task_type"] = json(&hooks.task_type);
+    view["duration_ms"] = (last_ms - s.first_seen_ms).max(0).into();
 }
 
 /// A ledger row as the admin API shows it: the row's fields, with tool calls as a
