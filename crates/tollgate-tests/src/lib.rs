@@ -12,6 +12,7 @@
 
 pub mod clients;
 pub mod process;
+pub mod socket;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -16,13 +16,11 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use tollgate_mock::MockOptions;
+use tollgate_tests::socket::{create, open, open_at};
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, UPSTREAM_KEY, both_stores, eventually};
 
 both_stores!(
@@ -32,96 +30,6 @@ both_stores!(
     calls_cut_short_are_settled_once_and_estimated,
     a_rate_limit_is_a_failed_response_codex_waits_out,
 );
-
-/// A client's socket through the gateway.
-struct Socket(WebSocketStream<TcpStream>);
-
-/// Opens `GET /v1/responses` as a WebSocket with `key` and Codex-like headers.
-async fn open(h: &Harness, key: &str, extra: &[(&'static str, &str)]) -> Result<Socket, WsError> {
-    open_at(h.gateway.addr, key, extra).await
-}
-
-/// [`open`] on the gateway at `addr`.
-async fn open_at(
-    addr: std::net::SocketAddr,
-    key: &str,
-    extra: &[(&'static str, &str)],
-) -> Result<Socket, WsError> {
-    let url = format!("ws://{addr}/v1/responses");
-    let mut request = url.into_client_request().unwrap();
-    let headers = request.headers_mut();
-    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
-    headers.insert(
-        "openai-beta",
-        "responses_websockets=2026-02-06".parse().unwrap(),
-    );
-    headers.insert("session-id", "sess-ws-1".parse().unwrap());
-    headers.insert(
-        "x-codex-turn-metadata",
-        r#"{"turn_id":"turn-handshake"}"#.parse().unwrap(),
-    );
-    for (name, value) in extra {
-        headers.insert(*name, value.parse().unwrap());
-    }
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
-    Ok(Socket(ws))
-}
-
-fn create(turn: &str, text: &str) -> Value {
-    json!({
-        "type": "response.create",
-        "model": "gpt-5.5",
-        "stream": true,
-        "store": false,
-        "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}],
-        "client_metadata": {"turn_id": turn, "session_id": "sess-ws-1"},
-    })
-}
-
-const TERMINAL: [&str; 4] = [
-    "response.completed",
-    "response.failed",
-    "response.incomplete",
-    "error",
-];
-
-impl Socket {
-    async fn send(&mut self, message: Value) {
-        self.0
-            .send(Message::text(message.to_string()))
-            .await
-            .unwrap();
-    }
-
-    /// The next text frame as JSON; `None` when the socket closed.
-    async fn next_event(&mut self) -> Option<Value> {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(10), self.0.next())
-                .await
-                .expect("an event within 10 s")?;
-            match message {
-                Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
-                Ok(Message::Close(_)) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    /// Sends `message` and reads events up to its answer's terminal event.
-    async fn call(&mut self, message: Value) -> Vec<Value> {
-        self.send(message).await;
-        let mut events = Vec::new();
-        while let Some(event) = self.next_event().await {
-            let done = TERMINAL.contains(&event["type"].as_str().unwrap_or(""));
-            events.push(event);
-            if done {
-                return events;
-            }
-        }
-        panic!("the socket closed before a terminal event: {events:?}");
-    }
-}
 
 /// The ledger rows of session `sess-ws-1`, oldest first.
 #[derive(Debug, Clone, PartialEq)]

@@ -20,136 +20,19 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use tollgate_mock::{MockOptions, RecordedRequest, Transport};
+use tollgate_tests::socket::{Socket, create, is_terminal, open, open_on};
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, UPSTREAM_KEY, both_stores, eventually};
 
 both_stores!(
     pipelined_creates_on_one_socket_are_each_reserved_before_forwarding,
     creates_on_many_sockets_at_once_share_one_budget,
 );
-
-/// A client's socket through the gateway.
-struct Socket(WebSocketStream<TcpStream>);
-
-async fn open(h: &Harness, key: &str, extra: &[(&'static str, &str)]) -> Result<Socket, WsError> {
-    let stream = TcpStream::connect(h.gateway.addr).await.unwrap();
-    open_on(h.gateway.addr, stream, key, extra).await
-}
-
-/// Opens `GET /v1/responses` as a WebSocket on `stream` with `key` and Codex-like headers.
-async fn open_on(
-    addr: SocketAddr,
-    stream: TcpStream,
-    key: &str,
-    extra: &[(&'static str, &str)],
-) -> Result<Socket, WsError> {
-    let url = format!("ws://{addr}/v1/responses");
-    let mut request = url.into_client_request().unwrap();
-    let headers = request.headers_mut();
-    headers.insert("authorization", format!("Bearer {key}").parse().unwrap());
-    headers.insert(
-        "openai-beta",
-        "responses_websockets=2026-02-06".parse().unwrap(),
-    );
-    headers.insert("session-id", "sess-ws-1".parse().unwrap());
-    for (name, value) in extra {
-        headers.append(*name, value.parse().unwrap());
-    }
-    let (ws, _) = tokio_tungstenite::client_async(request, stream).await?;
-    Ok(Socket(ws))
-}
-
-fn create(turn: &str, text: &str) -> Value {
-    json!({
-        "type": "response.create",
-        "model": "gpt-5.5",
-        "stream": true,
-        "store": false,
-        "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}],
-        "client_metadata": {"turn_id": turn, "session_id": "sess-ws-1"},
-    })
-}
-
-const TERMINAL: [&str; 4] = [
-    "response.completed",
-    "response.failed",
-    "response.incomplete",
-    "error",
-];
-
-fn is_terminal(event: &Value) -> bool {
-    TERMINAL.contains(&event["type"].as_str().unwrap_or(""))
-}
-
-impl Socket {
-    async fn send(&mut self, message: Value) {
-        self.0
-            .send(Message::text(message.to_string()))
-            .await
-            .unwrap();
-    }
-
-    async fn send_raw(&mut self, text: &str) {
-        self.0.send(Message::text(text)).await.unwrap();
-    }
-
-    /// The next text frame as JSON; `None` when the socket closed.
-    async fn next_event(&mut self) -> Option<Value> {
-        loop {
-            let message = tokio::time::timeout(Duration::from_secs(15), self.0.next())
-                .await
-                .expect("an event within 15 s")?;
-            match message {
-                Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
-                Ok(Message::Close(_)) | Err(_) => return None,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    /// Reads events until `n` terminal events came (or the socket closed); returns them all.
-    async fn until_terminals(&mut self, n: usize) -> Vec<Value> {
-        let mut events = Vec::new();
-        let mut seen = 0;
-        while seen < n {
-            let Some(event) = self.next_event().await else {
-                break;
-            };
-            seen += usize::from(is_terminal(&event));
-            events.push(event);
-        }
-        events
-    }
-
-    /// Sends `message` and reads events up to its answer's terminal event.
-    async fn call(&mut self, message: Value) -> Vec<Value> {
-        self.send(message).await;
-        let events = self.until_terminals(1).await;
-        assert!(
-            events.last().is_some_and(is_terminal),
-            "the socket closed before a terminal event: {events:?}"
-        );
-        events
-    }
-
-    /// Whether the gateway closed the socket within `within` (reading and dropping events).
-    async fn closed_within(&mut self, within: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.0.next()).await {
-                Err(_) => return false,
-                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
-                Ok(Some(Ok(_))) => {}
-            }
-        }
-    }
-}
 
 /// One ledger row, any session.
 #[derive(Debug, Clone, PartialEq)]
