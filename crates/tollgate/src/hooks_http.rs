@@ -19,8 +19,7 @@
 
 use std::sync::Arc;
 
-use http::header::AUTHORIZATION;
-use http::{Method, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
@@ -80,25 +79,8 @@ impl HookIntake {
 
     /// Method (405), key (401), body (400/413), then the store (503 when unreachable).
     async fn answer(&self, request: Request<Incoming>) -> Result<Value, ApiError> {
-        if request.method() != Method::POST {
-            let mut error = ApiError::new(
-                405,
-                "invalid_request_error",
-                "method_not_allowed",
-                format!("{PATH} takes POST, not {}.", request.method()),
-            );
-            error.headers.push(("allow", "POST".into()));
-            return Err(error);
-        }
+        let key = crate::team_post::authenticate(&self.keys, PATH, &request)?;
         let now_ms = tollgate_core::time::now_ms();
-        let authorization = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let key = self
-            .keys
-            .authenticate(authorization, now_ms)
-            .map_err(ApiError::invalid_api_key)?;
         let body =
             read_limited(request.into_body(), MAX_BODY)
                 .await

@@ -19,6 +19,7 @@ pub mod intake;
 pub mod plane;
 pub mod print;
 pub mod router;
+pub mod team_post;
 pub mod turn_costs;
 pub mod validate;
 

@@ -27,8 +27,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use http::header::{AUTHORIZATION, CONTENT_ENCODING};
-use http::{Method, Request, Response, StatusCode};
+use http::header::CONTENT_ENCODING;
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde_json::Value;
@@ -67,25 +67,8 @@ impl TurnCosts {
 
     /// Method (405), key (401), body (400/413/415), then the ledger (503 when unreachable).
     async fn answer(&self, request: Request<Incoming>) -> Result<Vec<u8>, ApiError> {
-        if request.method() != Method::POST {
-            let mut error = ApiError::new(
-                405,
-                "invalid_request_error",
-                "method_not_allowed",
-                format!("{PATH} takes POST, not {}.", request.method()),
-            );
-            error.headers.push(("allow", "POST".into()));
-            return Err(error);
-        }
+        let key = crate::team_post::authenticate(&self.keys, PATH, &request)?;
         let now_ms = tollgate_core::time::now_ms();
-        let authorization = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let key = self
-            .keys
-            .authenticate(authorization, now_ms)
-            .map_err(ApiError::invalid_api_key)?;
         let encoding = request.headers().get(CONTENT_ENCODING).map(|v| {
             String::from_utf8_lossy(v.as_bytes())
                 .trim()
