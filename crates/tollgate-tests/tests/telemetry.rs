@@ -1424,7 +1424,10 @@ async fn an_unreachable_collector_costs_no_call_and_no_log_storm() {
         .lines()
         .filter(|l| {
             let l = l.to_ascii_lowercase();
-            l.contains("export") || l.contains("otlp") || l.contains("connection refused")
+            // Warnings and errors only: the capture is process-wide, and every gateway the other
+            // tests start says once, at INFO, where its OTLP intake forwards to.
+            let loud = l.contains(" warn ") || l.contains(" error ");
+            loud && (l.contains("export") || l.contains("otlp") || l.contains("connection refused"))
         })
         .collect();
     assert_eq!(
