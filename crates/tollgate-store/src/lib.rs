@@ -18,6 +18,7 @@ mod keys;
 pub mod ledger;
 mod poll;
 mod reports;
+mod session_signals;
 mod sessions;
 mod store;
 mod teams;
@@ -40,6 +41,7 @@ pub use reports::{
     DailyDifference, Dimension, Reconciliation, Report, ReportQuery, ReportRow, SessionDifference,
     SessionTotals, Source, local_day, local_month, month_bounds, parse_instant, rfc3339,
 };
+pub use session_signals::{CodexTokens, SessionSignal, SessionSignals, SignalKind};
 pub use sessions::{GateRun, SessionEvent, SessionHooks};
 pub use store::{Backend, SchemaState, Store};
 pub use teams::{Team, TeamUpdate};

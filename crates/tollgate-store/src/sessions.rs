@@ -197,13 +197,7 @@ impl Store {
             })
         })
         .transpose()?;
-        let task_type = newest("task_type IS NOT NULL", "task_type")
-            .bind(team_id)
-            .bind(session_id)
-            .fetch_optional(&self.pool)
-            .await?
-            .map(|row| row.try_get::<String, _>(0))
-            .transpose()?;
+        let task_type = self.session_task_type(team_id, session_id).await?;
         Ok(SessionHooks {
             events,
             last_at_ms: counted.try_get(1)?,

@@ -44,6 +44,11 @@ pub(crate) struct Instruments {
     pub codex_tasks: Counter<u64>,
     pub codex_gate_runs: Counter<u64>,
     pub codex_tool_events: Counter<u64>,
+    pub codex_session_duration: Histogram<f64>,
+    pub codex_turn_duration: Histogram<f64>,
+    pub codex_tokens: Counter<u64>,
+    pub codex_tool_decisions: Counter<u64>,
+    pub codex_api_errors: Counter<u64>,
     pub intake_exports: Counter<u64>,
     pub intake_dropped: Counter<u64>,
     // Kept so their callbacks stay registered for the provider's lifetime.
@@ -64,11 +69,15 @@ fn counter(meter: &Meter, d: MetricDef) -> Counter<u64> {
 }
 
 fn seconds(meter: &Meter, d: MetricDef) -> Histogram<f64> {
+    histogram(meter, d, &names::BUCKETS_SECONDS)
+}
+
+fn histogram(meter: &Meter, d: MetricDef, buckets: &[f64]) -> Histogram<f64> {
     meter
         .f64_histogram(d.name)
         .with_unit(d.unit)
         .with_description(d.description)
-        .with_boundaries(names::BUCKETS_SECONDS.to_vec())
+        .with_boundaries(buckets.to_vec())
         .build()
 }
 
@@ -151,17 +160,29 @@ impl Instruments {
                 .with_unit(names::WEBSOCKET_OPEN.unit)
                 .with_description(names::WEBSOCKET_OPEN.description)
                 .build(),
-            socket_duration: meter
-                .f64_histogram(names::WEBSOCKET_DURATION.name)
-                .with_unit(names::WEBSOCKET_DURATION.unit)
-                .with_description(names::WEBSOCKET_DURATION.description)
-                .with_boundaries(names::BUCKETS_CONNECTION_SECONDS.to_vec())
-                .build(),
+            socket_duration: histogram(
+                meter,
+                names::WEBSOCKET_DURATION,
+                &names::BUCKETS_CONNECTION_SECONDS,
+            ),
             intake_exports: counter(meter, names::INTAKE_EXPORTS),
             intake_dropped: counter(meter, names::INTAKE_DROPPED),
             codex_tasks: counter(meter, names::CODEX_TASKS),
             codex_gate_runs: counter(meter, names::CODEX_GATE_RUNS),
             codex_tool_events: counter(meter, names::CODEX_TOOL_EVENTS),
+            codex_session_duration: histogram(
+                meter,
+                names::CODEX_SESSION_DURATION,
+                &names::BUCKETS_SESSION_SECONDS,
+            ),
+            codex_turn_duration: histogram(
+                meter,
+                names::CODEX_TURN_DURATION,
+                &names::BUCKETS_TURN_SECONDS,
+            ),
+            codex_tokens: counter(meter, names::CODEX_TOKENS),
+            codex_tool_decisions: counter(meter, names::CODEX_TOOL_DECISIONS),
+            codex_api_errors: counter(meter, names::CODEX_API_ERRORS),
             _observed: (budget_used, queue_depth, spool, export),
         }
     }

@@ -137,6 +137,41 @@ pub const CODEX_TOOL_EVENTS: MetricDef = def(
     "Codex tool-use hook events, by tool name.",
 );
 
+pub const CODEX_SESSION_DURATION: MetricDef = def(
+    "tollgate.codex.session.duration",
+    "s",
+    "Codex sessions' time to resolution (their `session_loop` span, from the OTLP intake), by task type.",
+);
+pub const CODEX_TURN_DURATION: MetricDef = def(
+    "tollgate.codex.turn.duration",
+    "s",
+    "Codex turns' durations (their `session_task.turn` spans, from the OTLP intake).",
+);
+pub const CODEX_TOKENS: MetricDef = def(
+    "tollgate.codex.tokens",
+    "{token}",
+    "Tokens Codex counted itself (`codex.turn.token_usage`, from the OTLP intake), by type.",
+);
+pub const CODEX_TOOL_DECISIONS: MetricDef = def(
+    "tollgate.codex.tool_decisions",
+    "{decision}",
+    "Codex's tool-call approval decisions (`codex.tool_decision` events, from the OTLP intake).",
+);
+pub const CODEX_API_ERRORS: MetricDef = def(
+    "tollgate.codex.api_errors",
+    "{error}",
+    "Model API requests Codex reported failing (from the OTLP intake), by transport and status.",
+);
+
+/// Buckets for Codex sessions: seconds to two hours.
+pub const BUCKETS_SESSION_SECONDS: [f64; 12] = [
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0,
+];
+
+/// Buckets for Codex turns: a second to twenty minutes.
+pub const BUCKETS_TURN_SECONDS: [f64; 10] =
+    [1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0];
+
 /// Buckets for WebSocket lifetimes: seconds to the upstream's one-hour limit.
 pub const BUCKETS_CONNECTION_SECONDS: [f64; 10] = [
     1.0, 10.0, 30.0, 60.0, 300.0, 600.0, 1200.0, 1800.0, 2700.0, 3600.0,
@@ -164,6 +199,10 @@ pub mod label {
     pub const SIGNAL: &str = "signal";
     pub const TASK_TYPE: &str = "task_type";
     pub const RESULT: &str = "result";
+    pub const DECISION: &str = "decision";
+    pub const TRANSPORT: &str = "transport";
+    pub const STATUS: &str = "status";
+    pub const TYPE: &str = "type";
 }
 
 /// Span and log attribute keys: OpenTelemetry GenAI semantic conventions plus `tollgate.*`.

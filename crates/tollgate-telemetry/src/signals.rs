@@ -125,6 +125,79 @@ impl Telemetry {
         }
     }
 
+    /// A Codex session ended after `seconds` (its `session_loop` span); `task_type` as in
+    /// [`Telemetry::codex_task`].
+    pub fn codex_session(&self, team: &str, cost_centre: &str, task_type: &str, seconds: f64) {
+        if let Some(m) = &self.inner.instruments {
+            m.codex_session_duration.record(
+                seconds,
+                &[
+                    KeyValue::new(label::TEAM, team.to_string()),
+                    KeyValue::new(label::COST_CENTRE, cost_centre.to_string()),
+                    KeyValue::new(label::TASK_TYPE, task_type.to_string()),
+                ],
+            );
+        }
+    }
+
+    /// A Codex turn took `seconds` (its `session_task.turn` span).
+    pub fn codex_turn(&self, team: &str, cost_centre: &str, seconds: f64) {
+        if let Some(m) = &self.inner.instruments {
+            m.codex_turn_duration.record(
+                seconds,
+                &[
+                    KeyValue::new(label::TEAM, team.to_string()),
+                    KeyValue::new(label::COST_CENTRE, cost_centre.to_string()),
+                ],
+            );
+        }
+    }
+
+    /// Tokens Codex counted itself; `kind` is one of Codex's token types (`input`, `output`, …).
+    pub fn codex_tokens(&self, team: &str, cost_centre: &str, kind: &'static str, tokens: u64) {
+        if let Some(m) = &self.inner.instruments {
+            m.codex_tokens.add(
+                tokens,
+                &[
+                    KeyValue::new(label::TEAM, team.to_string()),
+                    KeyValue::new(label::COST_CENTRE, cost_centre.to_string()),
+                    KeyValue::new(label::TYPE, kind),
+                ],
+            );
+        }
+    }
+
+    /// Codex decided whether a tool call may run; `tool` and `decision` are bounded labels.
+    pub fn codex_tool_decision(&self, team: &str, cost_centre: &str, tool: &str, decision: &str) {
+        if let Some(m) = &self.inner.instruments {
+            m.codex_tool_decisions.add(
+                1,
+                &[
+                    KeyValue::new(label::TEAM, team.to_string()),
+                    KeyValue::new(label::COST_CENTRE, cost_centre.to_string()),
+                    KeyValue::new(label::TOOL, tool.to_string()),
+                    KeyValue::new(label::DECISION, decision.to_string()),
+                ],
+            );
+        }
+    }
+
+    /// A model API request Codex reported failing: `transport` `http` or `websocket`, `status`
+    /// the HTTP status or `none` (no answer).
+    pub fn codex_api_error(&self, team: &str, cost_centre: &str, transport: &str, status: &str) {
+        if let Some(m) = &self.inner.instruments {
+            m.codex_api_errors.add(
+                1,
+                &[
+                    KeyValue::new(label::TEAM, team.to_string()),
+                    KeyValue::new(label::COST_CENTRE, cost_centre.to_string()),
+                    KeyValue::new(label::TRANSPORT, transport.to_string()),
+                    KeyValue::new(label::STATUS, status.to_string()),
+                ],
+            );
+        }
+    }
+
     /// The committed/limit ratio of a budget's current window, reported as
     /// `tollgate_budget_used_ratio` until updated or forgotten. `scope`: `team` or `key`;
     /// `period`: `day`, `week`, `month` or `total`.

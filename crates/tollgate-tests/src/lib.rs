@@ -141,6 +141,26 @@ impl Harness {
         assert_eq!(revoked.status, StatusCode::OK, "{revoked:?}");
     }
 
+    /// The gateway's `GET /metrics` (Prometheus text), with the admin token.
+    pub async fn metrics(&self) -> String {
+        let reply = self
+            .http
+            .send(
+                Method::GET,
+                &format!("{}/metrics", self.base()),
+                &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+                "",
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+        String::from_utf8_lossy(&reply.body).into_owned()
+    }
+
+    /// The sum of the `/metrics` samples of `name` whose labels include every `labels` pair.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_sum(&self.metrics().await, name, labels)
+    }
+
     /// Gives `team` a monthly budget of `limit_usd` through the admin API; returns its id.
     pub async fn set_budget(&self, team: &str, limit_usd: &str) -> String {
         let reply = self
@@ -339,6 +359,25 @@ impl HttpClient {
 /// `Authorization: Bearer <key>` as a header pair.
 pub fn bearer(key: &str) -> (&'static str, String) {
     ("authorization", format!("Bearer {key}"))
+}
+
+/// The sum of the samples of `name` in Prometheus text `text` whose labels include every
+/// `labels` pair (`name` exactly: `_count`, `_sum` and `_bucket` are names of their own).
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (label_text, value) = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            labels
+                .iter()
+                .all(|(k, v)| label_text.split(',').any(|l| l == format!("{k}=\"{v}\"")))
+                .then(|| value.trim().parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
 }
 
 /// Waits for `condition` to hold, checking every 20 ms, up to `timeout`. For conditions in

@@ -261,7 +261,10 @@ fn alert_rules() -> Vec<Rule> {
     let mut rules = Vec::new();
     for group in arr(&yaml("prometheus/alerts.yml")["groups"], "groups") {
         for rule in arr(&group["rules"], "rules") {
-            let name = str_of(&rule["alert"], "every rule is an alert").to_string();
+            if rule.get("record").is_some() {
+                continue;
+            }
+            let name = str_of(&rule["alert"], "a rule records or alerts").to_string();
             let annotations = obj(&rule["annotations"], &format!("{name}.annotations"))
                 .iter()
                 .map(|(k, v)| (k.clone(), str_of(v, k).to_string()))
@@ -281,6 +284,51 @@ fn alert_rules() -> Vec<Rule> {
     rules
 }
 
+/// The recording rules: (name, expression), one entry per rule (a name can have several, one
+/// per label set).
+fn recording_rules() -> Vec<(String, String)> {
+    arr(&yaml("prometheus/alerts.yml")["groups"], "groups")
+        .iter()
+        .flat_map(|group| arr(&group["rules"], "rules"))
+        .filter(|rule| rule.get("record").is_some())
+        .map(|rule| {
+            let name = str_of(&rule["record"], "record").to_string();
+            let expr = str_of(&rule["expr"], &name).to_string();
+            (name, expr)
+        })
+        .collect()
+}
+
+/// Every recorded name (`level:tollgate_…[:operation]`) in a text.
+fn recorded_names(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(is_ident(c) || c == ':'))
+        .filter(|word| word.contains(":tollgate_"))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_recording_rule_is_used_and_every_recorded_name_used_is_recorded() {
+    let recorded: BTreeSet<String> = recording_rules().into_iter().map(|(n, _)| n).collect();
+    assert!(!recorded.is_empty(), "alerts.yml records nothing");
+    let mut used = BTreeSet::new();
+    for rule in alert_rules() {
+        used.extend(recorded_names(&rule.expr));
+    }
+    for (_, expr) in recording_rules() {
+        used.extend(recorded_names(&expr));
+    }
+    used.extend(recorded_names(&read(
+        &deploy_dir().join("grafana/tollgate.json"),
+    )));
+    let unrecorded: Vec<&String> = used.difference(&recorded).collect();
+    let unused: Vec<&String> = recorded.difference(&used).collect();
+    assert!(
+        unrecorded.is_empty() && unused.is_empty(),
+        "used but never recorded: {unrecorded:?}; recorded but never used: {unused:?}"
+    );
+}
+
 #[test]
 fn every_alert_is_labelled_annotated_and_tested_firing_and_quiet() {
     let rules = alert_rules();
@@ -296,6 +344,10 @@ fn every_alert_is_labelled_annotated_and_tested_firing_and_quiet() {
         "TollgateCompletionRatioLow",
         "TollgateLedgerSpooling",
         "TollgateTelemetryExportFailing",
+        "TollgateCodexTaskCompletionLow",
+        "TollgateCodexTimeToResolutionHigh",
+        "TollgateCodexTokenBurnHigh",
+        "TollgateCodexGateFailureRateHigh",
     ] {
         assert!(
             names.contains(expected),
@@ -432,7 +484,12 @@ fn metric_tokens(text: &str) -> Vec<(String, usize)> {
         let end = text[start..]
             .find(|c: char| !is_ident(c))
             .map_or(text.len(), |n| start + n);
-        if !text[..start].chars().next_back().is_some_and(is_ident) {
+        // `level:tollgate_…:operation` is a recording rule's name, not a metric.
+        if !text[..start]
+            .chars()
+            .next_back()
+            .is_some_and(|c| is_ident(c) || c == ':')
+        {
             found.push((text[start..end].to_string(), end));
         }
         from = end;
@@ -538,6 +595,9 @@ fn names_after(text: &str, prefix: &str) -> Vec<String> {
 /// Every PromQL expression of the kit: (where, expression).
 fn kit_expressions() -> Vec<(String, String)> {
     let mut exprs = Vec::new();
+    for (name, expr) in recording_rules() {
+        exprs.push((format!("alerts.yml {name}"), expr));
+    }
     for rule in alert_rules() {
         exprs.push((format!("alerts.yml {}", rule.name), rule.expr.clone()));
         for (key, v) in &rule.annotations {

@@ -249,25 +249,11 @@ fn key_id(key: &str) -> String {
 
 /// `tollgate_intake_dropped_total{signal, reason}` from the gateway's `/metrics`.
 async fn dropped(h: &Harness, signal: &str, reason: &str) -> f64 {
-    let reply = h
-        .http
-        .send(
-            Method::GET,
-            &format!("{}/metrics", h.base()),
-            &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
-            "",
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK);
-    String::from_utf8_lossy(&reply.body)
-        .lines()
-        .filter(|l| l.starts_with("tollgate_intake_dropped_total{"))
-        .filter(|l| {
-            l.contains(&format!("signal=\"{signal}\""))
-                && l.contains(&format!("reason=\"{reason}\""))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    h.metric(
+        "tollgate_intake_dropped_total",
+        &[("signal", signal), ("reason", reason)],
+    )
+    .await
 }
 
 // --------------------------------------------------------------------------- tests
@@ -658,3 +644,305 @@ async fn a_disabled_intake_is_not_served() {
     assert_eq!(reply.status, StatusCode::NOT_FOUND, "{reply:?}");
     h.gateway.shutdown().await;
 }
+
+// ------------------------------------------------------- Codex's signals, joined to sessions
+
+fn int(key: &str, value: i64) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
+        ..KeyValue::default()
+    }
+}
+
+/// A span as Codex 0.169 exports it (names and attributes recorded from `codex exec`).
+fn codex_span(name: &str, id: u8, millis: u64, attributes: Vec<KeyValue>) -> Span {
+    Span {
+        trace_id: vec![0x11; 16],
+        span_id: vec![id; 8],
+        name: name.into(),
+        start_time_unix_nano: NOW_NS,
+        end_time_unix_nano: NOW_NS + millis * 1_000_000,
+        attributes,
+        ..Span::default()
+    }
+}
+
+fn codex_traces(spans: Vec<Span>) -> Vec<u8> {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: resource("codex_exec", &[]),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// A turn of `session`: 2.5 s, with Codex's own token counts; and Codex's other spans, which
+/// say nothing (an OS thread's integer `thread.id` is not a session).
+fn turn_spans(session: &str, id: u8) -> Vec<u8> {
+    codex_traces(vec![
+        codex_span(
+            "session_task.turn",
+            id,
+            2_500,
+            vec![
+                string("thread.id", session),
+                string("turn.id", "turn-1"),
+                int("codex.turn.token_usage.input_tokens", 6934),
+                int("codex.turn.token_usage.cached_input_tokens", 3467),
+                int("codex.turn.token_usage.output_tokens", 56),
+                int("codex.turn.token_usage.reasoning_output_tokens", 16),
+            ],
+        ),
+        codex_span("run_turn", id + 1, 2_000, vec![int("thread.id", 3)]),
+        codex_span("session_task.turn", id + 2, 100, vec![int("thread.id", 3)]),
+    ])
+}
+
+fn codex_logs(session: &str) -> Vec<u8> {
+    let event = |attributes: Vec<KeyValue>, at: u64| LogRecord {
+        time_unix_nano: NOW_NS + at,
+        attributes,
+        ..LogRecord::default()
+    };
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: resource("codex_exec", &[]),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![
+                    event(
+                        vec![
+                            string("event.name", "codex.tool_decision"),
+                            string("conversation.id", session),
+                            string("tool_name", "exec_command"),
+                            string("decision", "approved"),
+                            string("call_id", "call_1"),
+                        ],
+                        1,
+                    ),
+                    event(
+                        vec![
+                            string("event.name", "codex.api_request"),
+                            string("conversation.id", session),
+                            int("http.response.status_code", 429),
+                            string("error.message", "rate limited"),
+                        ],
+                        2,
+                    ),
+                    event(
+                        vec![
+                            string("event.name", "codex.api_request"),
+                            string("conversation.id", session),
+                            int("http.response.status_code", 200),
+                        ],
+                        3,
+                    ),
+                ],
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// Codex's `codex.turn.token_usage`: a delta histogram per token type.
+fn codex_token_usage(input: f64, output: f64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::metrics::v1::{Histogram, HistogramDataPoint};
+    let point = |kind: &str, sum: f64| HistogramDataPoint {
+        attributes: vec![string("token_type", kind)],
+        time_unix_nano: NOW_NS,
+        count: 1,
+        sum: Some(sum),
+        ..HistogramDataPoint::default()
+    };
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource("codex_exec", &[]),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "codex.turn.token_usage".into(),
+                    data: Some(metric::Data::Histogram(Histogram {
+                        data_points: vec![
+                            point("input", input),
+                            point("output", output),
+                            point("total", input + output),
+                        ],
+                        aggregation_temporality: 1,
+                    })),
+                    ..Metric::default()
+                }],
+                ..ScopeMetrics::default()
+            }],
+            ..ResourceMetrics::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+async fn session(h: &Harness, team: &str, id: &str) -> Value {
+    let reply = h
+        .http
+        .send(
+            Method::GET,
+            &format!("{}/admin/v1/sessions/{id}?team={team}", h.base()),
+            &[("authorization", format!("Bearer {ADMIN_TOKEN}"))],
+            "",
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    reply.json()
+}
+
+async fn accepted(h: &Harness, signal: &str, key: &str, body: Vec<u8>) {
+    let reply = send(h, signal, Some(key), PROTOBUF, false, body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+}
+
+/// Codex's spans and events through the intake land on the session tollgate metered, once per
+/// span or event however often an export is retried, and only for the key's own team; the
+/// team's metrics count them with bounded labels.
+async fn codex_telemetry_joins_its_own_teams_session_once(backend: Backend) {
+    const SESSION: &str = "019ab6a2-codex-signals";
+    let h = Harness::start(backend).await;
+    let alpha = h.team_key("alpha").await;
+    let beta = h.team_key("beta").await;
+    let call = h
+        .http
+        .json(
+            Method::POST,
+            &format!("{}/v1/responses", h.base()),
+            &[
+                ("authorization", format!("Bearer {alpha}")),
+                ("session-id", SESSION.to_string()),
+            ],
+            serde_json::json!({"model": "gpt-4.1-mini", "input": "hi", "max_output_tokens": 16}),
+        )
+        .await;
+    assert_eq!(call.status, StatusCode::OK, "{call:?}");
+    h.ledger_row(call.headers["x-request-id"].to_str().unwrap())
+        .await;
+    let before = session(&h, "alpha", SESSION).await;
+    assert_eq!(before["codex"], Value::Null, "no telemetry yet: {before}");
+
+    // Beta's key reports a turn and events under alpha's session id: they stay beta's.
+    accepted(&h, "traces", &beta, turn_spans(SESSION, 0x40)).await;
+    accepted(&h, "logs", &beta, codex_logs(SESSION)).await;
+    // Alpha's own, each export sent twice as an exporter retrying would.
+    for _ in 0..2 {
+        accepted(&h, "traces", &alpha, turn_spans(SESSION, 0x10)).await;
+        accepted(&h, "logs", &alpha, codex_logs(SESSION)).await;
+    }
+    accepted(&h, "metrics", &alpha, codex_token_usage(6934.0, 56.0)).await;
+    let turn_seen = eventually(Duration::from_secs(10), || async {
+        session(&h, "alpha", SESSION).await["codex"]["api_errors"] == 1
+    })
+    .await;
+    let view = session(&h, "alpha", SESSION).await;
+    assert!(turn_seen, "{view}");
+    assert_eq!(
+        view["codex"],
+        serde_json::json!({
+            "duration_ms": null,
+            "turns": 1,
+            "turn_duration_ms": 2500,
+            "tokens": {"input": 6934, "cached_input": 3467, "output": 56, "reasoning": 16},
+            "tool_decisions": {"exec_command": {"approved": 1}},
+            "api_errors": 1,
+        }),
+        "one turn, one decision, one failed request: {view}"
+    );
+    assert_eq!(view["cost_nano_usd"], before["cost_nano_usd"]);
+
+    // The session ends: its session_loop span is the time to resolution.
+    accepted(
+        &h,
+        "traces",
+        &alpha,
+        codex_traces(vec![codex_span(
+            "session_loop",
+            0x20,
+            95_000,
+            vec![string("thread_id", SESSION), int("thread.id", 3)],
+        )]),
+    )
+    .await;
+    let resolved = eventually(Duration::from_secs(10), || async {
+        session(&h, "alpha", SESSION).await["codex"]["duration_ms"] == 95_000
+    })
+    .await;
+    assert!(resolved, "{}", session(&h, "alpha", SESSION).await);
+    assert_eq!(session(&h, "alpha", SESSION).await["codex"]["turns"], 1);
+
+    let text = h.metrics().await;
+    let count =
+        |name: &str, labels: &[(&str, &str)]| tollgate_tests::metric_sum(&text, name, labels);
+    let alpha_labels = [("team", "alpha"), ("cost_centre", "CC-1")];
+    assert_eq!(
+        count("tollgate_codex_turn_duration_seconds_count", &alpha_labels),
+        1.0
+    );
+    assert_eq!(
+        count("tollgate_codex_turn_duration_seconds_sum", &alpha_labels),
+        2.5
+    );
+    assert_eq!(
+        count(
+            "tollgate_codex_session_duration_seconds_count",
+            &[("team", "alpha"), ("task_type", "other")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "tollgate_codex_tool_decisions_total",
+            &[
+                ("team", "alpha"),
+                ("tool", "exec_command"),
+                ("decision", "approved")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "tollgate_codex_api_errors_total",
+            &[("team", "alpha"), ("transport", "http"), ("status", "429")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "tollgate_codex_tokens_total",
+            &[("team", "alpha"), ("type", "input")]
+        ),
+        6934.0
+    );
+    assert_eq!(
+        count(
+            "tollgate_codex_tokens_total",
+            &[("team", "alpha"), ("type", "total")]
+        ),
+        0.0,
+        "the total is the sum of the others: not counted twice"
+    );
+    assert_eq!(
+        count(
+            "tollgate_codex_turn_duration_seconds_count",
+            &[("team", "beta")]
+        ),
+        1.0,
+        "beta's turn is beta's"
+    );
+    assert!(!text.contains(SESSION), "a session id is never a label");
+    h.gateway.shutdown().await;
+}
+
+tollgate_tests::both_stores!(codex_telemetry_joins_its_own_teams_session_once);

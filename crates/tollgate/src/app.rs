@@ -27,6 +27,7 @@ use tollgate_telemetry::Telemetry;
 
 use crate::batch_book::StoreBatchBook;
 use crate::budget_events::{self, EventCounts};
+use crate::codex_signals::CodexSignals;
 use crate::intake::Intake;
 use crate::router::Metrics;
 
@@ -80,9 +81,6 @@ pub struct Running {
     pub budget_events: Arc<EventCounts>,
     pub rates: Arc<RateLimits>,
     pub telemetry: Telemetry,
-    /// The OTLP intake (`/otlp/v1/*`), unless `[intake] enabled = false`: register an
-    /// [`crate::intake::IntakeObserver`] on it for signals derived from clients' telemetry.
-    pub intake: Option<Arc<Intake>>,
     settler: Arc<Settler>,
     /// Responses WebSocket connections, closed after the listeners drain.
     sockets: Arc<Sockets>,
@@ -288,10 +286,13 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         token: config.secrets.metrics_token.as_deref().map(KeyHash::of),
     });
     let intake = if config.intake.enabled {
+        // Codex's own telemetry is joined to its sessions on the way through.
+        let signals = CodexSignals::start(store.clone(), telemetry.clone(), &tasks, cancel.clone());
         Some(Arc::new(Intake::start(
             &config,
             Arc::clone(&keys),
             telemetry.clone(),
+            signals,
             &tasks,
             cancel.clone(),
         )?))
@@ -306,7 +307,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             admin_on_main,
             metrics,
         )
-        .with_intake(intake.clone()),
+        .with_intake(intake),
     );
     let main_router = Arc::clone(&router);
     let route_main = move |req| {
@@ -370,7 +371,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         budget_events,
         rates,
         telemetry,
-        intake,
         settler,
         sockets: Arc::clone(&gateway.sockets),
         drain_timeout: Duration::from_millis(config.limits.drain_timeout_ms),

@@ -296,7 +296,7 @@ pub fn task_type_label(text: &str) -> &str {
 
 /// A tool name as a label: `[A-Za-z0-9_.:-]{1,64}` (Codex's `Bash`, `apply_patch`,
 /// `mcp__server__tool`), else `other`.
-fn tool_label(text: &str) -> &str {
+pub(crate) fn tool_label(text: &str) -> &str {
     let fits = (1..=64).contains(&text.len())
         && text
             .bytes()

@@ -12,7 +12,7 @@
 //!                                                                             (decode.rs)
 //!        ─► stamp    drop client-set `tollgate.*` resource attributes, add the team's
 //!                                                                             (stamp.rs)
-//!        ─► observe  the optional [`IntakeObserver`] (derived signals), synchronously
+//!        ─► observe  the [`IntakeObserver`] (Codex's session signals), synchronously
 //!        ─► forward  re-encoded as protobuf into a bounded queue; a background task
 //!                    POSTs it to the collector, off the response path       (forward.rs)
 //!        ─► 200      an empty Export*ServiceResponse, in the request's encoding
@@ -26,7 +26,7 @@ mod limit;
 mod reply;
 mod stamp;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::AUTHORIZATION;
@@ -100,16 +100,18 @@ pub struct Intake {
     read_timeout: Duration,
     forwarder: Forwarder,
     telemetry: Telemetry,
-    observer: OnceLock<Arc<dyn IntakeObserver>>,
+    observer: Arc<dyn IntakeObserver>,
 }
 
 impl Intake {
-    /// Builds the intake and starts its forwarder on `tasks` (stopped by `cancel`). Fails only
-    /// when the collector's TLS setup does (`[telemetry] ca_file`).
+    /// Builds the intake and starts its forwarder on `tasks` (stopped by `cancel`); `observer`
+    /// sees every accepted export. Fails only when the collector's TLS setup does
+    /// (`[telemetry] ca_file`).
     pub fn start(
         config: &Config,
         keys: Arc<KeyCache>,
         telemetry: Telemetry,
+        observer: Arc<dyn IntakeObserver>,
         tasks: &TaskTracker,
         cancel: CancellationToken,
     ) -> Result<Intake, TelemetryError> {
@@ -121,16 +123,8 @@ impl Intake {
             read_timeout: Duration::from_millis(config.limits.body_read_timeout_ms),
             forwarder,
             telemetry,
-            observer: OnceLock::new(),
+            observer,
         })
-    }
-
-    /// Registers the observer of accepted exports. Once: a second call returns it back.
-    pub fn observe(
-        &self,
-        observer: Arc<dyn IntakeObserver>,
-    ) -> Result<(), Arc<dyn IntakeObserver>> {
-        self.observer.set(observer)
     }
 
     /// Answers one request to an intake path.
@@ -178,12 +172,10 @@ impl Intake {
         let mut export = decode::decode(signal, encoding, &body)?;
         let team = TeamStamp::of(&key);
         stamp::stamp(&mut export, &team);
-        if let Some(observer) = self.observer.get() {
-            match &export {
-                Export::Traces(r) => observer.traces(&team, r),
-                Export::Metrics(r) => observer.metrics(&team, r),
-                Export::Logs(r) => observer.logs(&team, r),
-            }
+        match &export {
+            Export::Traces(r) => self.observer.traces(&team, r),
+            Export::Metrics(r) => self.observer.metrics(&team, r),
+            Export::Logs(r) => self.observer.logs(&team, r),
         }
         self.telemetry.intake_export(&team.team, signal);
         self.forwarder.submit(signal, export.encode());

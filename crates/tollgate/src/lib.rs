@@ -9,6 +9,7 @@ pub mod app;
 pub mod batch_book;
 pub mod budget_events;
 pub mod cli;
+pub mod codex_signals;
 pub mod commands;
 pub mod config_load;
 pub mod control;

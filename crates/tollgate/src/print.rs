@@ -244,6 +244,42 @@ pub fn print_session(output: Output, session: &Value) {
             text(session, "hook_events"),
         );
     }
+    // What Codex's own telemetry (the OTLP intake) said, when it sent any.
+    let codex = &session["codex"];
+    if codex.is_object() {
+        let resolved = codex["duration_ms"]
+            .as_i64()
+            .map_or_else(|| "still running".to_string(), |ms| format!("{ms} ms"));
+        println!(
+            "codex: time to resolution {resolved}, turns {} ({} ms), its tokens: input {} \
+             (cached {}), output {} (reasoning {}), API errors {}",
+            text(codex, "turns"),
+            text(codex, "turn_duration_ms"),
+            text(&codex["tokens"], "input"),
+            text(&codex["tokens"], "cached_input"),
+            text(&codex["tokens"], "output"),
+            text(&codex["tokens"], "reasoning"),
+            text(codex, "api_errors"),
+        );
+        if let Some(tools) = codex["tool_decisions"]
+            .as_object()
+            .filter(|t| !t.is_empty())
+        {
+            let rows = tools
+                .iter()
+                .flat_map(|(tool, decisions)| {
+                    decisions
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(move |(decision, n)| {
+                            vec![tool.clone(), decision.clone(), n.to_string()]
+                        })
+                })
+                .collect();
+            print_table(&["TOOL", "DECISION", "COUNT"], rows);
+        }
+    }
     if let Some(tools) = session["tool_calls"].as_object().filter(|t| !t.is_empty()) {
         let rows = tools
             .iter()

@@ -49,8 +49,13 @@ impl Default for IntakeConfig {
 }
 
 impl IntakeConfig {
-    /// Applies `TOLLGATE_INTAKE_ENABLED`.
+    /// Applies `TOLLGATE_INTAKE_ENABLED` and `TOLLGATE_INTAKE_FORWARD_ENDPOINT`.
     pub fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
+        if let Some(endpoint) =
+            env("TOLLGATE_INTAKE_FORWARD_ENDPOINT").filter(|v| !v.trim().is_empty())
+        {
+            self.forward_endpoint = Some(endpoint.trim().to_string());
+        }
         let Some(v) = env("TOLLGATE_INTAKE_ENABLED").filter(|v| !v.trim().is_empty()) else {
             return;
         };
@@ -124,7 +129,16 @@ mod tests {
         let mut off = IntakeConfig::default();
         off.apply_env(&|k: &str| (k == "TOLLGATE_INTAKE_ENABLED").then(|| "false".to_string()));
         assert!(!off.enabled);
-        off.apply_env(&|_: &str| Some("maybe".to_string()));
+        off.apply_env(&|k: &str| (k == "TOLLGATE_INTAKE_ENABLED").then(|| "maybe".to_string()));
         assert_eq!(off.validate().len(), 1);
+        let mut forward = IntakeConfig::default();
+        forward.apply_env(&|k: &str| {
+            (k == "TOLLGATE_INTAKE_FORWARD_ENDPOINT").then(|| " http://otel-collector:4318 ".into())
+        });
+        assert_eq!(
+            forward.forward_endpoint.as_deref(),
+            Some("http://otel-collector:4318")
+        );
+        assert!(forward.validate().is_empty());
     }
 }

@@ -1,13 +1,14 @@
 //! `/admin/v1/teams/{team}/sessions` (a team's most expensive sessions in a period),
 //! `/admin/v1/teams/{team}/sessions/{id}` and `/admin/v1/sessions/{id}` (one team's session:
-//! requests, tokens, cost, tool calls by name, and what Codex's hooks reported of it: outcome,
-//! last quality gate, task type, duration) and
+//! requests, tokens, cost, tool calls by name, what Codex's hooks reported of it: outcome,
+//! last quality gate, task type, duration; and what Codex's own telemetry said: time to
+//! resolution, turns, Codex's token counts, tool decisions, API errors) and
 //! `/admin/v1/requests/{id}` (one call's ledger row), read from the ledger's rollups.
 
 use serde_json::{Value, json};
 
 use tollgate_core::budget::Calendar;
-use tollgate_store::{LedgerRow, SessionHooks, SessionSummary, parse_instant};
+use tollgate_store::{LedgerRow, SessionHooks, SessionSignals, SessionSummary, parse_instant};
 
 use super::page::{Listed, Query, numbered};
 use super::reply::{Answer, json, not_found, ok, store_error};
@@ -76,8 +77,14 @@ impl Control {
             .session_hooks(&session.team_id, &session.session_id)
             .await
             .map_err(store_error)?;
+        let signals = self
+            .store
+            .session_signals(&session.team_id, &session.session_id)
+            .await
+            .map_err(store_error)?;
         let mut view = session_view(&session, true);
         add_hooks(&mut view, &session, &hooks);
+        view["codex"] = codex_view(&signals);
         ok(view)
     }
 
@@ -132,6 +139,29 @@ fn add_hooks(view: &mut Value, s: &SessionSummary, hooks: &SessionHooks) {
     view["hook_events"] = hooks.events.into();
     view["task_type"] = json(&hooks.task_type);
     view["duration_ms"] = (last_ms - s.first_seen_ms).max(0).into();
+}
+
+/// What Codex's own telemetry (through the OTLP intake) said of one session, or `null` when
+/// it sent none: `duration_ms` is its time to resolution (its `session_loop` spans; `null` while
+/// it runs), then its turns, their summed duration, Codex's own token counts, tool decisions
+/// (`{"tool": {"decision": count}}`) and failed model API requests.
+fn codex_view(s: &SessionSignals) -> Value {
+    if s.rows == 0 {
+        return Value::Null;
+    }
+    json!({
+        "duration_ms": s.session_ms,
+        "turns": s.turns,
+        "turn_duration_ms": s.turn_ms,
+        "tokens": {
+            "input": s.tokens.input,
+            "cached_input": s.tokens.cached_input,
+            "output": s.tokens.output,
+            "reasoning": s.tokens.reasoning,
+        },
+        "tool_decisions": json(&s.tool_decisions),
+        "api_errors": s.api_errors,
+    })
 }
 
 /// A ledger row as the admin API shows it: the row's fields, with tool calls as a
