@@ -177,11 +177,24 @@ pub async fn start_tollgate_on(
     limits: bool,
     database_url: Option<&str>,
 ) -> Result<(Service, String), BenchError> {
+    start_tollgate_with(tollgate, dir, upstream, limits, database_url, &[]).await
+}
+
+/// [`start_tollgate_on`] with `extra` environment variables for the gateway.
+pub async fn start_tollgate_with(
+    tollgate: &Path,
+    dir: &Path,
+    upstream: SocketAddr,
+    limits: bool,
+    database_url: Option<&str>,
+    extra: &[(&'static str, String)],
+) -> Result<(Service, String), BenchError> {
     let data = tempfile::Builder::new()
         .prefix("tollgate-")
         .tempdir_in(dir)?
         .keep();
-    let env = gateway_env(&data, upstream, procs::free_addr()?, database_url);
+    let mut env = gateway_env(&data, upstream, procs::free_addr()?, database_url);
+    env.extend(extra.iter().cloned());
     if database_url.is_some() {
         // Only SQLite is migrated on first use; PostgreSQL is migrated on purpose.
         procs::run_cli(tollgate, &["migrate"], &env, &data).await?;

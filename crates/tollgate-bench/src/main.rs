@@ -4,10 +4,12 @@
 //! `tollgate-bench soak` reads the gateway's memory over a million calls per store,
 //! `tollgate-bench pathological` what hostile bodies cost the gateway (`pathological.rs`), and
 //! `tollgate-bench websocket` what a Codex turn costs over the Responses WebSocket against
-//! HTTP SSE (`websocket.rs`).
+//! HTTP SSE (`websocket.rs`), and `tollgate-bench intake` whether a flood of OTLP exports
+//! slows proxied calls (`intake.rs`).
 
 mod client;
 mod error;
+mod intake;
 mod lab;
 mod load;
 mod machine;
@@ -46,6 +48,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.peek().map(String::as_str) == Some("pathological") {
         return pathological::main(args.skip(1));
+    }
+    if args.peek().map(String::as_str) == Some("intake") {
+        return intake::main(args.skip(1));
     }
     if args.peek().map(String::as_str) == Some("websocket") {
         return websocket::main(args.skip(1));

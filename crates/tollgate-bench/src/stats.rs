@@ -76,6 +76,16 @@ impl Recorder {
         }
     }
 
+    /// Adds `other`'s latencies and errors to these.
+    pub fn merge(&mut self, other: &Recorder) -> Result<(), BenchError> {
+        let internal = |e: hdrhistogram::AdditionError| BenchError::Internal(e.to_string());
+        self.total.add(&other.total).map_err(internal)?;
+        self.ttfb.add(&other.ttfb).map_err(internal)?;
+        self.ok += other.ok;
+        self.errors.merge(&other.errors);
+        Ok(())
+    }
+
     pub fn summary(&self) -> Latency {
         let q = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
         Latency {

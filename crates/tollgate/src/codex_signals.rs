@@ -35,7 +35,10 @@ use crate::intake::{IntakeObserver, TeamStamp};
 /// Exports whose rows wait for the writer; beyond this, rows are dropped.
 const QUEUE: usize = 1024;
 /// Rows one export may add: a Codex export has a handful; more is not Codex.
-const MAX_ROWS_PER_EXPORT: usize = 1000;
+const MAX_ROWS_PER_EXPORT: usize = 100;
+/// Distinct tool names and decisions a process gives labels of their own; later ones are
+/// `other`, so a key inventing names cannot grow the metric registry without bound.
+const MAX_LABELS: usize = 256;
 
 /// One export's session rows, with the team they belong to.
 struct Batch {
@@ -143,22 +146,23 @@ async fn write(
     mut batches: mpsc::Receiver<Batch>,
     cancel: CancellationToken,
 ) {
+    let mut labels = Labels::default();
     loop {
         let batch = tokio::select! {
             batch = batches.recv() => batch,
             () = cancel.cancelled() => None,
         };
         let Some(batch) = batch else { break };
-        save(&store, &telemetry, batch).await;
+        save(&store, &telemetry, &mut labels, batch).await;
     }
     // Shutdown: what was accepted before it is still stored.
     batches.close();
     while let Ok(batch) = batches.try_recv() {
-        save(&store, &telemetry, batch).await;
+        save(&store, &telemetry, &mut labels, batch).await;
     }
 }
 
-async fn save(store: &Store, telemetry: &Telemetry, batch: Batch) {
+async fn save(store: &Store, telemetry: &Telemetry, labels: &mut Labels, batch: Batch) {
     let new = match store.record_session_signals(&batch.rows).await {
         Ok(new) => new,
         Err(error) => {
@@ -185,11 +189,46 @@ async fn save(store: &Store, telemetry: &Telemetry, batch: Batch) {
             }
             SignalKind::Turn => telemetry.codex_turn(team, cost_centre, seconds),
             SignalKind::ToolDecision { tool, decision } => {
+                let tool = labels.bounded(tool);
+                let decision = labels.bounded(decision);
                 telemetry.codex_tool_decision(team, cost_centre, tool, decision);
             }
             SignalKind::ApiError { transport, status } => {
                 telemetry.codex_api_error(team, cost_centre, transport, status);
             }
         }
+    }
+}
+
+/// The label values given out so far; past [`MAX_LABELS`], new ones are `other`.
+#[derive(Default)]
+struct Labels(std::collections::HashSet<String>);
+
+impl Labels {
+    fn bounded<'a>(&mut self, value: &'a str) -> &'a str {
+        if self.0.contains(value) {
+            return value;
+        }
+        if self.0.len() >= MAX_LABELS {
+            return "other";
+        }
+        self.0.insert(value.to_string());
+        value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_past_the_cap_are_other() {
+        let mut labels = Labels::default();
+        for i in 0..MAX_LABELS {
+            let tool = format!("tool_{i}");
+            assert_eq!(labels.bounded(&tool), tool);
+        }
+        assert_eq!(labels.bounded("tool_0"), "tool_0", "known values stay");
+        assert_eq!(labels.bounded("one_more"), "other");
     }
 }

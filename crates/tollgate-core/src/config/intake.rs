@@ -49,8 +49,19 @@ impl Default for IntakeConfig {
 }
 
 impl IntakeConfig {
-    /// Applies `TOLLGATE_INTAKE_ENABLED` and `TOLLGATE_INTAKE_FORWARD_ENDPOINT`.
+    /// Applies `TOLLGATE_INTAKE_ENABLED`, `TOLLGATE_INTAKE_FORWARD_ENDPOINT` and
+    /// `TOLLGATE_INTAKE_EXPORTS_PER_MINUTE`.
     pub fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
+        if let Some(v) = env("TOLLGATE_INTAKE_EXPORTS_PER_MINUTE").filter(|v| !v.trim().is_empty())
+        {
+            match v.trim().parse() {
+                Ok(n) => self.exports_per_minute = n,
+                Err(_) => self.env_problems.push(problem(
+                    "TOLLGATE_INTAKE_EXPORTS_PER_MINUTE",
+                    format!("'{v}' is not a whole number"),
+                )),
+            }
+        }
         if let Some(endpoint) =
             env("TOLLGATE_INTAKE_FORWARD_ENDPOINT").filter(|v| !v.trim().is_empty())
         {
@@ -140,5 +151,14 @@ mod tests {
             Some("http://otel-collector:4318")
         );
         assert!(forward.validate().is_empty());
+        let mut rate = IntakeConfig::default();
+        rate.apply_env(&|k: &str| {
+            (k == "TOLLGATE_INTAKE_EXPORTS_PER_MINUTE").then(|| "60000".into())
+        });
+        assert_eq!(rate.exports_per_minute, 60_000);
+        rate.apply_env(&|k: &str| {
+            (k == "TOLLGATE_INTAKE_EXPORTS_PER_MINUTE").then(|| "lots".into())
+        });
+        assert_eq!(rate.validate().len(), 1);
     }
 }

@@ -26,6 +26,11 @@ use crate::hooks_http::tool_label;
 
 /// Session, turn and tool names longer than this are not Codex's.
 const MAX_ID_BYTES: usize = 256;
+/// Most tokens one turn can count (Codex's contexts are under a million; a turn makes a few
+/// dozen requests): larger values are clamped, so no sum over a session can overflow.
+const MAX_TURN_TOKENS: i64 = 1_000_000_000;
+/// Longest span taken at its word: 31 days.
+const MAX_DURATION_MS: i64 = 31 * 24 * 3600 * 1000;
 
 /// A session signal before it is given its team.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,22 +45,28 @@ pub struct Read {
 }
 
 fn value<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Any> {
+    values(attributes, key).next()
+}
+
+/// Every value of `key`: Codex's turn span has two `thread.id`s, the OS thread's number (from
+/// its tracing layer) and the session id.
+fn values<'a>(attributes: &'a [KeyValue], key: &str) -> impl Iterator<Item = &'a Any> {
     attributes
         .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+        .filter(move |kv| kv.key == key)
+        .filter_map(|kv| kv.value.as_ref()?.value.as_ref())
 }
 
 /// A string attribute that can be an id or a label: non-empty, bounded, no control characters.
 fn text<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
-    match value(attributes, key)? {
+    values(attributes, key).find_map(|value| match value {
         Any::StringValue(s)
             if !s.is_empty() && s.len() <= MAX_ID_BYTES && !s.chars().any(char::is_control) =>
         {
-            Some(s)
+            Some(s.as_str())
         }
         _ => None,
-    }
+    })
 }
 
 /// An integer attribute; Codex records some counts as strings.
@@ -90,13 +101,14 @@ pub fn span(span: &Span) -> Option<Read> {
     let session_id = text(&span.attributes, session_key)?.to_string();
     let duration_ms = ms(span
         .end_time_unix_nano
-        .saturating_sub(span.start_time_unix_nano));
+        .saturating_sub(span.start_time_unix_nano))
+    .min(MAX_DURATION_MS);
     let turn = matches!(kind, SignalKind::Turn);
     let tokens = turn.then(|| {
         let count = |what: &str| {
             int(&span.attributes, &format!("codex.turn.token_usage.{what}"))
                 .unwrap_or(0)
-                .max(0)
+                .clamp(0, MAX_TURN_TOKENS)
         };
         CodexTokens {
             input: count("input_tokens"),
@@ -241,6 +253,7 @@ mod tests {
             start_time_unix_nano: 1_000_000_000,
             end_time_unix_nano: 1_487_800_000,
             attributes: vec![
+                kv("thread.id", Any::IntValue(3)),
                 s("thread.id", "sess-1"),
                 s("turn.id", "turn-1"),
                 kv("codex.turn.token_usage.input_tokens", Any::IntValue(6934)),
@@ -271,6 +284,30 @@ mod tests {
                 reasoning: 16
             })
         );
+        // Absurd values are clamped: a session's sums stay far from overflowing.
+        let absurd = Span {
+            start_time_unix_nano: u64::MAX,
+            end_time_unix_nano: 0,
+            attributes: vec![
+                s("thread.id", "sess-1"),
+                kv(
+                    "codex.turn.token_usage.input_tokens",
+                    Any::IntValue(i64::MAX),
+                ),
+                kv("codex.turn.token_usage.output_tokens", Any::IntValue(-5)),
+            ],
+            ..turn.clone()
+        };
+        let read = span(&absurd).unwrap();
+        assert_eq!(read.duration_ms, Some(0));
+        let tokens = read.tokens.unwrap();
+        assert_eq!((tokens.input, tokens.output), (MAX_TURN_TOKENS, 0));
+        let long = Span {
+            start_time_unix_nano: 0,
+            end_time_unix_nano: u64::MAX,
+            ..turn.clone()
+        };
+        assert_eq!(span(&long).unwrap().duration_ms, Some(MAX_DURATION_MS));
         // Any other span, and a turn whose thread.id is the OS thread's number, say nothing.
         let os_thread = Span {
             attributes: vec![kv("thread.id", Any::IntValue(3))],
