@@ -4,12 +4,12 @@
 //! session view (`GET /admin/v1/sessions/{id}`, `tollgate session show`) shows beside cost.
 //!
 //! ```text
-//! intake (request task)            CodexSignals::traces / logs / metrics
+//! intake (decoding slot)           CodexSignals::traces / logs / metrics
 //!    │  token counts ─────────────► tollgate_codex_tokens_total        (no session: no row)
 //!    │  session rows ─► bounded queue ─► writer task ─► session_signals (one transaction)
 //!    ▼                                        └─► metrics, for rows stored for the first time
 //! ```
-//! The observer runs on the intake's request task, so it only reads and copies; the database
+//! The observer runs in the intake's decoding slot, so it only reads and copies; the database
 //! write and the task-type lookup happen on the writer task. A full queue drops the export's
 //! rows (counted, warned) rather than slow the intake. Metrics that come from session rows are
 //! counted once per row: a retried export adds nothing twice.

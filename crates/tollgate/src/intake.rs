@@ -8,8 +8,9 @@
 //! POST /otlp/v1/<signal> ─► method (405)
 //!        ─► auth     Bearer team key → in-memory KeyCache, as the proxy (401)
 //!        ─► limit    exports per key per minute (429 + Retry-After)           (limit.rs)
-//!        ─► decode   content type (415), size (413), gzip, protobuf or OTLP/JSON (400)
-//!                                                                             (decode.rs)
+//!        ─► read     content type (415), size (413)
+//!        ─► decode   one export at a time, on the blocking pool (503 when busy for 5 s):
+//!                    gzip, protobuf or OTLP/JSON (400)                       (decode.rs)
 //!        ─► stamp    drop client-set `tollgate.*` resource attributes, add the team's
 //!                                                                             (stamp.rs)
 //!        ─► observe  the [`IntakeObserver`] (Codex's session signals), synchronously
@@ -35,6 +36,7 @@ use hyper::body::Incoming;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -84,8 +86,9 @@ impl TeamStamp {
 
 /// Sees every accepted export after stamping, before it is queued for the collector: the hook
 /// for signals derived from clients' telemetry (a session's tool calls, its outcome). Called on
-/// the request's task before the client has its answer, so it must be cheap and must not block:
-/// copy what it needs and hand heavier work to a task of its own.
+/// the blocking pool, in the intake's one decoding slot, before the client has its answer: it
+/// must be cheap and must not wait on I/O; it copies what it needs and hands heavier work to a
+/// task of its own.
 pub trait IntakeObserver: Send + Sync {
     fn traces(&self, _team: &TeamStamp, _request: &ExportTraceServiceRequest) {}
     fn metrics(&self, _team: &TeamStamp, _request: &ExportMetricsServiceRequest) {}
@@ -101,7 +104,12 @@ pub struct Intake {
     forwarder: Forwarder,
     telemetry: Telemetry,
     observer: Arc<dyn IntakeObserver>,
+    /// One permit: exports are decoded one at a time (see `accept`).
+    work: Arc<Semaphore>,
 }
+
+/// Longest an export waits for the one decoding slot before it is answered 503.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
 
 impl Intake {
     /// Builds the intake and starts its forwarder on `tasks` (stopped by `cancel`); `observer`
@@ -124,6 +132,7 @@ impl Intake {
             forwarder,
             telemetry,
             observer,
+            work: Arc::new(Semaphore::new(1)),
         })
     }
 
@@ -164,21 +173,39 @@ impl Intake {
             )
         })?
         .map_err(|e| Refusal::body(e, self.max_body_bytes))?;
-        let body = if gzip {
-            decode::gunzip(&body, self.max_body_bytes)?
-        } else {
-            body
-        };
-        let mut export = decode::decode(signal, encoding, &body)?;
+        // The CPU-bound part (gunzip, decode, stamp, observe, re-encode) runs on the blocking
+        // pool, one export at a time per gateway: a flood of exports then takes at most one
+        // core, and the proxy's tasks keep theirs. An export that waits too long for its turn
+        // is answered 503 with Retry-After, which OTLP exporters retry.
+        let permit = tokio::time::timeout(BUSY_WAIT, Arc::clone(&self.work).acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .ok_or_else(Refusal::busy)?;
         let team = TeamStamp::of(&key);
-        stamp::stamp(&mut export, &team);
-        match &export {
-            Export::Traces(r) => self.observer.traces(&team, r),
-            Export::Metrics(r) => self.observer.metrics(&team, r),
-            Export::Logs(r) => self.observer.logs(&team, r),
-        }
+        let observer = Arc::clone(&self.observer);
+        let max_body_bytes = self.max_body_bytes;
+        let stamped = team.clone();
+        let encoded = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let body = if gzip {
+                decode::gunzip(&body, max_body_bytes)?
+            } else {
+                body
+            };
+            let mut export = decode::decode(signal, encoding, &body)?;
+            stamp::stamp(&mut export, &stamped);
+            match &export {
+                Export::Traces(r) => observer.traces(&stamped, r),
+                Export::Metrics(r) => observer.metrics(&stamped, r),
+                Export::Logs(r) => observer.logs(&stamped, r),
+            }
+            Ok::<_, Refusal>(export.encode())
+        })
+        .await
+        .map_err(|_| Refusal::busy())??;
         self.telemetry.intake_export(&team.team, signal);
-        self.forwarder.submit(signal, export.encode());
+        self.forwarder.submit(signal, encoded);
         Ok(())
     }
 }

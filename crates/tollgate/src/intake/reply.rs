@@ -64,6 +64,15 @@ impl Refusal {
         )
     }
 
+    /// The intake is decoding other exports: retry shortly (OTLP exporters retry 503).
+    pub fn busy() -> Refusal {
+        Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the intake is busy with other exports; retry shortly".into(),
+            retry_after_secs: Some(1),
+        }
+    }
+
     pub fn bad(message: impl Into<String>) -> Refusal {
         Refusal::new(StatusCode::BAD_REQUEST, message)
     }
