@@ -125,6 +125,21 @@ impl Receiver {
         self.items("logs", ["resourceLogs", "scopeLogs", "logRecords"])
     }
 
+    /// The resource attributes of every export of `signal` from `service` (its `service.name`).
+    pub fn resources(&self, signal: &str, service: &str) -> Vec<BTreeMap<String, String>> {
+        let list = match signal {
+            "traces" => "resourceSpans",
+            "metrics" => "resourceMetrics",
+            _ => "resourceLogs",
+        };
+        self.exports(signal)
+            .iter()
+            .flat_map(|e| e["body"][list].as_array().cloned().unwrap_or_default())
+            .map(|r| attrs(&r["resource"]["attributes"]))
+            .filter(|a| a.get("service.name").map(String::as_str) == Some(service))
+            .collect()
+    }
+
     /// The last export of each metric, by name (cumulative: the last one holds the totals).
     pub fn metrics(&self) -> BTreeMap<String, Value> {
         self.items("metrics", ["resourceMetrics", "scopeMetrics", "metrics"])

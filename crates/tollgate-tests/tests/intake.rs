@@ -11,7 +11,6 @@
     clippy::disallowed_methods
 )]
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
@@ -193,24 +192,9 @@ fn assert_refused(reply: &Reply, status: StatusCode, code: i64) -> String {
 
 // ----------------------------------------------------------------------- receiving
 
-/// The resource attributes of every export of `signal` from `service` the receiver got.
-fn resources(r: &Receiver, signal: &str, service: &str) -> Vec<BTreeMap<String, String>> {
-    let list = match signal {
-        "traces" => "resourceSpans",
-        "metrics" => "resourceMetrics",
-        _ => "resourceLogs",
-    };
-    r.exports(signal)
-        .iter()
-        .flat_map(|e| e["body"][list].as_array().cloned().unwrap_or_default())
-        .map(|rs| attrs(&rs["resource"]["attributes"]))
-        .filter(|a| a.get("service.name").map(String::as_str) == Some(service))
-        .collect()
-}
-
 async fn arrived(r: &Receiver, signal: &str, service: &str, count: usize) {
     let ok = eventually(Duration::from_secs(10), || async {
-        resources(r, signal, service).len() >= count
+        r.resources(signal, service).len() >= count
     })
     .await;
     assert!(
@@ -292,7 +276,7 @@ async fn exports_arrive_stamped_with_their_own_team_whatever_the_client_claims()
     ] {
         for signal in ["traces", "metrics", "logs"] {
             arrived(&r, signal, service, 1).await;
-            let got = resources(&r, signal, service);
+            let got = r.resources(signal, service);
             assert_eq!(got.len(), 1, "{signal}: {got:?}");
             let a = &got[0];
             assert_eq!(a["tollgate.team"], team, "{signal}: {a:?}");
@@ -380,7 +364,7 @@ async fn json_and_gzip_bodies_are_accepted() {
 
     arrived(&r, "logs", "codex-json", 2).await;
     arrived(&r, "metrics", "codex-gzip", 1).await;
-    for a in resources(&r, "logs", "codex-json") {
+    for a in r.resources("logs", "codex-json") {
         assert_eq!(a["tollgate.team"], "platform", "{a:?}");
     }
     let record = r
@@ -493,10 +477,7 @@ async fn refusals_follow_otlp_and_forward_nothing() {
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     arrived(&r, "logs", "codex-barrier", 1).await;
     for signal in ["traces", "metrics", "logs"] {
-        assert!(
-            resources(&r, signal, "codex-refused").is_empty(),
-            "{signal}"
-        );
+        assert!(r.resources(signal, "codex-refused").is_empty(), "{signal}");
     }
     assert!(r.spans().is_empty(), "no malformed span was forwarded");
     h.gateway.shutdown().await;

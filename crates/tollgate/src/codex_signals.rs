@@ -70,18 +70,12 @@ impl CodexSignals {
         })
     }
 
-    fn submit(&self, team: &TeamStamp, found: impl Iterator<Item = read::Read>) {
+    fn submit(&self, team: &TeamStamp, found: impl Iterator<Item = SessionSignal>) {
         let rows: Vec<SessionSignal> = found
             .take(MAX_ROWS_PER_EXPORT)
-            .map(|r| SessionSignal {
+            .map(|row| SessionSignal {
                 team_id: team.team_id.clone(),
-                session_id: r.session_id,
-                kind: r.kind,
-                source_id: r.source_id,
-                turn_id: r.turn_id,
-                duration_ms: r.duration_ms,
-                tokens: r.tokens,
-                at_ms: r.at_ms,
+                ..row
             })
             .collect();
         if rows.is_empty() {

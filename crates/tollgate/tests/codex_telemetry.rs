@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 
 use tollgate_core::config::Config;
 use tollgate_mock::MockOptions;
-use tollgate_telemetry::testing::{Receiver, attrs, venv_python};
+use tollgate_telemetry::testing::{Receiver, venv_python};
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, bearer, eventually, metric_sum};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
@@ -148,21 +148,6 @@ async fn resolved(h: &Harness, session: &str) -> Value {
     view
 }
 
-/// The resources of `signal` exports from Codex (`service.name` codex_exec) at the receiver.
-fn codex_resources(r: &Receiver, signal: &str) -> Vec<std::collections::BTreeMap<String, String>> {
-    let list = match signal {
-        "traces" => "resourceSpans",
-        "metrics" => "resourceMetrics",
-        _ => "resourceLogs",
-    };
-    r.exports(signal)
-        .iter()
-        .flat_map(|e| e["body"][list].as_array().cloned().unwrap_or_default())
-        .map(|rs| attrs(&rs["resource"]["attributes"]))
-        .filter(|a| a.get("service.name").map(String::as_str) == Some("codex_exec"))
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codex_sessions_show_cost_time_to_resolution_tools_and_outcome() {
     let r = Receiver::start(&venv_python());
@@ -190,11 +175,11 @@ async fn codex_sessions_show_cost_time_to_resolution_tools_and_outcome() {
     // Codex's own logs, metrics and spans reached the collector, stamped with the team.
     for signal in ["logs", "metrics", "traces"] {
         let stamped = eventually(Duration::from_secs(10), || async {
-            !codex_resources(&r, signal).is_empty()
+            !r.resources(signal, "codex_exec").is_empty()
         })
         .await;
         assert!(stamped, "no Codex {signal} reached the receiver");
-        for resource in codex_resources(&r, signal) {
+        for resource in r.resources(signal, "codex_exec") {
             assert_eq!(resource["tollgate.team"], "alpha", "{resource:?}");
             assert_eq!(resource["tollgate.team_id"], team["id"].as_str().unwrap());
             assert_eq!(resource["tollgate.cost_centre"], "CC-1");

@@ -1,6 +1,6 @@
 //! Reading Codex's own telemetry: which spans, log events and metric points say something about
-//! a session, and what. Pure functions over the decoded OTLP messages, so the observer stays a
-//! loop and this stays testable. What Codex 0.169 sends (recorded with `codex exec` and an OTLP
+//! a session, and what. Pure functions over the decoded OTLP messages (their rows have no team
+//! yet: the observer adds it), so the observer stays a loop and this stays testable. What Codex 0.169 sends (recorded with `codex exec` and an OTLP
 //! receiver; names from codex-rs/otel):
 //!
 //! | signal | Codex sends | session id in | tollgate reads |
@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, Metric, metric};
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use tollgate_store::{CodexTokens, SignalKind};
+use tollgate_store::{CodexTokens, SessionSignal, SignalKind};
 
 use crate::hooks_http::tool_label;
 
@@ -31,18 +31,6 @@ const MAX_ID_BYTES: usize = 256;
 const MAX_TURN_TOKENS: i64 = 1_000_000_000;
 /// Longest span taken at its word: 31 days.
 const MAX_DURATION_MS: i64 = 31 * 24 * 3600 * 1000;
-
-/// A session signal before it is given its team.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Read {
-    pub session_id: String,
-    pub kind: SignalKind,
-    pub source_id: String,
-    pub turn_id: Option<String>,
-    pub duration_ms: Option<i64>,
-    pub tokens: Option<CodexTokens>,
-    pub at_ms: i64,
-}
 
 fn value<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Any> {
     values(attributes, key).next()
@@ -92,7 +80,7 @@ fn ms(unix_nano: u64) -> i64 {
 }
 
 /// What a span says of its session, if it is one Codex's `session_loop` or turn spans.
-pub fn span(span: &Span) -> Option<Read> {
+pub fn span(span: &Span) -> Option<SessionSignal> {
     let (kind, session_key) = match span.name.as_str() {
         "session_loop" => (SignalKind::Session, "thread_id"),
         "session_task.turn" => (SignalKind::Turn, "thread.id"),
@@ -117,7 +105,8 @@ pub fn span(span: &Span) -> Option<Read> {
             reasoning: count("reasoning_output_tokens"),
         }
     });
-    Some(Read {
+    Some(SessionSignal {
+        team_id: String::new(),
         session_id,
         kind,
         source_id: hex::encode(&span.span_id),
@@ -131,7 +120,7 @@ pub fn span(span: &Span) -> Option<Read> {
 }
 
 /// What a log event says of its session: a tool decision or a failed API request.
-pub fn log(record: &LogRecord) -> Option<Read> {
+pub fn log(record: &LogRecord) -> Option<SessionSignal> {
     let a = &record.attributes;
     let event = text(a, "event.name")?;
     let time = if record.time_unix_nano != 0 {
@@ -174,7 +163,8 @@ pub fn log(record: &LogRecord) -> Option<Read> {
         (SignalKind::ToolDecision { .. }, Some(call)) => call.to_string(),
         _ => format!("{event}@{time}"),
     };
-    Some(Read {
+    Some(SessionSignal {
+        team_id: String::new(),
         session_id: text(a, "conversation.id")?.to_string(),
         kind,
         source_id,
