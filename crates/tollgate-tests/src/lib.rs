@@ -187,6 +187,21 @@ pub async fn start_gateway(database_url: &str, upstream: &str) -> Running {
         .expect("gateway starts")
 }
 
+/// A config adjustment for [`Harness::start_custom`]: tollgate exports its own telemetry (and
+/// forwards its OTLP intake) to `receiver` over OTLP/HTTP; its periodic metric export is left
+/// to shutdown, so tests read `/metrics` or wait for what they sent.
+pub fn exporting_to(
+    receiver: &tollgate_telemetry::testing::Receiver,
+) -> impl FnOnce(&mut Config) + use<> {
+    let port = receiver.http_port;
+    move |c: &mut Config| {
+        c.telemetry.enabled = Some(true);
+        c.telemetry.endpoint = Some(format!("http://127.0.0.1:{port}"));
+        c.telemetry.export_interval_ms = 600_000;
+        c.telemetry.export_timeout_ms = 5_000;
+    }
+}
+
 pub fn test_config(database_url: &str, upstream: &str) -> Config {
     let mut config = Config {
         listen: "127.0.0.1:0".into(),

@@ -28,7 +28,6 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message as _;
 use serde_json::Value;
 
-use tollgate_core::config::Config;
 use tollgate_mock::MockOptions;
 use tollgate_telemetry::testing::{Receiver, attrs, closed_port, venv_python};
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, Reply, eventually};
@@ -203,16 +202,6 @@ async fn arrived(r: &Receiver, signal: &str, service: &str, count: usize) {
     );
 }
 
-fn gateway_to(receiver: &Receiver) -> impl FnOnce(&mut Config) {
-    let port = receiver.http_port;
-    move |c: &mut Config| {
-        c.telemetry.enabled = Some(true);
-        c.telemetry.endpoint = Some(format!("http://127.0.0.1:{port}"));
-        c.telemetry.export_interval_ms = 600_000;
-        c.telemetry.export_timeout_ms = 5_000;
-    }
-}
-
 async fn team_id(h: &Harness, team: &str) -> String {
     let reply = h
         .http
@@ -245,7 +234,12 @@ async fn dropped(h: &Harness, signal: &str, reason: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exports_arrive_stamped_with_their_own_team_whatever_the_client_claims() {
     let r = Receiver::start(&venv_python());
-    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), gateway_to(&r)).await;
+    let h = Harness::start_custom(
+        Backend::Sqlite,
+        MockOptions::default(),
+        tollgate_tests::exporting_to(&r),
+    )
+    .await;
     let (key_a, key_b) = (h.team_key("platform").await, h.team_key("research").await);
     let (id_a, id_b) = (team_id(&h, "platform").await, team_id(&h, "research").await);
     // Team A's client claims to be team B; team B's claims team A's id and key.
@@ -320,7 +314,12 @@ async fn exports_arrive_stamped_with_their_own_team_whatever_the_client_claims()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_and_gzip_bodies_are_accepted() {
     let r = Receiver::start(&venv_python());
-    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), gateway_to(&r)).await;
+    let h = Harness::start_custom(
+        Backend::Sqlite,
+        MockOptions::default(),
+        tollgate_tests::exporting_to(&r),
+    )
+    .await;
     let key = h.team_key("platform").await;
     // OTLP/JSON as the specification writes it: lowerCamelCase, hex ids, enum integers, 64-bit
     // integers as strings, and a field this version does not know (ignored).
@@ -382,7 +381,7 @@ async fn json_and_gzip_bodies_are_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_follow_otlp_and_forward_nothing() {
     let r = Receiver::start(&venv_python());
-    let to = gateway_to(&r);
+    let to = tollgate_tests::exporting_to(&r);
     let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), |c| {
         to(c);
         c.intake.max_body_bytes = 4096;

@@ -24,22 +24,11 @@ use std::time::{Duration, Instant};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use tollgate_core::config::Config;
 use tollgate_mock::MockOptions;
 use tollgate_telemetry::testing::{Receiver, venv_python};
 use tollgate_tests::{ADMIN_TOKEN, Backend, Harness, bearer, eventually, metric_sum};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
-
-fn gateway_to(receiver: &Receiver) -> impl FnOnce(&mut Config) {
-    let port = receiver.http_port;
-    move |c: &mut Config| {
-        c.telemetry.enabled = Some(true);
-        c.telemetry.endpoint = Some(format!("http://127.0.0.1:{port}"));
-        c.telemetry.export_interval_ms = 600_000;
-        c.telemetry.export_timeout_ms = 5_000;
-    }
-}
 
 /// Codex's config.toml as the README gives it: provider, `[otel]` exporters and hooks, all
 /// pointing at the gateway; `gate` and `task_type` go to `tollgate hook` on Stop.
@@ -151,7 +140,12 @@ async fn resolved(h: &Harness, session: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codex_sessions_show_cost_time_to_resolution_tools_and_outcome() {
     let r = Receiver::start(&venv_python());
-    let h = Harness::start_custom(Backend::Sqlite, MockOptions::default(), gateway_to(&r)).await;
+    let h = Harness::start_custom(
+        Backend::Sqlite,
+        MockOptions::default(),
+        tollgate_tests::exporting_to(&r),
+    )
+    .await;
     let key = h.team_key("alpha").await;
     let team = h
         .http
