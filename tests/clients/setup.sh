@@ -17,6 +17,9 @@ protobuf_version="7.36.2"
 grpcio_version="1.85.3"
 schemathesis_version="4.32.5"
 codex_version="0.169.0"
+# The console's browser tests: axe-core (run inside each page) and a real OpenID provider.
+axe_version="4.11.0"
+oidc_provider_version="9.5.2"
 mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9
@@ -38,5 +41,21 @@ if [ "$("$dir/npm/node_modules/.bin/codex" --version 2>/dev/null || true)" != "c
   echo "tollgate tests: installing @openai/codex@$codex_version into $dir/npm" >&2
   mkdir -p "$dir/npm"
   npm install --silent --no-audit --no-fund --prefix "$dir/npm" "@openai/codex@$codex_version" >&2
+fi
+web_packages=("axe-core@$axe_version" "oidc-provider@$oidc_provider_version")
+if [ "$(node -e "const v=p=>require('$dir/web/node_modules/'+p+'/package.json').version;try{console.log(v('axe-core')+' '+v('oidc-provider'))}catch{}" 2>/dev/null)" != "$axe_version $oidc_provider_version" ]; then
+  echo "tollgate tests: installing ${web_packages[*]} into $dir/web" >&2
+  mkdir -p "$dir/web"
+  npm install --silent --no-audit --no-fund --prefix "$dir/web" "${web_packages[@]}" >&2
+fi
+
+# Debian's Chromium and its WebDriver, for the console's browser tests.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "tollgate tests: installing Debian's chromium and chromium-driver" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq >&2
+  $sudo_cmd apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 echo "$dir"

@@ -10,11 +10,13 @@ use serde::Deserialize;
 
 mod batches;
 mod budgets;
+mod console;
 mod intake;
 mod proxy;
 mod telemetry;
 pub use batches::BatchesConfig;
 pub use budgets::BudgetsConfig;
+pub use console::{ConsoleConfig, OidcConfig, OidcRole};
 pub use intake::IntakeConfig;
 pub use proxy::ProxyConfig;
 pub use telemetry::{OtlpHeaders, TelemetryConfig};
@@ -40,6 +42,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// The OTLP intake for clients' own telemetry (`/otlp/v1/*`).
     pub intake: IntakeConfig,
+    /// The web console at `/console`.
+    pub console: ConsoleConfig,
     /// Secrets, filled from the environment only (never read from the file).
     #[serde(skip)]
     pub secrets: Secrets,
@@ -165,6 +169,9 @@ pub struct Secrets {
     /// (`TOLLGATE_METRICS_TOKEN`); admin and finance admin tokens work there too, and the admin
     /// listener serves the metrics without one.
     pub metrics_token: Option<String>,
+    /// The console's OpenID Connect client secret (`TOLLGATE_OIDC_CLIENT_SECRET`), for
+    /// providers that issue one (PKCE works without).
+    pub oidc_client_secret: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -175,6 +182,10 @@ impl std::fmt::Debug for Secrets {
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<set>"),
+            )
+            .field(
+                "oidc_client_secret",
+                &self.oidc_client_secret.as_ref().map(|_| "<set>"),
             )
             .finish()
     }
@@ -200,6 +211,7 @@ impl Default for Config {
             batches: BatchesConfig::default(),
             telemetry: TelemetryConfig::default(),
             intake: IntakeConfig::default(),
+            console: ConsoleConfig::default(),
             secrets: Secrets::default(),
         }
     }
@@ -300,8 +312,10 @@ impl Config {
         self.secrets.upstream_key = set("TOLLGATE_UPSTREAM_KEY").or_else(|| set("OPENAI_API_KEY"));
         self.secrets.admin_token = set("TOLLGATE_ADMIN_TOKEN");
         self.secrets.metrics_token = set("TOLLGATE_METRICS_TOKEN");
+        self.secrets.oidc_client_secret = set("TOLLGATE_OIDC_CLIENT_SECRET");
         self.telemetry.apply_env(&env);
         self.intake.apply_env(&env);
+        self.console.apply_env(&env);
     }
 
     /// Every problem with this configuration (empty when it is usable). Pure: file existence
@@ -424,6 +438,7 @@ impl Config {
         problems.extend(self.batches.validate());
         problems.extend(self.telemetry.validate());
         problems.extend(self.intake.validate());
+        problems.extend(self.console.validate());
         problems
     }
 
