@@ -19,7 +19,7 @@ schemathesis_version="4.32.5"
 codex_version="0.169.0"
 # The console's browser tests: axe-core (run inside each page) and a real OpenID provider.
 axe_version="4.11.0"
-oidc_provider_version="9.5.2"
+oidc_provider_version="8.8.1" # 9.x supports only Node 22+; the test machines run Node 20
 mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9

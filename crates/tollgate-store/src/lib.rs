@@ -17,6 +17,7 @@ mod key_sync;
 mod keys;
 pub mod ledger;
 mod poll;
+mod refusals;
 mod reports;
 mod session_signals;
 mod sessions;
@@ -37,6 +38,7 @@ pub use ledger::{
     BatchOutcome, Ledger, LedgerOptions, LedgerRow, LedgerStats, LedgerWriter, SessionSummary,
     Totals,
 };
+pub use refusals::RefusalCount;
 pub use reports::{
     DailyDifference, Dimension, Reconciliation, Report, ReportQuery, ReportRow, SessionDifference,
     SessionTotals, Source, local_day, local_month, month_bounds, parse_instant, rfc3339,

@@ -89,6 +89,9 @@ struct Inner {
     trajectories: Trajectories,
     redactor: Option<Redactor>,
     budgets: Arc<DashMap<BudgetKey, f64>>,
+    /// Refusals by (team, reason) since the last [`Telemetry::take_refusals`], counted whether
+    /// or not metrics are on, for the refusals rollup the console and reports read.
+    refusals: DashMap<(String, String), u64>,
     ledger: Arc<RwLock<Option<LedgerProbe>>>,
     export_errors: Arc<ExportErrors>,
     shutdown_deadline: Duration,
@@ -172,6 +175,7 @@ impl Telemetry {
                 trajectories: Trajectories::new(cfg),
                 redactor,
                 budgets,
+                refusals: DashMap::new(),
                 ledger,
                 export_errors,
                 shutdown_deadline: Duration::from_millis(cfg.export_timeout_ms)

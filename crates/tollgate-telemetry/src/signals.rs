@@ -18,6 +18,11 @@ impl Telemetry {
     /// A request tollgate refused. `reason`: `budget`, `session_cap`, `rate_limit`,
     /// `model_not_allowed`, `model_not_priced` or `session_loop`.
     pub fn rejection(&self, team: &str, cost_centre: &str, reason: &str) {
+        *self
+            .inner
+            .refusals
+            .entry((team.to_string(), reason.to_string()))
+            .or_insert(0) += 1;
         if let Some(m) = &self.inner.instruments {
             m.rejections.add(
                 1,
@@ -28,6 +33,20 @@ impl Telemetry {
                 ],
             );
         }
+    }
+
+    /// The refusals counted since the last call, as (team, reason, count), emptied.
+    pub fn take_refusals(&self) -> Vec<(String, String, u64)> {
+        let keys: Vec<(String, String)> = self
+            .inner
+            .refusals
+            .iter()
+            .map(|e| e.key().clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| self.inner.refusals.remove(&key))
+            .map(|((team, reason), n)| (team, reason, n))
+            .collect()
     }
 
     /// A Responses WebSocket connection of `team` opened.

@@ -10,6 +10,7 @@
     clippy::disallowed_methods
 )]
 
+pub mod browser;
 pub mod clients;
 pub mod process;
 pub mod socket;

@@ -90,7 +90,9 @@ fn too_large(mut error: ApiError) -> ApiError {
     error
 }
 
-fn into_response(reply: Reply) -> Response<ProxyBody> {
+/// The HTTP answer for a reply; the console's downloads use it too, so their bytes and headers
+/// are the admin API's.
+pub(crate) fn into_response(reply: Reply) -> Response<ProxyBody> {
     match reply {
         Reply::Json(status, body) => json_response(status, body.to_string().into_bytes()),
         Reply::Document(text) => json_response(StatusCode::OK, text.as_bytes().to_vec()),

@@ -307,7 +307,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             admin_on_main,
             metrics,
         )
-        .with_intake(intake),
+        .with_intake(intake)
+        .with_console(&config),
     );
     let main_router = Arc::clone(&router);
     let route_main = move |req| {
@@ -353,6 +354,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         max_line_bytes: usize::try_from(config.limits.max_body_bytes).unwrap_or(usize::MAX),
     };
     tasks.spawn(follower.run(cancel.clone()));
+    tasks.spawn(record_refusals(
+        store.clone(),
+        telemetry.clone(),
+        cancel.clone(),
+    ));
     tasks.spawn(budget_gauges(
         store.clone(),
         Arc::clone(&budgets),
@@ -386,6 +392,35 @@ fn ledger_options(config: &Config) -> LedgerOptions {
         batch_rows: config.ledger.batch_rows,
         flush_interval: Duration::from_millis(config.ledger.flush_ms),
         ..LedgerOptions::new(&config.ledger.spool_path)
+    }
+}
+
+/// Adds what this gateway refused to `refusals_daily` every few seconds, and once more at
+/// shutdown. Counts that cannot be written are kept for the next round, so none is lost to a
+/// database hiccup.
+async fn record_refusals(store: Store, telemetry: Telemetry, cancel: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    let mut unsaved: Vec<(String, String, u64)> = Vec::new();
+    loop {
+        let stopping = tokio::select! {
+            _ = every.tick() => false,
+            () = cancel.cancelled() => true,
+        };
+        unsaved.extend(telemetry.take_refusals());
+        if !unsaved.is_empty() {
+            let day = tollgate_store::ledger::utc_day(tollgate_core::time::now_ms());
+            match store.add_refusals(&day, &unsaved).await {
+                Ok(()) => unsaved.clear(),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot record refusals yet; will retry");
+                    // A long outage must not grow this without bound.
+                    unsaved.truncate(10_000);
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
     }
 }
 

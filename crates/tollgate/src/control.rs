@@ -149,6 +149,7 @@ impl Control {
             Op::IssueKey => self.issue_key(&call).await,
             Op::TopSessions => self.top_sessions(&call).await,
             Op::GetTeamSession => self.get_team_session(&call).await,
+            Op::TeamSessionCalls => self.team_session_calls(&call).await,
             Op::ListKeys => self.list_keys(&call).await,
             Op::GetKey => self.get_key(&call).await,
             Op::RevokeKey => self.revoke_key(&call).await,
@@ -167,6 +168,7 @@ impl Control {
                 reports::spend(&self.store, query, call.fence().map(str::to_string)).await
             }
             Op::Reconcile => reports::reconcile(&self.store, query).await,
+            Op::Refusals => reports::refusals(&self.store, query).await,
             Op::ListAudit => self.list_audit(&call).await,
             Op::ListAdminTokens => self.list_admin_tokens(&call).await,
             Op::CreateAdminToken => self.create_admin_token(&call).await,

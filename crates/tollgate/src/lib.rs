@@ -12,6 +12,7 @@ pub mod cli;
 pub mod codex_signals;
 pub mod commands;
 pub mod config_load;
+pub mod console;
 pub mod control;
 pub mod demo;
 pub mod hook;

@@ -14,6 +14,7 @@ use tollgate_proxy::{Gateway, ProxyBody, error_response, json_response};
 use tollgate_store::{Role, Store};
 
 use crate::admin_http::AdminHttp;
+use crate::console::{self, Console};
 use crate::control::{Control, Live};
 use crate::hooks_http::{self, HookIntake};
 use crate::intake::{self, Intake};
@@ -33,6 +34,8 @@ pub struct Router {
     metrics: Option<Metrics>,
     /// `/otlp/v1/*`, unless `[intake] enabled = false`.
     intake: Option<Arc<Intake>>,
+    /// `/console`, on the listener that serves `/admin/v1`, unless `[console] enabled = false`.
+    console: Option<Console>,
 }
 
 /// `GET /metrics`: the same instruments OTLP exports, as Prometheus text. It carries every
@@ -132,7 +135,20 @@ impl Router {
             admin_on_main,
             metrics,
             intake: None,
+            console: None,
         }
+    }
+
+    /// Serves the web console at `/console` beside the admin API, unless switched off.
+    pub fn with_console(mut self, config: &tollgate_core::config::Config) -> Router {
+        if config.console.enabled {
+            let live = Live {
+                keys: Arc::clone(&self.keys),
+                budgets: Arc::clone(&self.gateway.admission.budgets),
+            };
+            self.console = Some(Console::new(config, self.store.clone(), live));
+        }
+        self
     }
 
     /// Serves the OTLP intake at `/otlp/v1/*` on the main listener.
@@ -161,6 +177,11 @@ impl Router {
         if self.admin_on_main && is_admin_path(path) {
             return self.admin.handle(request).await;
         }
+        if self.admin_on_main
+            && let Some(console) = self.console_at(path)
+        {
+            return console.handle(request).await;
+        }
         if let Some(metrics) = self.metrics_at(path) {
             return match metrics.allowed(&request, &self.store).await {
                 Ok(()) => metrics.response(),
@@ -176,10 +197,19 @@ impl Router {
         if is_admin_path(path) {
             return self.admin.handle(request).await;
         }
+        if let Some(console) = self.console_at(path) {
+            return console.handle(request).await;
+        }
         if let Some(metrics) = self.metrics_at(path) {
             return metrics.response();
         }
         self.common(request).await
+    }
+
+    fn console_at(&self, path: &str) -> Option<&Console> {
+        self.console
+            .as_ref()
+            .filter(|_| console::is_console_path(path))
     }
 
     fn metrics_at(&self, path: &str) -> Option<&Metrics> {

@@ -195,6 +195,29 @@ impl Store {
         row.as_ref().map(ledger_row_from).transpose()
     }
 
+    /// A team's session's calls, oldest first, at most `limit` of them (its first ones).
+    pub async fn session_calls(
+        &self,
+        team_id: &str,
+        session_id: &str,
+        limit: i64,
+    ) -> Result<Vec<LedgerRow>> {
+        let rows = sqlx::query(
+            "SELECT request_id, started_at_ms, finished_at_ms, team_id, key_id, cost_centre, \
+             user_name, session_id, turn_id, endpoint, model_requested, model_served, status, \
+             input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos, \
+             price_id, estimated, unpriced, service_tier, ttfb_ms, latency_ms, tool_calls, \
+             outcome, unmetered, units, response_id FROM ledger_readable \
+             WHERE team_id = $1 AND session_id = $2 ORDER BY started_at_ms, request_id LIMIT $3",
+        )
+        .bind(team_id)
+        .bind(session_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(ledger_row_from).collect()
+    }
+
     /// Totals over ledger rows that started in `[from_ms, to_ms)`.
     pub async fn ledger_totals(&self, from_ms: i64, to_ms: i64) -> Result<Totals> {
         let sql = format!(

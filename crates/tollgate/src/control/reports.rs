@@ -160,6 +160,39 @@ pub async fn reconcile(store: &Store, query: Option<&str>) -> Result<Reply, ApiE
     ))
 }
 
+/// `GET /admin/v1/reports/refusals?from&to`: requests tollgate refused, by team and reason,
+/// over the whole UTC days of the period (default: this month). Refused requests cost nothing
+/// and have no ledger row; every gateway adds its counts to a daily rollup within seconds.
+pub async fn refusals(store: &Store, query: Option<&str>) -> Result<Reply, ApiError> {
+    let mut errors = FieldErrors::default();
+    let params = Query::parse_into(query, &RECONCILE_PARAMS, &mut errors);
+    let calendar = Calendar::default();
+    let (from_ms, to_ms) = period(&mut errors, &params, &calendar);
+    errors.into_result()?;
+    let first_day = local_day(&calendar, from_ms);
+    let last_day = local_day(&calendar, to_ms - 1);
+    let rows = store
+        .refusals(&first_day, &last_day)
+        .await
+        .map_err(store_error)?;
+    let total: i64 = rows.iter().map(|r| r.requests).sum();
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|r| json!({"team": r.team, "reason": r.reason, "requests": r.requests}))
+        .collect();
+    Ok(Reply::Json(
+        http::StatusCode::OK,
+        json!({
+            "object": "refusal_report",
+            "first_day": first_day,
+            "last_day": last_day,
+            "timezone": "UTC",
+            "data": data,
+            "total": total,
+        }),
+    ))
+}
+
 /// `from` and `to` (`to` exclusive, `from` before `to`). Either left out means the current
 /// month's bound in the calendar's zone, so a bare report is this month so far.
 fn period(errors: &mut FieldErrors, params: &Query, calendar: &Calendar) -> (i64, i64) {

@@ -63,6 +63,41 @@ impl Control {
         self.show_session(Some(&team.id), call.param(1)).await
     }
 
+    /// `GET /admin/v1/teams/{team}/sessions/{id}/calls[?limit=]`: the session's ledger rows,
+    /// oldest first (its first `limit`, default 500, at most 5000): what each call cost, when,
+    /// with which model and tools.
+    pub(super) async fn team_session_calls(&self, call: &Call<'_>) -> Answer {
+        let query = Query::parse(call.query, &["limit"])?;
+        let limit = match query.get("limit") {
+            None => 500,
+            Some(text) => match text.parse::<i64>() {
+                Ok(n) if (1..=5000).contains(&n) => n,
+                _ => {
+                    let mut errors = FieldErrors::default();
+                    errors.push(
+                        "limit",
+                        format!("'{text}' is not a whole number from 1 to 5000"),
+                    );
+                    errors.into_result()?;
+                    500
+                }
+            },
+        };
+        let team = self.own_team(call, call.param(0)).await?;
+        let id = call.param(1);
+        let rows = self
+            .store
+            .session_calls(&team.id, id, limit + 1)
+            .await
+            .map_err(store_error)?;
+        if rows.is_empty() {
+            return Err(not_found("session", id));
+        }
+        let has_more = rows.len() as i64 > limit;
+        let data: Vec<Value> = rows.iter().take(limit as usize).map(request_view).collect();
+        ok(json!({"object": "list", "data": data, "has_more": has_more}))
+    }
+
     /// A team's session, or 404 — also when only another team has a session of that id: what
     /// other teams' clients send is none of this team's business.
     async fn show_session(&self, team_id: Option<&str>, id: &str) -> Answer {
