@@ -496,16 +496,18 @@ impl Browser {
         text.chars().take(4000).collect()
     }
 
-    /// Tags the current document, and notes when it starts unloading, so [`Browser::settle`]
-    /// can tell "no navigation" from "navigation not finished".
+    /// Tags the current document and starts noting what would navigate it away, so
+    /// [`Browser::settle`] can tell "no navigation" from "navigation not started yet".
     async fn mark_document(&self) -> String {
         let mark = format!("{:016x}", rand::random::<u64>());
         self.eval(
             "window.__tollgateMark = arguments[0];
              window.__tollgateUnloading = false;
+             window.__tollgateSubmit = null;
              if (!window.__tollgateListening) {
                window.__tollgateListening = true;
                addEventListener('beforeunload', () => { window.__tollgateUnloading = true; });
+               addEventListener('submit', e => { window.__tollgateSubmit = e; }, true);
              }",
             vec![json!(mark)],
         )
@@ -513,34 +515,46 @@ impl Browser {
         mark
     }
 
-    /// After an action on the document marked `mark`: returns at once if it did not start a
-    /// navigation, else once the next document has loaded. ChromeDriver already waits for the
-    /// navigations it sees start; this covers one that starts just after the command returns.
+    /// After an action on the document marked `mark`: returns at once if it started no
+    /// navigation, else once the next document has loaded. ChromeDriver waits for the
+    /// navigations it sees start, but a form submission navigates from a task queued after the
+    /// `submit` event, which can run after the click has returned; so a `submit` that no handler
+    /// cancelled and that targets this window counts as a navigation on its way.
     async fn settle(&self, mark: &str, what: &str) {
         let deadline = Instant::now() + Duration::from_millis(COMMAND_TIMEOUT_MS);
         loop {
             let state = self
                 .client()
                 .execute(
-                    "return [window.__tollgateMark === arguments[0],
-                             window.__tollgateUnloading === true,
-                             document.readyState];",
+                    "const s = window.__tollgateSubmit;
+                     let pending = window.__tollgateUnloading === true;
+                     if (s && !s.defaultPrevented) {
+                       const by = s.submitter, form = s.target;
+                       const method = (by && by.getAttribute('formmethod')) || form.method || '';
+                       const target = (by && by.getAttribute('formtarget')) || form.target || '';
+                       if (method.toLowerCase() !== 'dialog' && ['', '_self'].includes(target)) {
+                         pending = true;
+                       }
+                     }
+                     return [window.__tollgateMark === arguments[0], pending, document.readyState];",
                     vec![json!(mark)],
                 )
                 .await;
             // A script can fail while one document replaces another: look again.
             if let Ok(Value::Array(state)) = state {
                 let same = state.first() == Some(&Value::Bool(true));
-                let unloading = state.get(1) == Some(&Value::Bool(true));
+                let pending = state.get(1) == Some(&Value::Bool(true));
                 let complete = state.get(2) == Some(&json!("complete"));
-                if (same && !unloading) || (!same && complete) {
+                if (same && !pending) || (!same && complete) {
                     return;
                 }
+                eprintln!("TEMPDEBUG settle: same={same} pending={pending} complete={complete}");
             }
             if Instant::now() >= deadline {
                 panic!(
                     "the navigation after {what} did not finish within {COMMAND_TIMEOUT_MS} ms \
-                     (at {})",
+                     (still at {}; a download or a 204 leaves the page in place: fetch() \
+                     those instead)",
                     self.current_url().await
                 );
             }

@@ -356,6 +356,20 @@ async fn real_responses_of_every_route_match_the_documented_schemas() {
         )
         .await;
     assert_eq!(team_session, session);
+    let calls = c
+        .call(
+            "GET",
+            "/admin/v1/teams/{team}/sessions/{id}/calls",
+            &format!("/admin/v1/teams/alpha/sessions/{}/calls", s.session_id),
+            a,
+            None,
+        )
+        .await;
+    assert_eq!(
+        calls["data"][0]["request_id"],
+        s.request_id.as_str(),
+        "{calls}"
+    );
     c.call(
         "GET",
         "/admin/v1/requests/{id}",
@@ -381,6 +395,14 @@ async fn real_responses_of_every_route_match_the_documented_schemas() {
         "GET",
         "/admin/v1/reports/reconcile",
         "/admin/v1/reports/reconcile?from=2020-01-01&to=2040-01-01",
+        a,
+        None,
+    )
+    .await;
+    c.call(
+        "GET",
+        "/admin/v1/reports/refusals",
+        "/admin/v1/reports/refusals?from=2020-01-01&to=2040-01-01",
         a,
         None,
     )
@@ -617,7 +639,7 @@ enabled = true
 # `expires_at` must be in the future; `from` must be before `to`; `tz` must be one of the IANA
 # zone names (a closed list the document does not enumerate).
 [[operations]]
-include-operation-id = ["issueKey", "topSessions", "spendReport", "reconcile"]
+include-operation-id = ["issueKey", "topSessions", "spendReport", "reconcile", "refusalReport"]
 checks.positive_data_acceptance.enabled = false
 
 # DELETE on a key revokes it: the key stays readable, marked revoked, because the ledger, the
@@ -635,7 +657,7 @@ include-operation-id = ["getSession"]
 parameters = {{ "id" = "{session}" }}
 
 [[operations]]
-include-operation-id = ["getTeamSession"]
+include-operation-id = ["getTeamSession", "listTeamSessionCalls"]
 parameters = {{ "team" = "alpha", "id" = "{session}" }}
 
 [[operations]]

@@ -314,8 +314,8 @@ async fn someone_whose_groups_map_to_no_role_is_told_which_groups_they_have() {
     let error = sign_in(&oidc, Act::LogInAs("nobody")).await.unwrap_err();
     assert_eq!(
         error.to_string(),
-        "your groups (interns) map to no tollgate role; ask an admin to add one of them to \
-         [console.oidc] roles"
+        "Your groups (interns) map to no tollgate role; ask an admin to add one of them to \
+         [console.oidc] roles."
     );
     // The same provider and client: finance signs in.
     let person = sign_in(&oidc, Act::LogInAs("fin")).await.unwrap();

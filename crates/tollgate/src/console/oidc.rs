@@ -63,36 +63,36 @@ pub struct Person {
 /// Why a sign-in failed, said to the person signing in.
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {
-    #[error("single sign-on is not available on this server ({0}); tell an admin")]
+    #[error("Single sign-on is not available on this server ({0}); tell an admin.")]
     Setup(String),
     #[error(
-        "cannot reach the sign-in provider at {url} ({reason}); try again in a moment, and tell \
-         an admin if it keeps failing"
+        "Cannot reach the sign-in provider at {url} ({reason}); try again in a moment, and tell \
+         an admin if it keeps failing."
     )]
     Unreachable { url: String, reason: String },
     #[error(
-        "the sign-in provider at {url} did not answer within {TIMEOUT:?}; try again in a moment"
+        "The sign-in provider at {url} did not answer within {TIMEOUT:?}; try again in a moment."
     )]
     Timeout { url: String },
-    #[error("the sign-in provider's answer from {url} cannot be used ({reason}); tell an admin")]
+    #[error("The sign-in provider's answer from {url} cannot be used ({reason}); tell an admin.")]
     BadProvider { url: String, reason: String },
     #[error(
-        "this sign-in took longer than {} minutes; start again from the sign-in page",
+        "This sign-in took longer than {} minutes; start again from the sign-in page.",
         PENDING_LIFETIME.as_secs() / 60
     )]
     Expired,
     #[error(
-        "this answer from the sign-in provider does not belong to the sign-in you started here \
-         (state mismatch); start again from the sign-in page"
+        "This answer from the sign-in provider does not belong to the sign-in you started here \
+         (state mismatch); start again from the sign-in page."
     )]
     StateMismatch,
     #[error(
-        "this answer claims to come from {claimed}, not from the configured provider {issuer}; \
-         start again from the sign-in page"
+        "This answer claims to come from {claimed}, not from the configured provider {issuer}; \
+         start again from the sign-in page."
     )]
     WrongIssuer { claimed: String, issuer: String },
     #[error(
-        "the sign-in provider refused: {}; start again, or ask an admin if it persists",
+        "The sign-in provider refused: {}; start again, or ask an admin if it persists.",
         describe(error, description)
     )]
     Provider {
@@ -100,13 +100,13 @@ pub enum OidcError {
         description: Option<String>,
     },
     #[error(
-        "the sign-in provider's answer carries no authorization code; start again from the \
-         sign-in page"
+        "The sign-in provider's answer carries no authorization code; start again from the \
+         sign-in page."
     )]
     MissingCode,
     #[error(
-        "the sign-in provider would not complete this sign-in ({}); start again from the sign-in \
-         page",
+        "The sign-in provider would not complete this sign-in ({}); start again from the sign-in \
+         page.",
         describe(error, description)
     )]
     TokenRefused {
@@ -114,23 +114,23 @@ pub enum OidcError {
         description: Option<String>,
     },
     #[error(
-        "the sign-in provider's ID token was rejected: {0}; start again, and tell an admin if it \
-         keeps happening"
+        "The sign-in provider's ID token was rejected: {0}; start again, and tell an admin if it \
+         keeps happening."
     )]
     TokenRejected(String),
     #[error(
-        "your sign-in carries no '{claim}' claim, so tollgate cannot give you a role; ask an \
-         admin to have the provider include it (or to change [console.oidc] claim)"
+        "Your sign-in carries no '{claim}' claim, so tollgate cannot give you a role; ask an \
+         admin to have the provider include it (or to change [console.oidc] claim)."
     )]
     MissingClaim { claim: String },
     #[error(
-        "your {claim} ({}) map to no tollgate role; ask an admin to add one of them to \
-         [console.oidc] roles", values.join(", ")
+        "Your {claim} ({}) map to no tollgate role; ask an admin to add one of them to \
+         [console.oidc] roles.", values.join(", ")
     )]
     NoRole { claim: String, values: Vec<String> },
     #[error(
-        "your {claim} value '{value}' maps to role '{role}', which is not admin, finance or \
-         team_admin (with a team); ask an admin to fix [console.oidc] roles"
+        "Your {claim} value '{value}' maps to role '{role}', which is not admin, finance or \
+         team_admin (with a team); ask an admin to fix [console.oidc] roles."
     )]
     BadRole {
         claim: String,
@@ -502,8 +502,8 @@ mod tests {
         let error = oidc.finish(&pending, &denied).await.unwrap_err();
         assert_eq!(
             error.to_string(),
-            "the sign-in provider refused: access_denied: End-User aborted interaction; start \
-             again, or ask an admin if it persists"
+            "The sign-in provider refused: access_denied: End-User aborted interaction; start \
+             again, or ask an admin if it persists."
         );
         let error = oidc
             .finish(&pending, &format!("state={}", pending.state))
@@ -530,7 +530,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .starts_with("cannot reach the sign-in provider at http://127.0.0.1:9/.well-known/openid-configuration"),
+                .starts_with("Cannot reach the sign-in provider at http://127.0.0.1:9/.well-known/openid-configuration"),
             "{error}"
         );
     }

@@ -113,8 +113,8 @@ mod tests {
         let error = role_for(&claims, "groups", &roles()).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "your groups (interns, everyone) map to no tollgate role; ask an admin to add one \
-             of them to [console.oidc] roles"
+            "Your groups (interns, everyone) map to no tollgate role; ask an admin to add one \
+             of them to [console.oidc] roles."
         );
         for claims in [json!({}), json!({"groups": []}), json!({"groups": 3})] {
             let error = role_for(&claims, "groups", &roles()).unwrap_err();
