@@ -70,49 +70,7 @@ impl Browser {
             .tempdir()
             .expect("a temporary Chromium profile directory");
 
-        let mut driver = tokio::process::Command::new(&chromedriver)
-            .arg("--port=0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", chromedriver.display()));
-        let driver_log = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
-        let mut port_tx = Some(port_tx);
-        let stdout = driver.stdout.take().expect("piped stdout");
-        let stderr = driver.stderr.take().expect("piped stderr");
-        // Drain both pipes for the driver's whole life (a full pipe would stall it), keeping
-        // the text for failure messages; stdout names the port it chose.
-        let log = driver_log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(port) = started_on(&line)
-                    && let Some(tx) = port_tx.take()
-                {
-                    let _ = tx.send(port);
-                }
-                append(&log, &line);
-            }
-        });
-        let log = driver_log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                append(&log, &line);
-            }
-        });
-        let driver_port = match tokio::time::timeout(Duration::from_secs(30), port_rx).await {
-            Ok(Ok(port)) => port,
-            _ => panic!(
-                "{} did not say which port it listens on within 30 s:\n{}",
-                chromedriver.display(),
-                driver_log.lock().map(|l| l.clone()).unwrap_or_default()
-            ),
-        };
-
+        let (driver, driver_port, driver_log) = spawn_driver(&chromedriver).await;
         let capabilities = capabilities(&chromium, profile.path(), &form);
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(capabilities)
@@ -548,7 +506,6 @@ impl Browser {
                 if (same && !pending) || (!same && complete) {
                     return;
                 }
-                eprintln!("TEMPDEBUG settle: same={same} pending={pending} complete={complete}");
             }
             if Instant::now() >= deadline {
                 panic!(
@@ -592,6 +549,65 @@ impl Drop for Browser {
             eprintln!("--- chromedriver ---\n{log}");
         }
     }
+}
+
+/// ChromeDriver on a port of its choosing (`--port=0`), its output drained into a log.
+/// `--port=0` picks a free IPv6 port and then binds IPv4 on the same number, which another
+/// process may hold ("IPv4 port not available. Exiting..."): then it is started again.
+async fn spawn_driver(chromedriver: &Path) -> (tokio::process::Child, u16, Arc<Mutex<String>>) {
+    let driver_log = Arc::new(Mutex::new(String::new()));
+    for _attempt in 0..5 {
+        let mut driver = tokio::process::Command::new(chromedriver)
+            .arg("--port=0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", chromedriver.display()));
+        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+        let mut port_tx = Some(port_tx);
+        let stdout = driver.stdout.take().expect("piped stdout");
+        let stderr = driver.stderr.take().expect("piped stderr");
+        // Drain both pipes for the driver's whole life (a full pipe would stall it), keeping
+        // the text for failure messages; stdout names the port it chose, and its end (the
+        // sender dropped unsent) means the driver exited.
+        let log = driver_log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(port) = started_on(&line)
+                    && let Some(tx) = port_tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+                append(&log, &line);
+            }
+        });
+        let log = driver_log.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                append(&log, &line);
+            }
+        });
+        match tokio::time::timeout(Duration::from_secs(30), port_rx).await {
+            Ok(Ok(port)) => return (driver, port, driver_log),
+            Ok(Err(_exited)) => {
+                let _ = driver.wait().await;
+            }
+            Err(_) => panic!(
+                "{} did not say which port it listens on within 30 s:\n{}",
+                chromedriver.display(),
+                driver_log.lock().map(|l| l.clone()).unwrap_or_default()
+            ),
+        }
+    }
+    panic!(
+        "{} exited before listening, five times:\n{}",
+        chromedriver.display(),
+        driver_log.lock().map(|l| l.clone()).unwrap_or_default()
+    )
 }
 
 /// The session's capabilities: Chromium's binary and flags, its own profile, and timeouts.

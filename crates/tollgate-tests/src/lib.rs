@@ -12,6 +12,7 @@
 
 pub mod browser;
 pub mod clients;
+pub mod oidc;
 pub mod process;
 pub mod socket;
 

@@ -512,3 +512,103 @@ async fn pages_read_on_a_phone_and_in_the_dark() {
     );
     b.close().await;
 }
+
+#[tokio::test]
+async fn single_sign_on_through_a_real_openid_provider_maps_a_group_to_team_admin() {
+    // The console's public URL must be known before the gateway starts: the provider only
+    // redirects to a registered URI.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let public = format!("http://127.0.0.1:{port}");
+    let provider =
+        tollgate_tests::oidc::Provider::start(0, &format!("{public}/console/oidc/callback"), &[])
+            .await;
+    let issuer = provider.issuer.clone();
+    let h = Harness::start_custom(
+        Backend::Sqlite,
+        tollgate_mock::MockOptions::default(),
+        |c| {
+            c.listen = format!("127.0.0.1:{port}");
+            c.console.public_url = Some(public.clone());
+            c.console.oidc = Some(tollgate_core::config::OidcConfig {
+                issuer,
+                client_id: "tollgate-console".into(),
+                label: "Sign in with Example SSO".into(),
+                scopes: vec!["email".into(), "profile".into(), "groups".into()],
+                claim: "groups".into(),
+                roles: vec![
+                    tollgate_core::config::OidcRole {
+                        value: "platform-admins".into(),
+                        role: "admin".into(),
+                        team: None,
+                    },
+                    tollgate_core::config::OidcRole {
+                        value: "search-admins".into(),
+                        role: "team_admin".into(),
+                        team: Some("search".into()),
+                    },
+                ],
+            });
+        },
+    )
+    .await;
+    h.team_key("search").await;
+    h.team_key("payments").await;
+
+    let b = Browser::start().await;
+    b.goto(&format!("{public}/console")).await;
+    b.wait_for("#oidc").await;
+    b.screenshot("16-sign-in").await;
+    b.assert_accessible("sign-in").await;
+    b.click("#oidc").await;
+    // The provider's own login and consent forms.
+    b.wait_for("input[name=login]").await;
+    b.fill("input[name=login]", "ada").await;
+    b.fill("input[name=password]", "anything").await;
+    b.click("button[type=submit]").await;
+    b.wait_for("button[type=submit]").await;
+    b.click("button[type=submit]").await;
+    b.wait_for("header nav").await;
+    assert!(
+        b.current_url()
+            .await
+            .starts_with(&format!("{public}/console/teams/")),
+        "ada lands on her team: {}",
+        b.current_url().await
+    );
+    assert!(b.text("main h1").await.contains("search"));
+    let who = b.text("header .who").await;
+    assert!(who.contains("team admin"), "{who}");
+    b.screenshot("17-signed-in-with-sso").await;
+
+    // She is a team admin of search and nothing more.
+    b.goto(&format!("{public}/console/teams/payments")).await;
+    assert!(b.text("main").await.contains("Not allowed"));
+
+    // A change she makes is audited under her single sign-on identity.
+    b.goto(&format!("{public}/console/teams/search")).await;
+    b.wait_for("#new-key").await;
+    b.fill("#new-key input[name=name]", "ada-laptop").await;
+    b.click("#new-key button[type=submit]").await;
+    b.wait_for("#secret").await;
+    let audit = api(&h, "/admin/v1/audit").await;
+    let entry = audit["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["action"] == "POST /admin/v1/teams/{team}/keys" && e["after"]["name"] == "ada-laptop"
+        })
+        .unwrap_or_else(|| panic!("no audit entry for ada's key: {audit}"))
+        .clone();
+    assert!(
+        entry["actor_id"].as_str().unwrap().starts_with("oidc:"),
+        "{entry}"
+    );
+    assert_eq!(entry["actor_role"], "team_admin");
+    b.close().await;
+    provider.stop().await;
+}

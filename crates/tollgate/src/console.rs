@@ -509,7 +509,12 @@ impl Console {
         };
         match oidc.start().await {
             Ok((url, pending)) => {
-                let cookie = self.signins.hold_pending(pending);
+                let Some(cookie) = self.signins.hold_pending(pending) else {
+                    return self.sign_in_page(
+                        Some("Too many sign-ins are in progress. Try again in a few minutes."),
+                        None,
+                    );
+                };
                 let mut response = redirect(&url);
                 self.set_cookie(
                     &mut response,

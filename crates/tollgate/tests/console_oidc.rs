@@ -6,9 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use http::{Method, Request, StatusCode};
@@ -16,85 +13,27 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use tollgate::console::oidc::{Oidc, OidcError, Person};
 use tollgate_core::config::{OidcConfig, OidcRole};
 use tollgate_proxy::body::read_limited;
 use tollgate_store::Role;
-use tollgate_telemetry::testing::tools::{clients_dir, repo_root};
 
 /// The console's public URL in these tests; nothing listens there: the test reads the
 /// provider's redirect to it instead of following it.
 const PUBLIC_URL: &str = "http://127.0.0.1:9";
 const CALLBACK: &str = "http://127.0.0.1:9/console/oidc/callback";
 
-/// A running `provider.mjs`, killed when dropped.
-struct Provider {
-    child: Child,
-    issuer: String,
-    port: u16,
-}
+/// The provider, with the console's side of the tests.
+struct Provider(tollgate_tests::oidc::Provider);
 
 impl Provider {
-    /// Starts the provider on `port` (0: any free one) with extra environment and waits for
-    /// its `listening <issuer>` line.
     async fn start(port: u16, env: &[(&str, &str)]) -> Provider {
-        let clients = clients_dir("oidc-provider (npm)");
-        let script = repo_root().join("tests/clients/oidc/provider.mjs");
-        let mut child = Command::new("node")
-            .arg(&script)
-            .args(["--port", &port.to_string(), "--redirect-uri", CALLBACK])
-            .env("TOLLGATE_CLIENTS_DIR", clients)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot run `node {}`: {e}. These tests need Node.js 20 or later on PATH \
-                     (apt-get install -y nodejs npm)",
-                    script.display()
-                )
-            });
-        // Its warnings, read to the end (so it never blocks on them) and shown if it fails.
-        let mut err = child.stderr.take().unwrap();
-        let stderr = tokio::spawn(async move {
-            let mut text = String::new();
-            let _ = err.read_to_string(&mut text).await;
-            text
-        });
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let issuer = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(issuer) = line.strip_prefix("listening ") {
-                    return Some(issuer.to_string());
-                }
-            }
-            None
-        })
-        .await;
-        let Ok(Some(issuer)) = issuer else {
-            let _ = child.start_kill();
-            let status = child.wait().await;
-            let stderr = stderr.await.unwrap_or_default();
-            panic!("provider.mjs did not start ({status:?}):\n{stderr}");
-        };
-        // Keep draining stdout (oidc-provider's notices) so the provider never blocks on it.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let port = issuer.rsplit(':').next().unwrap().parse().unwrap();
-        Provider {
-            child,
-            issuer,
-            port,
-        }
+        Provider(tollgate_tests::oidc::Provider::start(port, CALLBACK, env).await)
     }
 
-    async fn stop(mut self) {
-        self.child.kill().await.unwrap();
+    async fn stop(self) {
+        self.0.stop().await;
     }
 
     fn config(&self) -> OidcConfig {
@@ -104,7 +43,7 @@ impl Provider {
             team: team.map(Into::into),
         };
         OidcConfig {
-            issuer: self.issuer.clone(),
+            issuer: self.0.issuer.clone(),
             client_id: "tollgate-console".into(),
             label: "Sign in with the test provider".into(),
             scopes: vec!["email".into(), "profile".into(), "groups".into()],
@@ -273,7 +212,7 @@ async fn a_team_admin_signs_in_and_the_answer_cannot_be_tampered_with_or_replaye
     let oidc = provider.oidc(None);
     let (url, pending) = oidc.start().await.unwrap();
     assert!(
-        url.starts_with(&format!("{}/auth?response_type=code&", provider.issuer)),
+        url.starts_with(&format!("{}/auth?response_type=code&", provider.0.issuer)),
         "{url}"
     );
     let query = Browser::new().sign_in(&url, Act::LogInAs("ada")).await;
@@ -362,7 +301,7 @@ async fn a_confidential_client_authenticates_with_its_secret_and_takes_es256_tok
 #[tokio::test]
 async fn keys_rotated_at_the_provider_are_fetched_again() {
     let first = Provider::start(0, &[]).await;
-    let port = first.port;
+    let port = first.0.port;
     let oidc = first.oidc(None);
     assert_eq!(
         sign_in(&oidc, Act::LogInAs("ada")).await.unwrap().subject,
@@ -373,7 +312,7 @@ async fn keys_rotated_at_the_provider_are_fetched_again() {
     // A restart on the same address generates new keys (new `kid`s): the cached key set no
     // longer has the one the next ID token names.
     let second = Provider::start(port, &[]).await;
-    assert_eq!(second.issuer, format!("http://127.0.0.1:{port}"));
+    assert_eq!(second.0.issuer, format!("http://127.0.0.1:{port}"));
     let person = sign_in(&oidc, Act::LogInAs("fin")).await.unwrap();
     assert_eq!(person.role, Role::Finance);
     second.stop().await;

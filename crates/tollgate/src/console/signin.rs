@@ -35,6 +35,8 @@ pub const PENDING_TTL: Duration = Duration::from_secs(600);
 /// Sessions kept at most; past it, signing in again first drops the expired ones and then,
 /// if still full, is refused (a flood of sign-ins cannot grow memory without bound).
 const MAX_SESSIONS: usize = 100_000;
+/// OpenID Connect sign-ins waiting for the provider at most.
+const MAX_PENDING: usize = 10_000;
 
 /// How a session proves who it is on every page.
 #[derive(Clone)]
@@ -155,16 +157,20 @@ impl SignIns {
     }
 
     /// Keeps an OpenID Connect sign-in until the provider sends the browser back: the cookie
-    /// value that finds it again.
-    pub fn hold_pending(&self, pending: Pending) -> String {
+    /// value that finds it again, or `None` when too many are waiting (anyone can start one, so
+    /// a flood of starts is refused rather than kept).
+    pub fn hold_pending(&self, pending: Pending) -> Option<String> {
         let now = Instant::now();
-        if self.pending.len() >= MAX_SESSIONS {
+        if self.pending.len() >= MAX_PENDING {
             self.pending
                 .retain(|_, (_, at)| now.duration_since(*at) <= PENDING_TTL);
+            if self.pending.len() >= MAX_PENDING {
+                return None;
+            }
         }
         let cookie = random_token();
         self.pending.insert(id_of(&cookie), (pending, now));
-        cookie
+        Some(cookie)
     }
 
     /// The pending sign-in behind the cookie, removed (a callback is good once).
