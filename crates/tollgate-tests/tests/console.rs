@@ -612,3 +612,56 @@ async fn single_sign_on_through_a_real_openid_provider_maps_a_group_to_team_admi
     b.close().await;
     provider.stop().await;
 }
+
+#[tokio::test]
+async fn the_console_is_served_where_the_admin_api_is_and_can_be_switched_off() {
+    // With an admin listener, the console is there and not on the public listener.
+    let h = Harness::start_custom(
+        Backend::Sqlite,
+        tollgate_mock::MockOptions::default(),
+        |c| c.admin_listen = Some("127.0.0.1:0".into()),
+    )
+    .await;
+    let admin_addr = h.gateway.admin_addr.expect("an admin listener");
+    let on_admin = h
+        .http
+        .send(
+            Method::GET,
+            &format!("http://{admin_addr}/console/sign-in"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(on_admin.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&on_admin.body).contains("Admin token"));
+    assert!(
+        on_admin
+            .headers
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("frame-ancestors 'none'"))
+    );
+    let on_main = h
+        .http
+        .send(
+            Method::GET,
+            &format!("{}/console/sign-in", h.base()),
+            &[],
+            "",
+        )
+        .await;
+    on_main.assert_error(404, "unknown_url");
+
+    // Switched off, /console is not there at all.
+    let off = Harness::start_custom(
+        Backend::Sqlite,
+        tollgate_mock::MockOptions::default(),
+        |c| c.console.enabled = false,
+    )
+    .await;
+    let reply = off
+        .http
+        .send(Method::GET, &format!("{}/console", off.base()), &[], "")
+        .await;
+    reply.assert_error(404, "unknown_url");
+}
