@@ -163,7 +163,7 @@ impl AdminClient {
 
 /// An error with its causes: hyper's own message ("client error (Connect)") says nothing a
 /// user can act on; the causes say "Connection refused" or which certificate was wrong.
-fn causes(error: &dyn std::error::Error) -> String {
+pub(crate) fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

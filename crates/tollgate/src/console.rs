@@ -236,10 +236,12 @@ impl Console {
         };
         let outcome =
             pages::dispatch(self, &ctx, &method, &segments, query.as_deref(), &form).await;
-        self.render(&ctx, &current, outcome)
+        self.render(Some((&ctx, &current)), outcome)
     }
 
-    fn render(&self, ctx: &Ctx, current: &Current, outcome: Outcome) -> Response<ProxyBody> {
+    /// The response for a handler's outcome, inside a session (`Some`) or outside one
+    /// (sign-in, errors before sign-in).
+    fn render(&self, signed_in: Option<(&Ctx, &Current)>, outcome: Outcome) -> Response<ProxyBody> {
         match outcome {
             Outcome::Page {
                 status,
@@ -249,15 +251,15 @@ impl Console {
             } => {
                 let frame = Frame {
                     title: &title,
-                    who: Some(&ctx.who),
-                    csrf: &ctx.csrf,
-                    flash: current.flash.as_deref(),
+                    who: signed_in.map(|(ctx, _)| &ctx.who),
+                    csrf: signed_in.map_or("", |(ctx, _)| ctx.csrf.as_str()),
+                    flash: signed_in.and_then(|(_, current)| current.flash.as_deref()),
                     section,
                 };
                 html_response(status, html::layout(&frame, body))
             }
             Outcome::Redirect { location, flash } => {
-                if let Some(flash) = flash {
+                if let (Some(flash), Some((_, current))) = (flash, signed_in) {
                     self.signins.set_flash(&current.id, flash);
                 }
                 redirect(&location)
@@ -266,27 +268,8 @@ impl Console {
         }
     }
 
-    /// A page outside a session (sign-in, errors before sign-in).
     fn render_bare(&self, outcome: Outcome) -> Response<ProxyBody> {
-        match outcome {
-            Outcome::Page {
-                status,
-                title,
-                section,
-                body,
-            } => {
-                let frame = Frame {
-                    title: &title,
-                    who: None,
-                    csrf: "",
-                    flash: None,
-                    section,
-                };
-                html_response(status, html::layout(&frame, body))
-            }
-            Outcome::Redirect { location, .. } => redirect(&location),
-            Outcome::Raw(response) => response,
-        }
+        self.render(None, outcome)
     }
 
     /// Who a session acts as now: an admin token is resolved again, so a revoked one ends the
@@ -358,6 +341,11 @@ impl Console {
             } => Ok(Value::String(text)),
             Reply::Document(text) => Ok(Value::String(text.to_string())),
         }
+    }
+
+    /// A read: `GET path?query` as the signed-in person.
+    pub async fn get(&self, ctx: &Ctx, path: &str, query: Option<&str>) -> Result<Value, ApiError> {
+        self.call(ctx, Method::GET, path, query, None).await
     }
 
     /// The control plane's reply itself (downloads are answered with it, byte for byte).

@@ -58,6 +58,16 @@ pub async fn dispatch(
     }
 }
 
+/// Team id → name, from a `GET /admin/v1/teams` answer.
+pub fn team_names(teams: &serde_json::Value) -> std::collections::HashMap<String, String> {
+    teams["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| (super::html::text(&t["id"]), super::html::text(&t["name"])))
+        .collect()
+}
+
 /// The page a form returns to when its operation was refused: the API's message as the flash.
 pub fn refused_to(location: String, error: &tollgate_core::ApiError) -> Outcome {
     Outcome::redirect(location, format!("Not done: {}", error.message))

@@ -21,6 +21,7 @@ use tokio::sync::Mutex;
 use tollgate_proxy::body::read_limited;
 
 use super::OidcError;
+use crate::admin_client::causes;
 
 /// Each call to the provider (discovery, keys, token) gets this long.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -233,17 +234,4 @@ fn http_client() -> Result<HttpClient, String> {
         .enable_http1()
         .wrap_connector(http);
     Ok(Client::builder(TokioExecutor::new()).build(connector))
-}
-
-/// An error with its causes: hyper's own message ("client error (Connect)") says nothing a
-/// person can act on; the causes say "Connection refused" or which certificate was wrong.
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

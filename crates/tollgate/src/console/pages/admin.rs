@@ -24,26 +24,14 @@ pub async fn teams(console: &Console, ctx: &Ctx) -> Outcome {
         };
     }
     let teams = match console
-        .call(
-            ctx,
-            Method::GET,
-            "/admin/v1/teams",
-            Some("limit=1000"),
-            None,
-        )
+        .get(ctx, "/admin/v1/teams", Some("limit=1000"))
         .await
     {
         Ok(t) => t,
         Err(e) => return Outcome::problem(&e),
     };
     let spend = console
-        .call(
-            ctx,
-            Method::GET,
-            "/admin/v1/reports/spend",
-            Some("group_by=team"),
-            None,
-        )
+        .get(ctx, "/admin/v1/reports/spend", Some("group_by=team"))
         .await
         .unwrap_or(Value::Null);
     let month: HashMap<String, i64> = rows(&spend)
@@ -116,10 +104,7 @@ pub async fn audit(console: &Console, ctx: &Ctx, q: &Form) -> Outcome {
     if let Some(after) = q.filled("after") {
         query.push_str(&format!("&after={}", encode(after)));
     }
-    let log = match console
-        .call(ctx, Method::GET, "/admin/v1/audit", Some(&query), None)
-        .await
-    {
+    let log = match console.get(ctx, "/admin/v1/audit", Some(&query)).await {
         Ok(l) => l,
         Err(e) => return Outcome::problem(&e),
     };
@@ -174,34 +159,17 @@ fn change_summary(before: &Value, after: &Value) -> String {
 
 pub async fn tokens(console: &Console, ctx: &Ctx) -> Outcome {
     let list = match console
-        .call(
-            ctx,
-            Method::GET,
-            "/admin/v1/admin-tokens",
-            Some("limit=1000"),
-            None,
-        )
+        .get(ctx, "/admin/v1/admin-tokens", Some("limit=1000"))
         .await
     {
         Ok(l) => l,
         Err(e) => return Outcome::problem(&e),
     };
     let teams = console
-        .call(
-            ctx,
-            Method::GET,
-            "/admin/v1/teams",
-            Some("limit=1000"),
-            None,
-        )
+        .get(ctx, "/admin/v1/teams", Some("limit=1000"))
         .await
         .unwrap_or(Value::Null);
-    let team_names: HashMap<String, String> = teams["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| (html::text(&t["id"]), html::text(&t["name"])))
-        .collect();
+    let team_names = super::team_names(&teams);
     let body = html! {
         section.panel {
             table #tokens {

@@ -3,9 +3,8 @@
 //! not succeed. Every amount comes from the spend report (the daily rollups), so this page
 //! costs a few indexed reads however large the ledger is.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use http::Method;
 use maud::{Markup, html};
 use serde_json::Value;
 
@@ -34,42 +33,22 @@ async fn build(console: &Console, ctx: &Ctx) -> Result<Markup, tollgate_core::Ap
         let query = format!("group_by={group}");
         async move {
             console
-                .call(
-                    ctx,
-                    Method::GET,
-                    "/admin/v1/reports/spend",
-                    Some(&query),
-                    None,
-                )
+                .get(ctx, "/admin/v1/reports/spend", Some(&query))
                 .await
         }
     };
     let by_team_day = report("team,day").await?;
     let teams = console
-        .call(
-            ctx,
-            Method::GET,
-            "/admin/v1/teams",
-            Some("limit=1000"),
-            None,
-        )
+        .get(ctx, "/admin/v1/teams", Some("limit=1000"))
         .await?;
     if teams["data"].as_array().is_none_or(Vec::is_empty) {
         return Ok(no_teams(ctx));
     }
     let by_centre = report("cost_centre").await?;
     let by_model = report("model").await?;
-    let refusals = console
-        .call(ctx, Method::GET, "/admin/v1/reports/refusals", None, None)
-        .await?;
+    let refusals = console.get(ctx, "/admin/v1/reports/refusals", None).await?;
     let budgets = console
-        .call(
-            ctx,
-            Method::GET,
-            "/admin/v1/budgets",
-            Some("limit=1000"),
-            None,
-        )
+        .get(ctx, "/admin/v1/budgets", Some("limit=1000"))
         .await?;
 
     let now = tollgate_core::time::now_ms();
@@ -120,12 +99,7 @@ async fn build(console: &Console, ctx: &Ctx) -> Result<Markup, tollgate_core::Ap
     }
     failed.sort_by_key(|(name, n)| (std::cmp::Reverse(*n), name.clone()));
 
-    let team_names: HashMap<String, String> = teams["data"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| (html::text(&t["id"]), html::text(&t["name"])))
-        .collect();
+    let team_names = super::team_names(&teams);
     let mut budget_rows: Vec<&Value> = budgets["data"].as_array().into_iter().flatten().collect();
     // Nearest their limit first: (committed + reserved) / limit, compared without division.
     budget_rows.sort_by(|a, b| {

@@ -53,13 +53,7 @@ fn api_query(q: &Form) -> String {
 pub async fn page(console: &Console, ctx: &Ctx, q: &Form) -> Outcome {
     let query = api_query(q);
     let report = console
-        .call(
-            ctx,
-            Method::GET,
-            "/admin/v1/reports/spend",
-            Some(&query),
-            None,
-        )
+        .get(ctx, "/admin/v1/reports/spend", Some(&query))
         .await;
     let body = match &report {
         Ok(report) => table(report),

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use http::Method;
 use maud::{Markup, html};
 use serde_json::Value;
 
@@ -71,10 +70,8 @@ async fn build(console: &Console, ctx: &Ctx, team: &str, id: &str) -> Result<Mar
         path_segment(team),
         path_segment(id)
     );
-    let session = console.call(ctx, Method::GET, &base, None, None).await?;
-    let calls = console
-        .call(ctx, Method::GET, &format!("{base}/calls"), None, None)
-        .await?;
+    let session = console.get(ctx, &base, None).await?;
+    let calls = console.get(ctx, &format!("{base}/calls"), None).await?;
     let list: Vec<Value> = calls["data"].as_array().cloned().unwrap_or_default();
     let flagged = console.loop_rule().flagged(&list);
 

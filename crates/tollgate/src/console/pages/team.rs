@@ -32,20 +32,12 @@ fn can_change(ctx: &Ctx) -> bool {
 async fn build(console: &Console, ctx: &Ctx, team: &str) -> Result<(String, Markup), ApiError> {
     let seg = path_segment(team);
     let info = console
-        .call(
-            ctx,
-            Method::GET,
-            &format!("/admin/v1/teams/{seg}"),
-            None,
-            None,
-        )
+        .get(ctx, &format!("/admin/v1/teams/{seg}"), None)
         .await?;
     let id = html::text(&info["id"]);
     let name = html::text(&info["name"]);
     let filter = format!("team={}&limit=1000", encode(&id));
-    let budgets = console
-        .call(ctx, Method::GET, "/admin/v1/budgets", Some(&filter), None)
-        .await?;
+    let budgets = console.get(ctx, "/admin/v1/budgets", Some(&filter)).await?;
     let keys = console
         .call(
             ctx,
@@ -56,25 +48,13 @@ async fn build(console: &Console, ctx: &Ctx, team: &str) -> Result<(String, Mark
         )
         .await?;
     let limits = console
-        .call(
-            ctx,
-            Method::GET,
-            "/admin/v1/rate-limits",
-            Some(&filter),
-            None,
-        )
+        .get(ctx, "/admin/v1/rate-limits", Some(&filter))
         .await?;
     let spend = |group: &'static str| {
         let query = format!("group_by={group}&team={}", encode(&id));
         async move {
             console
-                .call(
-                    ctx,
-                    Method::GET,
-                    "/admin/v1/reports/spend",
-                    Some(&query),
-                    None,
-                )
+                .get(ctx, "/admin/v1/reports/spend", Some(&query))
                 .await
         }
     };
