@@ -150,6 +150,14 @@ impl Store {
                 "key {id} is revoked; issue a new key instead"
             )));
         }
+        let rotated_to: Option<String> =
+            sqlx::query_scalar("SELECT rotated_to FROM api_keys WHERE id = $1")
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+        if let Some(replacement) = rotated_to {
+            return Err(already_rotated(id, &replacement));
+        }
         let allowed = old.allowed_models.as_ref().map(|m| m.join(","));
         let issued = self
             .create_key_with(
@@ -162,14 +170,22 @@ impl Store {
         let until = now_ms() + grace_ms.max(0);
         let mut tx = self.pool.begin().await?;
         let rev = bump_revision(&mut tx).await?;
-        sqlx::query(
-            "UPDATE api_keys SET expires_at_ms = CASE WHEN expires_at_ms IS NULL OR expires_at_ms > $1 THEN $1 ELSE expires_at_ms END, rev = $2 WHERE id = $3",
+        // Only a key not rotated yet: of two rotations at once, one wins and the other's new
+        // key (never shown to anyone) is revoked.
+        let updated = sqlx::query(
+            "UPDATE api_keys SET expires_at_ms = CASE WHEN expires_at_ms IS NULL OR expires_at_ms > $1 THEN $1 ELSE expires_at_ms END, rotated_to = $4, rev = $2 WHERE id = $3 AND rotated_to IS NULL",
         )
         .bind(until)
         .bind(rev)
         .bind(id)
+        .bind(&issued.key.id)
         .execute(&mut *tx)
         .await?;
+        if updated.rows_affected() == 0 {
+            drop(tx);
+            self.revoke_key(&issued.key.id).await?;
+            return Err(already_rotated(id, "another key"));
+        }
         let old = fetch_key(&mut tx, id).await?;
         tx.commit().await?;
         Ok(old.map(|old| (old, issued)))
@@ -294,4 +310,11 @@ fn api_key_from_row(row: &AnyRow) -> Result<ApiKey> {
                 .as_deref(),
         ),
     })
+}
+
+fn already_rotated(id: &str, replacement: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "key {id} was already rotated (replaced by {replacement}); rotate the replacement if \
+         its secret was lost"
+    ))
 }

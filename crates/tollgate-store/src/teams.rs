@@ -70,6 +70,18 @@ impl Store {
             labels: std::collections::BTreeMap::new(),
         };
         let mut tx = self.pool.begin().await?;
+        // Names that differ only in case would look alike on every report: one team each.
+        let look_alike: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM teams WHERE LOWER(name) = LOWER($1) AND name <> $1",
+        )
+        .bind(&team.name)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(existing) = look_alike {
+            return Err(StoreError::Conflict(format!(
+                "a team named {existing:?} already exists; team names must differ by more than case"
+            )));
+        }
         let rev = bump_revision(&mut tx).await?;
         sqlx::query(
             "INSERT INTO teams (id, name, cost_centre, disabled, created_at_ms, updated_at_ms, rev, allowed_models) \

@@ -4,21 +4,23 @@
 //! so tests running in parallel never share a port, a cookie jar or a cache. Chromium,
 //! ChromeDriver and axe-core come from `tests/clients/setup.sh`, run on first use.
 //!
-//! Every method fails the test on error, saying what was asked and what the page showed.
+//! Every method fails the test on error, saying what was asked and what the page showed. Only
+//! [`Browser::wait_for`] waits for content to appear; the others act on the page as it is
+//! (after [`Browser::goto`], [`Browser::click`] and [`Browser::submit`] have let it load).
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex, OnceLock};
+mod launch;
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use http::{Method, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::HttpClient;
 use crate::clients::{clients_dir, repo_root};
+use launch::{Device, Driver};
 
 /// How long [`Browser::wait_for`] polls for an element, and a navigation may take to settle.
 const WAIT: Duration = Duration::from_secs(10);
@@ -26,76 +28,31 @@ const WAIT: Duration = Duration::from_secs(10);
 const COMMAND_TIMEOUT_MS: u64 = 30_000;
 /// The axe-core rule tags [`Browser::axe`] runs: WCAG 2.0, 2.1 and 2.2, levels A and AA.
 const AXE_TAGS: [&str; 5] = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"];
-/// A phone's viewport (an iPhone 12–15's CSS pixels) for [`Browser::start_phone`].
-const PHONE: (u32, u32) = (390, 844);
-const PHONE_UA: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 \
-                        (KHTML, like Gecko) Chrome/156.0.0.0 Mobile Safari/537.36";
 
 /// One headless Chromium session and the ChromeDriver that runs it.
 pub struct Browser {
     client: Option<Client>,
-    driver: Option<tokio::process::Child>,
-    /// Chromium's browser process (`goog:processID`): killed by id if the session is not closed,
-    /// because Chromium outlives a killed ChromeDriver.
-    chromium_pid: Option<u32>,
-    driver_port: u16,
-    /// What ChromeDriver printed, for the message when something fails.
-    driver_log: Arc<Mutex<String>>,
-    /// Dropped after the processes above are gone (fields drop after `Drop::drop`).
-    profile: tempfile::TempDir,
-}
-
-enum Form {
-    Desktop,
-    Phone,
+    driver: Driver,
 }
 
 impl Browser {
     /// Starts ChromeDriver on a free port and one headless Chromium session (window 1280x900,
     /// a fresh temporary profile). Fails with a clear message naming what is missing.
     pub async fn start() -> Browser {
-        Browser::launch(Form::Desktop).await
+        Browser::launch(Device::Desktop).await
     }
 
     /// As [`Browser::start`], with ChromeDriver's mobile emulation: a 390x844 viewport, touch,
     /// device pixel ratio 3 and a mobile user agent, for the phone layout.
     pub async fn start_phone() -> Browser {
-        Browser::launch(Form::Phone).await
+        Browser::launch(Device::Phone).await
     }
 
-    async fn launch(form: Form) -> Browser {
-        let (chromium, chromedriver) = programs().await;
-        let profile = tempfile::Builder::new()
-            .prefix("tollgate-chromium-")
-            .tempdir()
-            .expect("a temporary Chromium profile directory");
-
-        let (driver, driver_port, driver_log) = spawn_driver(&chromedriver).await;
-        let capabilities = capabilities(&chromium, profile.path(), &form);
-        let client = ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{driver_port}/"))
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "ChromeDriver ({}) could not start Chromium ({}): {e}\n{}",
-                    chromedriver.display(),
-                    chromium.display(),
-                    driver_log.lock().map(|l| l.clone()).unwrap_or_default()
-                )
-            });
-        let chromium_pid = client
-            .capabilities()
-            .and_then(|c| c.get("goog:processID"))
-            .and_then(Value::as_u64)
-            .and_then(|pid| u32::try_from(pid).ok());
+    async fn launch(device: Device) -> Browser {
+        let (client, driver) = launch::start(device).await;
         Browser {
             client: Some(client),
-            driver: Some(driver),
-            chromium_pid,
-            driver_port,
-            driver_log,
-            profile,
+            driver,
         }
     }
 
@@ -113,6 +70,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
     }
 
+    /// The address of the page now shown (after any redirects).
     pub async fn current_url(&self) -> String {
         self.client()
             .current_url()
@@ -235,12 +193,14 @@ impl Browser {
             .every(Duration::from_millis(25))
             .for_element(Locator::Css(css))
             .await;
-        if let Err(e) = found {
-            panic!(
-                "nothing matched `{css}` within {WAIT:?} ({e}) on {}; the page says:\n{}",
+        match found {
+            Ok(_) => {}
+            Err(fantoccini::error::CmdError::WaitTimeout) => panic!(
+                "nothing matched `{css}` within {WAIT:?} on {}; the page says:\n{}",
                 self.current_url().await,
                 self.page_text().await
-            );
+            ),
+            Err(e) => panic!("waiting for `{css}`: {e}"),
         }
     }
 
@@ -391,7 +351,7 @@ impl Browser {
             .expect("an open session");
         let url = format!(
             "http://127.0.0.1:{}/session/{session}/goog/cdp/execute",
-            self.driver_port
+            self.driver.port
         );
         let reply = HttpClient::new()
             .json(
@@ -405,21 +365,16 @@ impl Browser {
         reply.json()["value"].clone()
     }
 
-    /// Ends the session (Chromium exits) and stops ChromeDriver.
+    /// Ends the session (Chromium exits) and stops ChromeDriver; the profile is removed.
     pub async fn close(mut self) {
-        if let Some(client) = self.client.take() {
-            if let Err(e) = client.close().await {
-                eprintln!("closing the WebDriver session: {e}");
-            } else {
-                // ChromeDriver has quit Chromium and reaped it; nothing left to kill by id.
-                self.chromium_pid = None;
-            }
+        self.driver.note_chromium();
+        if let Some(client) = self.client.take()
+            && let Err(e) = client.close().await
+        {
+            eprintln!("closing the WebDriver session: {e}");
         }
-        if let Some(mut driver) = self.driver.take() {
-            let _ = driver.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(10), driver.wait()).await;
-        }
-        // Drop kills Chromium by id if the session did not close.
+        self.driver.stop().await;
+        // Drop waits for Chromium's last processes to exit and removes the profile.
     }
 
     /// The first element matching `css`, or a failure showing the page.
@@ -521,157 +476,11 @@ impl Browser {
 }
 
 impl Drop for Browser {
-    /// A test that failed (or forgot `close()`) must not leave Chromium running: it outlives a
-    /// killed ChromeDriver. Kills the browser process by its id (its renderers and helpers exit
-    /// with it), then ChromeDriver; the profile directory is removed after.
+    /// A test that failed (or skipped `close()`) must not leave Chromium running: kills
+    /// ChromeDriver and Chromium by id, and removes the profile.
     fn drop(&mut self) {
-        if let Some(pid) = self.chromium_pid.take() {
-            // Only if that id is still our Chromium (started with our profile directory).
-            let ours = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|cmdline| {
-                    let profile = self.profile.path().to_string_lossy();
-                    String::from_utf8_lossy(&cmdline).contains(profile.as_ref())
-                })
-                .unwrap_or(false);
-            if ours {
-                let _ = std::process::Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-        }
-        if let Some(mut driver) = self.driver.take() {
-            let _ = driver.start_kill();
-        }
-        if std::thread::panicking()
-            && let Ok(log) = self.driver_log.lock()
-            && !log.is_empty()
-        {
-            eprintln!("--- chromedriver ---\n{log}");
-        }
+        self.driver.tear_down();
     }
-}
-
-/// ChromeDriver on a port of its choosing (`--port=0`), its output drained into a log.
-/// `--port=0` picks a free IPv6 port and then binds IPv4 on the same number, which another
-/// process may hold ("IPv4 port not available. Exiting..."): then it is started again.
-async fn spawn_driver(chromedriver: &Path) -> (tokio::process::Child, u16, Arc<Mutex<String>>) {
-    let driver_log = Arc::new(Mutex::new(String::new()));
-    for _attempt in 0..5 {
-        let mut driver = tokio::process::Command::new(chromedriver)
-            .arg("--port=0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", chromedriver.display()));
-        let (port_tx, port_rx) = tokio::sync::oneshot::channel();
-        let mut port_tx = Some(port_tx);
-        let stdout = driver.stdout.take().expect("piped stdout");
-        let stderr = driver.stderr.take().expect("piped stderr");
-        // Drain both pipes for the driver's whole life (a full pipe would stall it), keeping
-        // the text for failure messages; stdout names the port it chose, and its end (the
-        // sender dropped unsent) means the driver exited.
-        let log = driver_log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(port) = started_on(&line)
-                    && let Some(tx) = port_tx.take()
-                {
-                    let _ = tx.send(port);
-                }
-                append(&log, &line);
-            }
-        });
-        let log = driver_log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                append(&log, &line);
-            }
-        });
-        match tokio::time::timeout(Duration::from_secs(30), port_rx).await {
-            Ok(Ok(port)) => return (driver, port, driver_log),
-            Ok(Err(_exited)) => {
-                let _ = driver.wait().await;
-            }
-            Err(_) => panic!(
-                "{} did not say which port it listens on within 30 s:\n{}",
-                chromedriver.display(),
-                driver_log.lock().map(|l| l.clone()).unwrap_or_default()
-            ),
-        }
-    }
-    panic!(
-        "{} exited before listening, five times:\n{}",
-        chromedriver.display(),
-        driver_log.lock().map(|l| l.clone()).unwrap_or_default()
-    )
-}
-
-/// The session's capabilities: Chromium's binary and flags, its own profile, and timeouts.
-fn capabilities(chromium: &Path, profile: &Path, form: &Form) -> serde_json::Map<String, Value> {
-    let mut options = json!({
-        "binary": chromium,
-        "args": [
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-dev-shm-usage",
-            "--window-size=1280,900",
-            "--lang=en-US",
-            format!("--user-data-dir={}", profile.display()),
-        ],
-    });
-    if let Form::Phone = form {
-        options["mobileEmulation"] = json!({
-            "deviceMetrics": {"width": PHONE.0, "height": PHONE.1, "pixelRatio": 3.0,
-                              "touch": true, "mobile": true},
-            "userAgent": PHONE_UA,
-            "clientHints": {"platform": "Android", "mobile": true},
-        });
-    }
-    let capabilities = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": options,
-        "timeouts": {"implicit": 0, "pageLoad": COMMAND_TIMEOUT_MS, "script": COMMAND_TIMEOUT_MS},
-    });
-    capabilities.as_object().cloned().unwrap_or_default()
-}
-
-/// Chromium and ChromeDriver on PATH, after setup.sh has had the chance to install them (and
-/// axe-core) on a clean machine.
-async fn programs() -> (PathBuf, PathBuf) {
-    static FOUND: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    if let Some(found) = FOUND.get() {
-        return found.clone();
-    }
-    let found = tokio::task::spawn_blocking(|| {
-        clients_dir("Chromium, ChromeDriver and axe-core");
-        let chromium = ["chromium", "chromium-browser", "google-chrome"]
-            .iter()
-            .find_map(|name| on_path(name));
-        let chromedriver = on_path("chromedriver");
-        match (chromium, chromedriver) {
-            (Some(chromium), Some(chromedriver)) => (chromium, chromedriver),
-            (chromium, chromedriver) => panic!(
-                "the browser tests need Chromium and ChromeDriver of the same version on PATH \
-                 (missing: {}{}); tests/clients/setup.sh installs them with \
-                 `apt-get install -y chromium chromium-driver` (Debian/Ubuntu) and could not",
-                if chromium.is_none() { "chromium " } else { "" },
-                if chromedriver.is_none() {
-                    "chromedriver"
-                } else {
-                    ""
-                },
-            ),
-        }
-    })
-    .await
-    .expect("join");
-    FOUND.get_or_init(|| found).clone()
 }
 
 /// axe-core's `axe.min.js`, as setup.sh installed it (pinned) under the clients dir.
@@ -694,34 +503,10 @@ async fn axe_source() -> &'static str {
     SOURCE.get_or_init(|| source)
 }
 
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-}
-
 /// `CARGO_TARGET_DIR` if set (absolute), else the workspace's `target/`.
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .filter(|dir| dir.is_absolute())
         .unwrap_or_else(|| repo_root().join("target"))
-}
-
-/// The port in ChromeDriver's "ChromeDriver was started successfully on port 41234." line.
-fn started_on(line: &str) -> Option<u16> {
-    line.split_once("started successfully on port ")?
-        .1
-        .trim_end_matches(|c: char| !c.is_ascii_digit())
-        .parse()
-        .ok()
-}
-
-fn append(log: &Mutex<String>, line: &str) {
-    if let Ok(mut log) = log.lock()
-        && log.len() < 64 * 1024
-    {
-        log.push_str(line);
-        log.push('\n');
-    }
 }

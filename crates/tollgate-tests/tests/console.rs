@@ -360,7 +360,7 @@ async fn a_team_admin_cannot_reach_another_team_by_link_or_typed_url() {
         format!("/console/teams/{payments}"),
         "/console/teams/payments".to_string(),
         "/console/teams/PAYMENTS".to_string(),
-        format!("/console/teams/{payments}/sessions/anything"),
+        format!("/console/teams/{payments}/session?id=anything"),
         "/console/audit".to_string(),
         "/console/admin-tokens".to_string(),
         "/console/reports/download?team=payments&format=csv".to_string(),
@@ -486,7 +486,7 @@ async fn pages_read_on_a_phone_and_in_the_dark() {
     );
     visit(
         &b,
-        &format!("{base}/console/teams/search/sessions/codex-run-1"),
+        &format!("{base}/console/teams/search/session?id=codex-run-1"),
         "14-session-phone",
     )
     .await;

@@ -96,7 +96,7 @@ impl Outcome {
         let title = match error.status {
             403 => "Not allowed",
             404 => "Not found",
-            400 | 409 | 422 => "Not done",
+            400 | 409 | 413 | 422 => "Not done",
             _ => "Something went wrong",
         };
         Outcome::Page {
@@ -110,6 +110,8 @@ impl Outcome {
 
 /// The signed-in person on one request.
 pub struct Ctx {
+    /// The console session this request belongs to.
+    pub session: signin::SessionId,
     pub actor: Actor,
     pub who: Who,
     pub csrf: String,
@@ -159,6 +161,10 @@ impl Console {
 
     pub async fn handle(&self, request: Request<Incoming>) -> Response<ProxyBody> {
         let path = request.uri().path().to_string();
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| path.clone(), |p| p.as_str().to_string());
         if let Some(name) = path.strip_prefix("/console/assets/") {
             return assets::serve(name);
         }
@@ -173,7 +179,16 @@ impl Console {
         let body = if method == Method::POST {
             match read_limited(request.into_body(), MAX_FORM_BYTES).await {
                 Ok(body) => body,
-                Err(error) => return self.render_bare(Outcome::problem(&error)),
+                Err(mut error) => {
+                    if error.status == 413 {
+                        error.message = format!(
+                            "This form is larger than the console accepts ({} KiB); nothing \
+                             was changed.",
+                            MAX_FORM_BYTES / 1024
+                        );
+                    }
+                    return self.render_bare(Outcome::problem(&error));
+                }
             }
         } else {
             Bytes::new()
@@ -195,7 +210,10 @@ impl Console {
             .and_then(|c| self.signins.current(c));
         let Some(current) = current else {
             if method == Method::GET {
-                return redirect(&format!("/console/sign-in?next={}", form::encode(&path)));
+                return redirect(&format!(
+                    "/console/sign-in?next={}",
+                    form::encode(&path_and_query)
+                ));
             }
             return self.render_bare(Outcome::problem(&ApiError::new(
                 401,
@@ -205,9 +223,14 @@ impl Console {
                  nothing was changed.",
             )));
         };
-        let Some(actor) = self.actor_of(&current).await else {
-            self.signins.end(&current.id);
-            return redirect("/console/sign-in?ended=1");
+        let actor = match self.actor_of(&current).await {
+            Ok(Some(actor)) => actor,
+            Ok(None) => {
+                self.signins.end(&current.id);
+                return redirect("/console/sign-in?ended=1");
+            }
+            // The session stays: it works again once the database answers.
+            Err(error) => return self.render_bare(Outcome::problem(&error)),
         };
         if method == Method::POST {
             let sent = form.get("csrf").unwrap_or("");
@@ -229,6 +252,7 @@ impl Console {
         }
         let who = self.who(&actor).await;
         let ctx = Ctx {
+            session: current.id,
             actor,
             who,
             csrf: current.csrf.clone(),
@@ -274,16 +298,15 @@ impl Console {
 
     /// Who a session acts as now: an admin token is resolved again, so a revoked one ends the
     /// session at once.
-    async fn actor_of(&self, current: &Current) -> Option<Actor> {
+    async fn actor_of(&self, current: &Current) -> Result<Option<Actor>, ApiError> {
         match &current.credential {
-            Credential::Oidc(actor) => Some(actor.clone()),
-            Credential::AdminToken(token) => match self.store.admin_for_token(token).await {
-                Ok(actor) => actor,
-                Err(error) => {
+            Credential::Oidc(actor) => Ok(Some(actor.clone())),
+            Credential::AdminToken(token) => {
+                self.store.admin_for_token(token).await.map_err(|error| {
                     tracing::warn!(%error, "console: cannot check an admin token");
-                    None
-                }
-            },
+                    store_error(error)
+                })
+            }
         }
     }
 
@@ -341,6 +364,18 @@ impl Console {
             } => Ok(Value::String(text)),
             Reply::Document(text) => Ok(Value::String(text.to_string())),
         }
+    }
+
+    /// A hidden field with a new one-time token, for a form that shows a secret.
+    pub fn once_field(&self, ctx: &Ctx) -> Markup {
+        let token = self.signins.new_once(&ctx.session);
+        maud::html! { input type="hidden" name="once" value=(token); }
+    }
+
+    /// Uses up the form's one-time token: false when the form was sent before.
+    pub fn first_send(&self, ctx: &Ctx, form: &form::Form) -> bool {
+        self.signins
+            .use_once(&ctx.session, form.get("once").unwrap_or(""))
     }
 
     /// A read: `GET path?query` as the signed-in person.
@@ -567,7 +602,12 @@ impl Console {
 
 /// `next` stays on the console: a path under /console, never another site.
 fn safe_next(next: &str) -> bool {
-    is_console_path(next) && !next.contains("//") && !next.contains('\\')
+    let path = next.split(['?', '#']).next().unwrap_or("");
+    is_console_path(path)
+        && !next.contains("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control)
+        && form::segments(path).is_some()
 }
 
 fn not_found() -> ApiError {

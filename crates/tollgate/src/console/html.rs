@@ -239,6 +239,11 @@ pub fn problem(status: u16, message: &str) -> Markup {
             "Your role does not reach this page. Ask an admin if you need it.",
         ),
         404 => ("Not found", "Nothing is here: check the link."),
+        400 | 409 | 413 | 422 => ("Not done", "Nothing was changed."),
+        503 => (
+            "Unavailable",
+            "tollgate cannot reach its database right now. Your session is kept: try again in a moment.",
+        ),
         _ => (
             "Something went wrong",
             "Try again; if it persists, tell your platform team.",

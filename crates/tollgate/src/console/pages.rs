@@ -42,19 +42,26 @@ pub async fn dispatch(
         ("POST", ["keys", id, "revoke"]) => team::revoke_key(console, ctx, id, form).await,
         ("POST", ["budgets", id]) => team::update_budget(console, ctx, id, form).await,
         ("POST", ["budgets", id, "delete"]) => team::delete_budget(console, ctx, id, form).await,
-        ("GET", ["teams", team, "sessions", id]) => session::page(console, ctx, team, id).await,
+        ("GET", ["teams", team, "session"]) => match q.get("id") {
+            Some(id) => session::page(console, ctx, team, id).await,
+            None => not_found(),
+        },
         ("GET", ["reports"]) => reports::page(console, ctx, &q).await,
         ("GET", ["reports", "download"]) => reports::download(console, ctx, &q).await,
         ("GET", ["audit"]) => admin::audit(console, ctx, &q).await,
         ("GET", ["admin-tokens"]) => admin::tokens(console, ctx).await,
         ("POST", ["admin-tokens"]) => admin::create_token(console, ctx, form).await,
         ("POST", ["admin-tokens", id, "revoke"]) => admin::revoke_token(console, ctx, id).await,
-        _ => Outcome::Page {
-            status: http::StatusCode::NOT_FOUND,
-            title: "Not found".to_string(),
-            section: Section::None,
-            body: super::html::problem(404, "There is no console page here."),
-        },
+        _ => not_found(),
+    }
+}
+
+fn not_found() -> Outcome {
+    Outcome::Page {
+        status: http::StatusCode::NOT_FOUND,
+        title: "Not found".to_string(),
+        section: Section::None,
+        body: super::html::problem(404, "There is no console page here."),
     }
 }
 

@@ -53,6 +53,10 @@ pub struct Session {
     pub csrf: String,
     /// One message to show on the next page (after a redirect).
     pub flash: Option<String>,
+    /// One-time tokens of the forms that show a secret (issue or rotate a key, create an admin
+    /// token), newest last: a resent form (a reload of the result, a double click) finds its
+    /// token used and issues nothing.
+    once: std::collections::VecDeque<String>,
     created: Instant,
     last_seen: Instant,
 }
@@ -116,6 +120,7 @@ impl SignIns {
                 credential,
                 csrf: random_token(),
                 flash: None,
+                once: std::collections::VecDeque::new(),
                 created: now,
                 last_seen: now,
             },
@@ -149,6 +154,32 @@ impl SignIns {
     pub fn set_flash(&self, id: &SessionId, message: String) {
         if let Some(mut session) = self.sessions.get_mut(id) {
             session.flash = Some(message);
+        }
+    }
+
+    /// A new one-time form token for this session (the newest 64 are kept).
+    pub fn new_once(&self, id: &SessionId) -> String {
+        let token = random_token();
+        if let Some(mut session) = self.sessions.get_mut(id) {
+            if session.once.len() >= 64 {
+                session.once.pop_front();
+            }
+            session.once.push_back(token.clone());
+        }
+        token
+    }
+
+    /// Uses up a one-time form token: true the first time, false after (or for a stranger).
+    pub fn use_once(&self, id: &SessionId, token: &str) -> bool {
+        let Some(mut session) = self.sessions.get_mut(id) else {
+            return false;
+        };
+        match session.once.iter().position(|t| same_secret(t, token)) {
+            Some(i) => {
+                session.once.remove(i);
+                true
+            }
+            None => false,
         }
     }
 
@@ -230,6 +261,22 @@ mod tests {
             s.last_seen = Instant::now();
         }
         assert!(signins.current(&cookie).is_none());
+    }
+
+    #[test]
+    fn a_one_time_form_token_works_once() {
+        let signins = SignIns::new(Duration::from_secs(60), Duration::from_secs(3600));
+        let cookie = signins
+            .create(Credential::AdminToken("tga-x".into()))
+            .unwrap();
+        let id = signins.current(&cookie).unwrap().id;
+        let once = signins.new_once(&id);
+        assert!(!signins.use_once(&id, "forged"));
+        assert!(signins.use_once(&id, &once));
+        assert!(
+            !signins.use_once(&id, &once),
+            "a resent form issues nothing"
+        );
     }
 
     #[test]

@@ -203,6 +203,7 @@ pub async fn tokens(console: &Console, ctx: &Ctx) -> Outcome {
             h2 { "Create an admin token" }
             form.row #new-token method="post" action="/console/admin-tokens" {
                 (csrf_field(&ctx.csrf))
+                (console.once_field(ctx))
                 label { "Name" input name="name" required placeholder="finance-alice"; }
                 label { "Role" select name="role" {
                     option value="finance" { "finance (reads spend, reports)" }
@@ -221,6 +222,13 @@ pub async fn tokens(console: &Console, ctx: &Ctx) -> Outcome {
 }
 
 pub async fn create_token(console: &Console, ctx: &Ctx, form: &Form) -> Outcome {
+    if !console.first_send(ctx, form) {
+        return Outcome::redirect(
+            "/console/admin-tokens",
+            "Not done: that form was already sent (a reload or a second click). No second \
+             token was created; the list below shows every token.",
+        );
+    }
     let role = form.filled("role").unwrap_or("finance");
     let mut body = json!({ "name": form.filled("name"), "role": role });
     if role == "team_admin" {

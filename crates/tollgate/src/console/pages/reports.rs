@@ -190,6 +190,8 @@ pub async fn download(console: &Console, ctx: &Ctx, q: &Form) -> Outcome {
     {
         Ok(reply) => {
             let mut response = crate::admin_http::into_response(reply);
+            // Spend is nobody else's: not kept by a browser or a proxy, never sniffed.
+            super::super::security_headers(response.headers_mut());
             if format == "json" {
                 let name = "attachment; filename=\"tollgate-spend.json\"";
                 if let Ok(v) = http::HeaderValue::from_str(name) {

@@ -72,6 +72,9 @@ async fn build(console: &Console, ctx: &Ctx, team: &str) -> Result<(String, Mark
         .await?;
 
     let change = can_change(ctx);
+    // One token for this page's secret-showing forms: after one is sent, the others need a
+    // fresh page (which the result page links back to).
+    let once = console.once_field(ctx);
     let team_path = team_href(&id);
     let key_list: Vec<&Value> = keys["data"].as_array().into_iter().flatten().collect();
     let live_keys: Vec<&&Value> = key_list
@@ -176,6 +179,7 @@ async fn build(console: &Console, ctx: &Ctx, team: &str) -> Result<(String, Mark
                                         @if !revoked {
                                             form.inline method="post" action=(format!("/console/keys/{}/rotate", path_segment(&kid))) {
                                                 (csrf_field(&ctx.csrf))
+                                                (once)
                                                 input type="hidden" name="team" value=(id);
                                                 label.check { "old key works for" select name="grace_seconds" {
                                                     option value="0" { "no time" } option value="3600" selected { "1 hour" } option value="86400" { "1 day" } option value="604800" { "7 days" }
@@ -200,6 +204,7 @@ async fn build(console: &Console, ctx: &Ctx, team: &str) -> Result<(String, Mark
                 h3 { "Issue a key" }
                 form.row #new-key method="post" action=(format!("{team_path}/keys")) {
                     (csrf_field(&ctx.csrf))
+                    (once)
                     label { "Name" input name="name" placeholder="ci-runner" required maxlength="128"; }
                     label { "Models allowed (optional, comma-separated, * wildcards)" input name="allowed_models" placeholder="gpt-5*, o3"; }
                     label { "Expires in days (optional)" input name="expires_days" inputmode="numeric" size="6"; }
@@ -252,7 +257,7 @@ async fn build(console: &Console, ctx: &Ctx, team: &str) -> Result<(String, Mark
                         @for s in sessions["data"].as_array().into_iter().flatten() {
                             @let sid = html::text(&s["id"]);
                             tr {
-                                td { a href=(format!("{team_path}/sessions/{}", path_segment(&sid))) { code { (sid) } } }
+                                td { a href=(session_href(&id, &sid)) { code { (sid) } } }
                                 td.hide-phone { (when(int(&s["last_seen_ms"]))) }
                                 td.num { (count(int(&s["requests"]))) }
                                 td.num { (usd(int(&s["cost_nano_usd"]))) }
@@ -336,6 +341,20 @@ pub fn setup_snippets(base_url: &str, team: Option<&str>) -> Markup {
     }
 }
 
+/// A session's page: the id is the client's choice (it may hold `/`), so it goes in the query.
+pub fn session_href(team_id: &str, session_id: &str) -> String {
+    format!("{}/session?id={}", team_href(team_id), encode(session_id))
+}
+
+/// Refuses a resent secret-showing form (its one-time token is used up).
+fn sent_before(team: &str) -> Outcome {
+    Outcome::redirect(
+        back(team),
+        "Not done: that form was already sent (a reload or a second click). Nothing new was \
+         issued; the list below shows every key.",
+    )
+}
+
 fn back(team: &str) -> String {
     team_href(team)
 }
@@ -346,6 +365,9 @@ fn team_of<'a>(form: &'a Form, fallback: &'a str) -> &'a str {
 }
 
 pub async fn issue_key(console: &Console, ctx: &Ctx, team: &str, form: &Form) -> Outcome {
+    if !console.first_send(ctx, form) {
+        return sent_before(team);
+    }
     let mut body = json!({ "name": form.filled("name") });
     if let Some(models) = form.filled("allowed_models") {
         let list: Vec<&str> = models
@@ -380,6 +402,9 @@ pub async fn issue_key(console: &Console, ctx: &Ctx, team: &str, form: &Form) ->
 
 pub async fn rotate_key(console: &Console, ctx: &Ctx, id: &str, form: &Form) -> Outcome {
     let team = team_of(form, "");
+    if !console.first_send(ctx, form) {
+        return sent_before(team);
+    }
     let grace = form
         .filled("grace_seconds")
         .and_then(|g| g.parse::<i64>().ok())
@@ -453,8 +478,8 @@ pub async fn create_budget(console: &Console, ctx: &Ctx, team: &str, form: &Form
     if let Some(ratio) = form.filled("soft_ratio") {
         match ratio.parse::<f64>() {
             // The ratio is a share, not money: it only places the soft limit.
-            Ok(r) => body["soft_ratio"] = json!(r),
-            Err(_) => {
+            Ok(r) if r.is_finite() => body["soft_ratio"] = json!(r),
+            _ => {
                 return Outcome::redirect(
                     back(team),
                     format!("Not done: soft limit '{ratio}' is not a share like 0.8."),
