@@ -6,6 +6,8 @@
 # kubernetes-validate (Kubernetes JSON schemas bundled, so it validates offline); and the
 # official OTLP protobuf definitions plus grpcio for tests/otlp/receiver.py (telemetry tests);
 # and schemathesis, which fuzzes the admin API against its OpenAPI document (tests/openapi.rs).
+# The console's browser tests (tests/console*.rs) add Debian's chromium and chromium-driver (apt,
+# as root or through sudo), and axe-core and oidc-provider from npm under target/clients/web.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 dir="${TOLLGATE_CLIENTS_DIR:-$root/target/clients}"
