@@ -5,9 +5,11 @@
 //! `tollgate-bench pathological` what hostile bodies cost the gateway (`pathological.rs`), and
 //! `tollgate-bench websocket` what a Codex turn costs over the Responses WebSocket against
 //! HTTP SSE (`websocket.rs`), and `tollgate-bench intake` whether a flood of OTLP exports
-//! slows proxied calls (`intake.rs`).
+//! slows proxied calls (`intake.rs`), and `tollgate-bench console-scale` how long each web
+//! console page takes over a large ledger (`console_scale.rs`).
 
 mod client;
+mod console_scale;
 mod error;
 mod intake;
 mod lab;
@@ -42,6 +44,9 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).peekable();
     if args.peek().map(String::as_str) == Some("report-scale") {
         return report_scale::main(args.skip(1));
+    }
+    if args.peek().map(String::as_str) == Some("console-scale") {
+        return console_scale::main(args.skip(1));
     }
     if args.peek().map(String::as_str) == Some("soak") {
         return soak::main(args.skip(1));

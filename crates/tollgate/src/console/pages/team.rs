@@ -37,39 +37,25 @@ async fn build(console: &Console, ctx: &Ctx, team: &str) -> Result<(String, Mark
     let id = html::text(&info["id"]);
     let name = html::text(&info["name"]);
     let filter = format!("team={}&limit=1000", encode(&id));
-    let budgets = console.get(ctx, "/admin/v1/budgets", Some(&filter)).await?;
-    let keys = console
-        .call(
-            ctx,
-            Method::GET,
-            &format!("/admin/v1/teams/{}/keys", path_segment(&id)),
-            Some("limit=1000"),
-            None,
-        )
-        .await?;
-    let limits = console
-        .get(ctx, "/admin/v1/rate-limits", Some(&filter))
-        .await?;
-    let spend = |group: &'static str| {
-        let query = format!("group_by={group}&team={}", encode(&id));
-        async move {
-            console
-                .get(ctx, "/admin/v1/reports/spend", Some(&query))
-                .await
-        }
-    };
-    let by_key = spend("key").await?;
-    let by_user = spend("user").await?;
-    let by_model = spend("model").await?;
-    let sessions = console
-        .call(
-            ctx,
-            Method::GET,
-            &format!("/admin/v1/teams/{}/sessions", path_segment(&id)),
-            Some("limit=10"),
-            None,
-        )
-        .await?;
+    let keys_path = format!("/admin/v1/teams/{}/keys", path_segment(&id));
+    let sessions_path = format!("/admin/v1/teams/{}/sessions", path_segment(&id));
+    let spend_query = |group: &str| format!("group_by={group}&team={}", encode(&id));
+    let (key_q, user_q, model_q) = (
+        spend_query("key"),
+        spend_query("user"),
+        spend_query("model"),
+    );
+    let spend = "/admin/v1/reports/spend";
+    // Independent reads, at once: the page costs its slowest read, not their sum.
+    let (budgets, keys, limits, by_key, by_user, by_model, sessions) = tokio::try_join!(
+        console.get(ctx, "/admin/v1/budgets", Some(&filter)),
+        console.get(ctx, &keys_path, Some("limit=1000")),
+        console.get(ctx, "/admin/v1/rate-limits", Some(&filter)),
+        console.get(ctx, spend, Some(&key_q)),
+        console.get(ctx, spend, Some(&user_q)),
+        console.get(ctx, spend, Some(&model_q)),
+        console.get(ctx, &sessions_path, Some("limit=10")),
+    )?;
 
     let change = can_change(ctx);
     // One token for this page's secret-showing forms: after one is sent, the others need a
