@@ -70,6 +70,9 @@ impl Store {
             labels: std::collections::BTreeMap::new(),
         };
         let mut tx = self.pool.begin().await?;
+        // The revision is bumped first: a write takes SQLite's write lock at once, where a read
+        // first would have to upgrade its lock and can fail as busy under a concurrent write.
+        let rev = bump_revision(&mut tx).await?;
         // Names that differ only in case would look alike on every report: one team each.
         let look_alike: Option<String> = sqlx::query_scalar(
             "SELECT name FROM teams WHERE LOWER(name) = LOWER($1) AND name <> $1",
@@ -82,7 +85,6 @@ impl Store {
                 "a team named {existing:?} already exists; team names must differ by more than case"
             )));
         }
-        let rev = bump_revision(&mut tx).await?;
         sqlx::query(
             "INSERT INTO teams (id, name, cost_centre, disabled, created_at_ms, updated_at_ms, rev, allowed_models) \
              VALUES ($1, $2, $3, 0, $4, $4, $5, $6)",
