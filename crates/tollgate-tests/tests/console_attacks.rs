@@ -1215,8 +1215,19 @@ async fn reloading_the_key_issued_page_in_chromium_does_not_issue_another_key() 
     let first = b.text("#secret").await;
     assert_eq!(count().await, before + 1);
     b.cdp("Page.reload", json!({})).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The resent form lands somewhere new: the team page saying it was already sent, or (the
+    // break) another secret.
+    let landed = eventually(Duration::from_secs(10), || async {
+        let source = b.page_source().await;
+        source.contains("already sent") || shown_secret(&source).is_some_and(|s| s != first)
+    })
+    .await;
     let again = b.page_source().await;
+    assert!(landed, "the reload led nowhere: {again}");
+    assert!(
+        again.contains("already sent"),
+        "the page says why nothing was issued"
+    );
     let after = count().await;
     b.close().await;
     assert_eq!(

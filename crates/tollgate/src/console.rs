@@ -450,14 +450,12 @@ impl Console {
         } else {
             StatusCode::OK
         };
-        let frame = Frame {
-            title: "Sign in",
-            who: None,
-            csrf: "",
-            flash: None,
+        let mut response = self.render_bare(Outcome::Page {
+            status,
+            title: "Sign in".to_string(),
             section: Section::None,
-        };
-        let mut response = html_response(status, html::layout(&frame, body));
+            body,
+        });
         self.set_cookie(&mut response, PENDING_COOKIE, &pending, 3600, "Strict");
         response
     }
@@ -512,14 +510,7 @@ impl Console {
         // A page, not a redirect: after an OpenID provider's (cross-site) redirect, a
         // SameSite=Strict cookie is only sent on a navigation that starts on this site.
         let body = pages::sign_in::continue_to(next);
-        let frame = Frame {
-            title: "Signed in",
-            who: None,
-            csrf: "",
-            flash: None,
-            section: Section::None,
-        };
-        let mut response = html_response(StatusCode::OK, html::layout(&frame, body));
+        let mut response = self.render_bare(Outcome::page("Signed in", Section::None, body));
         let max_age = self.signins.absolute().as_secs();
         self.set_cookie(&mut response, SESSION_COOKIE, &cookie, max_age, "Strict");
         self.set_cookie(&mut response, PENDING_COOKIE, "", 0, "Lax");
