@@ -6,16 +6,15 @@ use http::header::{self, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response};
 use http_body_util::Limited;
-use hyper::body::Incoming;
 
 use crate::body::DeadlineBody;
 use crate::headers::{strip_client_credentials, strip_hop_by_hop};
 use crate::inspect::OutgoingBody;
-use crate::upstream::{Unanswered, Upstream, UpstreamBody};
+use crate::upstream::{PooledBody, Unanswered, Upstream, UpstreamBody};
 
 /// The upstream's response body, passed through untouched, ended with an error when the
 /// upstream goes silent for longer than the stream idle timeout.
-pub type UpstreamStream = DeadlineBody<Incoming>;
+pub type UpstreamStream = DeadlineBody<PooledBody>;
 
 /// Sends the request upstream; the response comes back with its body not yet read.
 pub async fn forward(

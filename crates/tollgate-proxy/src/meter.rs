@@ -113,6 +113,8 @@ pub struct Metered<S: Settle> {
     started: Instant,
     ttfb: Option<Duration>,
     pending: Option<S>,
+    /// The upstream's error, held for one turn so that what came before it is written first.
+    failed: Option<BoxError>,
 }
 
 impl<S: Settle> std::fmt::Debug for Metered<S> {
@@ -178,6 +180,7 @@ impl<S: Settle> Metered<S> {
             started,
             ttfb: None,
             pending: Some(pending),
+            failed: None,
         }
     }
 
@@ -300,6 +303,9 @@ impl<S: Settle + Unpin> Body for Metered<S> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(error) = this.failed.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
         loop {
             if let Some(bytes) = this.ready.pop_front() {
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
@@ -324,7 +330,12 @@ impl<S: Settle + Unpin> Body for Metered<S> {
                 Poll::Ready(Some(Err(error))) => {
                     this.finish_reading();
                     this.settle(CallOutcome::UpstreamCut);
-                    return Poll::Ready(Some(Err(error)));
+                    // hyper drops what it has buffered but not yet written when a body fails,
+                    // and the events before the error may have arrived in the same read: let it
+                    // write them, then fail the stream on the next poll.
+                    this.failed = Some(error);
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     if this.ttfb.is_none() {

@@ -1,19 +1,18 @@
-//! The upstream leg: a pooled hyper-util client over rustls (HTTP/2 where the upstream offers
-//! it), the real upstream key swapped in for the team key, and the response timeout. The
-//! Responses WebSocket transport opens connections of its own ([`socket`]).
+//! The upstream leg: pooled HTTP/1.1 connections over rustls, each driven by the call that
+//! holds it ([`pool`]), the real upstream key swapped in for the team key, and the response
+//! timeout. The Responses WebSocket transport opens connections of its own ([`socket`]).
 
+pub mod pool;
 pub mod socket;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
 use http_body_util::Limited;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -22,6 +21,8 @@ use tollgate_core::{ApiError, CallOutcome};
 
 use crate::body::{BodyTimedOut, DeadlineBody, Relay, body_error};
 use crate::headers::{OPENAI_ORGANIZATION, OPENAI_PROJECT};
+pub use pool::PooledBody;
+use pool::{Pool, PoolError};
 
 /// Why the upstream client could not be built (bad CA file, bad key characters, bad URL).
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +44,7 @@ pub enum UpstreamSetupError {
 /// A ready upstream: client, where to send, and with what credential.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, UpstreamBody>,
+    pool: Arc<Pool>,
     /// `scheme://authority` of the upstream.
     origin: String,
     /// Path prefix that replaces the client's `/v1` (e.g. `/v1`, or `/openai/v1` behind a proxy).
@@ -80,14 +81,13 @@ impl Upstream {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
-            .enable_all_versions()
+            .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_millis(config.pool_idle_timeout_ms))
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .build(connector);
+        let pool = Pool::new(
+            connector,
+            config.pool_max_idle_per_host,
+            Duration::from_millis(config.pool_idle_timeout_ms),
+        );
 
         let authorization = key
             .map(|k| {
@@ -104,7 +104,7 @@ impl Upstream {
                 .transpose()
         };
         Ok(Upstream {
-            client,
+            pool: Arc::new(pool),
             origin,
             base_path,
             authorization,
@@ -144,7 +144,7 @@ impl Upstream {
         &self,
         mut request: Request<UpstreamBody>,
         body_limit: u64,
-    ) -> Result<Response<Incoming>, Unanswered> {
+    ) -> Result<Response<PooledBody>, Unanswered> {
         let headers = request.headers_mut();
         headers.remove(header::HOST);
         if let Some(auth) = &self.authorization {
@@ -156,9 +156,9 @@ impl Upstream {
         if let Some(project) = &self.project {
             headers.insert(OPENAI_PROJECT, project.clone());
         }
-        match tokio::time::timeout(self.response_timeout, self.client.request(request)).await {
+        match tokio::time::timeout(self.response_timeout, self.pool.send(request)).await {
             Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) => Err(Unanswered::from_client_error(&e, body_limit)),
+            Ok(Err(e)) => Err(Unanswered::from_pool_error(e, body_limit)),
             Err(_) => Err(Unanswered {
                 error: ApiError::upstream_timeout(self.response_timeout.as_secs()),
                 outcome: CallOutcome::UpstreamTimeout,
@@ -191,36 +191,48 @@ impl Unanswered {
         }
     }
 
-    fn from_client_error(e: &hyper_util::client::legacy::Error, body_limit: u64) -> Unanswered {
-        let mut source: &(dyn std::error::Error + 'static) = e;
-        let mut body_failed = None;
-        while let Some(next) = source.source() {
+    fn from_pool_error(error: PoolError, body_limit: u64) -> Unanswered {
+        let e = match error {
+            PoolError::Connect(cause) => {
+                return Unanswered {
+                    error: ApiError::upstream_unavailable(format!(
+                        "connection failed ({})",
+                        innermost(&*cause)
+                    )),
+                    outcome: CallOutcome::UpstreamUnreachable,
+                    reached_upstream: false,
+                };
+            }
+            PoolError::Closed => {
+                return Unanswered {
+                    error: ApiError::upstream_unavailable(
+                        "the connection closed before the request was sent",
+                    ),
+                    outcome: CallOutcome::UpstreamUnreachable,
+                    reached_upstream: false,
+                };
+            }
+            PoolError::Http(e) => e,
+        };
+        let mut source: &(dyn std::error::Error + 'static) = &e;
+        loop {
             // The client's own body failed (too large, too slow): the upstream got part of a
             // request, which it does not bill.
-            if next.is::<http_body_util::LengthLimitError>() || next.is::<BodyTimedOut>() {
-                return Unanswered::not_sent(body_error(next, body_limit));
+            if source.is::<http_body_util::LengthLimitError>() || source.is::<BodyTimedOut>() {
+                return Unanswered::not_sent(body_error(source, body_limit));
             }
-            // hyper's "the request body failed", with its cause: the only body tollgate streams
-            // is the client's, which broke off (the client left mid-upload, or sent a malformed
-            // chunk). The client's doing, not the upstream's.
-            if body_failed.is_none()
-                && next
-                    .downcast_ref::<hyper::Error>()
-                    .is_some_and(hyper::Error::is_user)
-            {
-                body_failed = next.source();
+            match source.source() {
+                Some(next) => source = next,
+                None => break,
             }
-            source = next;
         }
-        if let Some(cause) = body_failed {
+        // hyper's "the request body failed", with its cause: the only body tollgate streams
+        // is the client's, which broke off (the client left mid-upload, or sent a malformed
+        // chunk). The client's doing, not the upstream's.
+        if e.is_user()
+            && let Some(cause) = std::error::Error::source(&e)
+        {
             return Unanswered::not_sent(body_error(cause, body_limit));
-        }
-        if e.is_connect() {
-            return Unanswered {
-                error: ApiError::upstream_unavailable(format!("connection failed ({source})")),
-                outcome: CallOutcome::UpstreamUnreachable,
-                reached_upstream: false,
-            };
         }
         // The connection broke after the request went out: the upstream may well have run it.
         Unanswered {
@@ -229,6 +241,17 @@ impl Unanswered {
             reached_upstream: true,
         }
     }
+}
+
+/// The deepest cause of an error (the one that names what actually failed).
+fn innermost<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> &'a (dyn std::error::Error + 'static) {
+    let mut source = error;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source
 }
 
 pub fn tls_client_config(

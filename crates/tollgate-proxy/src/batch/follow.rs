@@ -320,7 +320,7 @@ impl Follower {
     }
 
     /// `GET path` upstream with tollgate's key; a 2xx response's body.
-    async fn get(&self, path: &str) -> Result<hyper::body::Incoming, String> {
+    async fn get(&self, path: &str) -> Result<crate::upstream::PooledBody, String> {
         let uri = self.upstream.uri_for(path).map_err(|e| e.message)?;
         let mut request = Request::new(UpstreamBody::empty());
         *request.method_mut() = Method::GET;

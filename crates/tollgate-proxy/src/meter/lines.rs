@@ -19,7 +19,7 @@ impl LineSplitter {
     /// Calls `on_line` for every complete line in `frame` (without its `\n` or `\r\n`).
     pub fn feed(&mut self, frame: &[u8], mut on_line: impl FnMut(&[u8])) {
         let mut rest = frame;
-        while let Some(end) = memchr(b'\n', rest) {
+        while let Some(end) = memchr::memchr(b'\n', rest) {
             let (line, tail) = rest.split_at(end);
             rest = &tail[1..];
             if self.carry.is_empty() {
@@ -57,12 +57,6 @@ fn drop_middle(carry: &mut Vec<u8>) {
 
 fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// Position of `needle` in `haystack`. The standard library's slice search is vectorised for
-/// a single byte via `iter().position` on u8 in practice; kept as a function for one place to tune.
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 #[cfg(test)]

@@ -344,16 +344,34 @@ pub fn responses_event(kind: Option<&str>, data: &[u8], seen: &mut Observed) {
                 }
             }
         }
-        Some(kind) if kind.ends_with(".delta") => {
-            if let Ok(ResponseEvent {
-                delta: Some(delta), ..
-            }) = serde_json::from_slice(data)
-            {
-                seen.push_text(&delta);
+        Some(kind) if kind.ends_with(".delta") => match plain_delta(data) {
+            Some(delta) => seen.push_text(delta),
+            None => {
+                if let Ok(ResponseEvent {
+                    delta: Some(delta), ..
+                }) = serde_json::from_slice(data)
+                {
+                    seen.push_text(&delta);
+                }
             }
-        }
+        },
         _ => {}
     }
+}
+
+/// A delta event's `"delta"` string when it holds no escapes, read in place: most of a stream's
+/// events are deltas, and parsing each one whole was the meter's largest cost. `None` sends the
+/// event to the JSON parser. (Inside a JSON string every quote is escaped, so `"delta":"` can
+/// only be a key.)
+fn plain_delta(data: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"delta\":\"";
+    let start = memchr::memmem::find(data, KEY)? + KEY.len();
+    let rest = &data[start..];
+    let end = memchr::memchr2(b'"', b'\\', rest)?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()
 }
 
 /// The `"type"` of an event whose `event:` line was missing.
@@ -366,10 +384,13 @@ fn event_type(data: &[u8]) -> Option<&'static str> {
         "response.created",
         "response.output_text.delta",
     ];
-    let text = std::str::from_utf8(data).ok()?;
-    KNOWN
-        .into_iter()
-        .find(|k| text.contains(&format!("\"type\":\"{k}\"")))
+    const TYPE: &[u8] = b"\"type\":\"";
+    memchr::memmem::find_iter(data, TYPE).find_map(|at| {
+        let value = &data[at + TYPE.len()..];
+        KNOWN
+            .into_iter()
+            .find(|k| value.starts_with(k.as_bytes()) && value.get(k.len()) == Some(&b'"'))
+    })
 }
 
 /// Reads a non-streamed Response object (or a compaction's `{"output":[…]}`). Without usage,
@@ -743,6 +764,44 @@ mod tests {
             ),
             (10, 4)
         );
+    }
+
+    #[test]
+    fn delta_text_is_the_same_read_in_place_or_parsed() {
+        let events: [&[u8]; 5] = [
+            br#"{"type":"response.output_text.delta","item_id":"m","delta":"Hello, world","sequence_number":3}"#,
+            br#"{"type":"response.output_text.delta","item_id":"m\"delta\":\"no","delta":"ok"}"#,
+            br#"{"type":"response.output_text.delta","delta":"say \"hi\"\n\u00e9"}"#,
+            br#"{"type":"response.output_text.delta","delta": "spaced"}"#,
+            "{\"type\":\"response.output_text.delta\",\"delta\":\"caf\u{e9} \u{2713}\"}".as_bytes(),
+        ];
+        for data in events {
+            let mut seen = Observed::default();
+            responses_event(Some("response.output_text.delta"), data, &mut seen);
+            let parsed: ResponseEvent<'_> = serde_json::from_slice(data).unwrap();
+            assert_eq!(
+                seen.text,
+                parsed.delta.unwrap(),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        assert_eq!(
+            plain_delta(br#"{"delta":"a\"b"}"#),
+            None,
+            "an escape goes to the parser"
+        );
+    }
+
+    #[test]
+    fn an_event_without_its_event_line_is_named_by_its_own_type() {
+        let completed =
+            br#"{"type":"response.completed","response":{"output":[{"type":"message"}]}}"#;
+        assert_eq!(event_type(completed), Some("response.completed"));
+        let nested =
+            br#"{"type":"response.output_item.done","item":{"type":"response.completed"}}"#;
+        assert_eq!(event_type(nested), Some("response.output_item.done"));
+        assert_eq!(event_type(br#"{"type":"response.created_x"}"#), None);
     }
 
     #[test]

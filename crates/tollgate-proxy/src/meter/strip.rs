@@ -49,7 +49,7 @@ impl UsageChunkFilter {
 /// Length of the first complete event (through its blank line), if there is one.
 fn event_len(buf: &[u8]) -> Option<usize> {
     let mut at = 0;
-    while let Some(nl) = buf[at..].iter().position(|&b| b == b'\n') {
+    while let Some(nl) = memchr::memchr(b'\n', &buf[at..]) {
         let line_end = at + nl + 1;
         let line = &buf[at..at + nl];
         if line.is_empty() || line == b"\r" {
@@ -89,7 +89,7 @@ fn rewrite(event: Bytes) -> Option<Bytes> {
 }
 
 fn find_last(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).rposition(|w| w == needle)
+    memchr::memmem::rfind(haystack, needle)
 }
 
 #[cfg(test)]
