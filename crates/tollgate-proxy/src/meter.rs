@@ -318,9 +318,7 @@ impl<S: Settle + Unpin> Body for Metered<S> {
                 Poll::Ready(None) => {
                     this.finish_reading();
                     if let Some(mut filter) = this.strip.take() {
-                        let mut out = Vec::new();
-                        filter.finish(&mut out);
-                        this.ready.extend(out);
+                        filter.finish(&mut this.ready);
                     }
                     this.settle(CallOutcome::Complete);
                     if this.ready.is_empty() {
@@ -351,9 +349,7 @@ impl<S: Settle + Unpin> Body for Metered<S> {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    let mut out = Vec::new();
-                    filter.feed(data, &mut out);
-                    this.ready.extend(out);
+                    filter.feed(data, &mut this.ready);
                 }
             }
         }

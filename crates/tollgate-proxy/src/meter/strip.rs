@@ -18,7 +18,7 @@ pub struct UsageChunkFilter {
 
 impl UsageChunkFilter {
     /// Filters one upstream frame; pushes the bytes to forward onto `out`.
-    pub fn feed(&mut self, frame: Bytes, out: &mut Vec<Bytes>) {
+    pub fn feed(&mut self, frame: Bytes, out: &mut impl Extend<Bytes>) {
         let buf = if self.pending.is_empty() {
             frame
         } else {
@@ -29,9 +29,7 @@ impl UsageChunkFilter {
         while let Some(len) = event_len(&buf[start..]) {
             let event = buf.slice(start..start + len);
             start += len;
-            if let Some(kept) = rewrite(event) {
-                out.push(kept);
-            }
+            out.extend(rewrite(event));
         }
         if start < buf.len() {
             self.pending.extend_from_slice(&buf[start..]);
@@ -39,9 +37,9 @@ impl UsageChunkFilter {
     }
 
     /// Whatever is left when the stream ends (an unterminated last event) goes out as it is.
-    pub fn finish(&mut self, out: &mut Vec<Bytes>) {
+    pub fn finish(&mut self, out: &mut impl Extend<Bytes>) {
         if !self.pending.is_empty() {
-            out.push(self.pending.split().freeze());
+            out.extend([self.pending.split().freeze()]);
         }
     }
 }
