@@ -11,12 +11,16 @@
 //!
 //! The ledger is the truth: `ledger_daily`, `sessions` and `session_tools` are maintained in the
 //! same transaction as the rows, counting only rows actually inserted, so a replay changes nothing.
+//! On PostgreSQL two batches are in flight at once (`writer.rs`), each sent as column arrays in
+//! messages small enough never to wait on Nagle's algorithm (`params.rs`).
 
+mod attempt;
 mod budget_spend;
 mod calendar;
 mod codec;
 mod handle;
 mod insert;
+mod params;
 mod partitions;
 mod read;
 mod retention;

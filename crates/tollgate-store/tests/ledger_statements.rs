@@ -71,13 +71,14 @@ fn record_statements() {
     });
 }
 
-/// Distinct recorded statements starting with `prefix`.
-fn statements(prefix: &str) -> usize {
+/// Distinct recorded statements starting with `prefix` and containing `marker` (`VALUES (?` for
+/// SQLite's, `unnest(` for PostgreSQL's: both tests record into one set).
+fn statements(prefix: &str, marker: &str) -> usize {
     STATEMENTS
         .lock()
         .unwrap()
         .iter()
-        .filter(|sql| sql.starts_with(prefix))
+        .filter(|sql| sql.starts_with(prefix) && sql.contains(marker))
         .count()
 }
 
@@ -110,13 +111,13 @@ async fn sqlite_ledger_batches_of_every_size_reuse_a_few_prepared_statements() {
     }
 
     // 150 batch sizes, each cut into powers of two: 1, 2, 4, …, 128 rows per statement.
-    for prefix in [
-        "INSERT INTO ledger (",
-        "INSERT INTO ledger_names",
-        "SELECT id, name FROM ledger_names",
-        "INSERT INTO sessions",
+    for (prefix, marker) in [
+        ("INSERT INTO ledger (", "VALUES (?"),
+        ("INSERT INTO ledger_names", "VALUES (?"),
+        ("SELECT id, name FROM ledger_names", "IN (?"),
+        ("INSERT INTO sessions", "VALUES (?"),
     ] {
-        let shapes = statements(prefix);
+        let shapes = statements(prefix, marker);
         assert!(
             (1..=8).contains(&shapes),
             "{shapes} distinct `{prefix}…` statements prepared for 150 batch sizes; the \
@@ -136,4 +137,46 @@ async fn sqlite_ledger_batches_of_every_size_reuse_a_few_prepared_statements() {
         .unwrap();
     assert_eq!(session.requests, 1);
     assert_eq!(session.cost_nanos, last.cost.nanos());
+}
+
+/// On PostgreSQL every batch size runs the same few statements: the rows travel as array
+/// parameters, so each statement is prepared once per connection and reused, and none is left
+/// unnamed to be parsed and planned again per batch.
+#[tokio::test]
+async fn postgres_ledger_batches_of_every_size_run_one_statement_per_table() {
+    record_statements();
+    let db = TestDb::postgres().await;
+    let store = Store::connect(&db.url).await.unwrap();
+    store.migrate().await.unwrap();
+
+    let mut written = Vec::new();
+    for n in (1..=150).chain([700]) {
+        let events = batch(n, written.len());
+        let outcome = store.insert_ledger_batch(&events).await.unwrap();
+        assert_eq!(outcome.inserted, n as u64);
+        written.extend(events);
+    }
+
+    for prefix in [
+        "INSERT INTO ledger (",
+        "INSERT INTO ledger_names",
+        "SELECT id, name FROM ledger_names",
+        "INSERT INTO ledger_daily",
+        "INSERT INTO sessions",
+        "INSERT INTO session_tools",
+    ] {
+        let texts = STATEMENTS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|sql| {
+                sql.starts_with(prefix) && !sql.contains("VALUES (?") && !sql.contains("IN (?")
+            })
+            .count();
+        assert_eq!(texts, 1, "distinct `{prefix}…` statements on PostgreSQL");
+    }
+    assert_eq!(
+        store.ledger_totals(i64::MIN, i64::MAX).await.unwrap(),
+        expected_totals(&written)
+    );
 }

@@ -1,51 +1,73 @@
 //! Writing a batch of ledger events: one transaction that inserts the rows (skipping request ids
-//! already present) and adds exactly the inserted rows to the rollups (see `rollup.rs`).
+//! already present) and adds exactly the inserted rows to the rollups (see `rollup.rs`) and the
+//! budget windows (`budget_spend.rs`). On PostgreSQL the rows travel as column arrays through one
+//! fixed, prepared statement, a few dozen rows per round trip (see `params.rs`); on SQLite as
+//! multi-row `VALUES` in a few fixed shapes (see [`sqlite_chunks`]).
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::LazyLock;
 
 use sqlx::{AnyConnection, AssertSqlSafe, Row};
 use tollgate_core::LedgerEvent;
 
 use super::codec::{clean_text, encode_tools, endpoint_code, small_count, small_ms};
+use super::params::{Arrays, Binds, MESSAGE_BYTES, Values, unnest};
 use super::rollup::Rollups;
 use crate::error::Result;
 use crate::store::{Backend, Store};
 
-/// Bind parameters per statement: SQLite's limit (32,766), which is below PostgreSQL's (65,535).
+/// Bind parameters per SQLite statement (its limit is 32,766).
 pub(super) const MAX_PARAMS: usize = 32_766;
 
-const LEDGER_COLUMNS: [&str; 29] = [
-    "started_at_ms",
-    "finished_at_ms",
-    "cost_nanos",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "latency_ms",
-    "ttfb_ms",
-    "model_requested_ref",
-    "model_served_ref",
-    "price_ref",
-    "service_tier_ref",
-    "user_ref",
-    "cost_centre_ref",
-    "status",
-    "endpoint",
-    "estimated",
-    "unpriced",
-    "request_id",
-    "team_id",
-    "key_id",
-    "session_id",
-    "turn_id",
-    "tool_calls",
-    "outcome",
-    "unmetered",
-    "units",
-    "response_id",
+/// The stored columns, with their PostgreSQL types, in the order [`NewRow::write`] gives them.
+const LEDGER_COLUMNS: [(&str, &str); 29] = [
+    ("started_at_ms", "BIGINT"),
+    ("finished_at_ms", "BIGINT"),
+    ("cost_nanos", "BIGINT"),
+    ("input_tokens", "INTEGER"),
+    ("cached_input_tokens", "INTEGER"),
+    ("output_tokens", "INTEGER"),
+    ("reasoning_tokens", "INTEGER"),
+    ("latency_ms", "INTEGER"),
+    ("ttfb_ms", "INTEGER"),
+    ("model_requested_ref", "INTEGER"),
+    ("model_served_ref", "INTEGER"),
+    ("price_ref", "INTEGER"),
+    ("service_tier_ref", "INTEGER"),
+    ("user_ref", "INTEGER"),
+    ("cost_centre_ref", "INTEGER"),
+    ("status", "SMALLINT"),
+    ("endpoint", "SMALLINT"),
+    ("estimated", "SMALLINT"),
+    ("unpriced", "SMALLINT"),
+    ("request_id", "TEXT"),
+    ("team_id", "TEXT"),
+    ("key_id", "TEXT"),
+    ("session_id", "TEXT"),
+    ("turn_id", "TEXT"),
+    ("tool_calls", "TEXT"),
+    ("outcome", "SMALLINT"),
+    ("unmetered", "SMALLINT"),
+    ("units", "TEXT"),
+    ("response_id", "TEXT"),
 ];
+
+fn insert_ledger(source: &str) -> String {
+    let columns: Vec<&str> = LEDGER_COLUMNS.iter().map(|(name, _)| *name).collect();
+    format!(
+        "INSERT INTO ledger ({}) {source} ON CONFLICT DO NOTHING RETURNING request_id",
+        columns.join(", ")
+    )
+}
+
+/// PostgreSQL's one ledger insert, whatever the batch size.
+static INSERT_ARRAYS: LazyLock<String> =
+    LazyLock::new(|| insert_ledger(&unnest(1, &LEDGER_COLUMNS)));
+
+const INSERT_NAMES: &str =
+    "INSERT INTO ledger_names (name) SELECT unnest(CAST($1 AS TEXT[])) ON CONFLICT DO NOTHING";
+const SELECT_NAMES: &str = "SELECT id, name FROM ledger_names WHERE name = ANY(CAST($1 AS TEXT[]))";
 
 /// What a batch did: rows inserted, and events skipped because their request id was already in
 /// the ledger (a replay) or earlier in the same batch.
@@ -71,81 +93,43 @@ impl Store {
         replica_id: Option<&str>,
     ) -> Result<BatchOutcome> {
         let mut seen = HashSet::with_capacity(events.len());
-        let rows: Vec<NewRow<'_>> = events
+        let mut rows: Vec<NewRow<'_>> = events
             .iter()
             .map(NewRow::from_event)
             .filter(|row| seen.insert(row.request_id.clone()))
             .collect();
+        // In request id order, so that two transactions inserting some of the same ids (a call
+        // recorded twice, a replay beside the write it repeats) wait for each other rather than
+        // deadlock.
+        rows.sort_unstable_by(|a, b| a.request_id.cmp(&b.request_id));
         if rows.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        if self.backend() == Backend::Postgres {
+        let backend = self.backend();
+        if backend == Backend::Postgres {
             self.ensure_ledger_partitions(rows.iter().map(|r| r.event.started_at_ms))
                 .await?;
         }
 
-        let backend = self.backend();
         let mut tx = self.pool.begin().await?;
         let (name_ids, new_names) = self.intern_names(&mut tx, &rows).await?;
-        let mut inserted = HashSet::with_capacity(rows.len());
-        for range in statement_chunks(backend, rows.len(), MAX_PARAMS / LEDGER_COLUMNS.len()) {
-            let chunk = &rows[range];
-            let sql = format!(
-                "INSERT INTO ledger ({}) VALUES {} ON CONFLICT DO NOTHING RETURNING request_id",
-                LEDGER_COLUMNS.join(", "),
-                placeholders(backend, chunk.len(), LEDGER_COLUMNS.len()),
-            );
-            // Postgres: the SQL text varies with the batch size, and sqlx would cache a
-            // prepared statement per text and connection for good; an unnamed statement costs
-            // no extra round trip. SQLite reuses its few chunk shapes (`statement_chunks`).
-            let persistent = backend == Backend::Sqlite;
-            let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(persistent);
-            for row in chunk {
-                let e = row.event;
-                let name =
-                    |n: &Option<Cow<'_, str>>| n.as_deref().and_then(|n| name_ids.get(n).copied());
-                query = query
-                    .bind(e.started_at_ms)
-                    .bind(e.finished_at_ms)
-                    .bind(e.cost.nanos())
-                    .bind(row.input)
-                    .bind(row.cached_input)
-                    .bind(row.output)
-                    .bind(row.reasoning)
-                    .bind(small_ms(e.latency_ms))
-                    .bind(e.ttfb_ms.map(small_ms))
-                    .bind(name(&row.model_requested))
-                    .bind(name(&row.model_served))
-                    .bind(name(&row.price_id))
-                    .bind(name(&row.service_tier))
-                    .bind(name(&row.user))
-                    .bind(name(&row.cost_centre))
-                    .bind(i16::try_from(e.status).unwrap_or(i16::MAX))
-                    .bind(endpoint_code(&e.endpoint))
-                    .bind(i16::from(e.estimated))
-                    .bind(i16::from(e.unpriced))
-                    .bind(row.request_id.as_ref())
-                    .bind(row.team_id.as_ref())
-                    .bind(row.key_id.as_ref())
-                    .bind(row.session_id.as_deref())
-                    .bind(row.turn_id.as_deref())
-                    .bind(row.tool_calls.as_deref())
-                    .bind(e.outcome.code())
-                    .bind(i16::from(e.unmetered))
-                    .bind(row.units.as_deref())
-                    .bind(row.response_id.as_deref());
-            }
-            let returned = query.fetch_all(&mut *tx).await?;
-            for id in &returned {
-                inserted.insert(id.try_get::<String, _>(0)?);
-            }
-        }
+        let inserted = match backend {
+            Backend::Postgres => insert_arrays(&mut tx, &rows, &name_ids).await?,
+            Backend::Sqlite => insert_values(&mut tx, &rows, &name_ids).await?,
+        };
         let new_rows: Vec<&NewRow<'_>> = rows
             .iter()
             .filter(|row| inserted.contains(row.request_id.as_ref()))
             .collect();
         Rollups::of(&new_rows).write(&mut tx, backend).await?;
-        super::budget_spend::add(&mut tx, &new_rows, self.budget_calendar, replica_id).await?;
+        super::budget_spend::add(
+            &mut tx,
+            backend,
+            &new_rows,
+            self.budget_calendar,
+            replica_id,
+        )
+        .await?;
         tx.commit().await?;
 
         self.ledger_cache.remember_names(new_names);
@@ -158,6 +142,8 @@ impl Store {
 
     /// Ids for every name the rows use, inserting the ones not seen before. Runs inside the batch
     /// transaction; the new ids are returned separately so they are cached only once committed.
+    /// The insert and the select are separate statements so that the select sees a name another
+    /// writer committed while the insert waited for it.
     async fn intern_names(
         &self,
         conn: &mut AnyConnection,
@@ -165,35 +151,134 @@ impl Store {
     ) -> Result<(HashMap<String, i32>, Vec<(String, i32)>)> {
         let wanted: BTreeSet<&str> = rows.iter().flat_map(NewRow::names).collect();
         let (mut ids, missing) = self.ledger_cache.lookup_names(wanted);
-        let backend = self.backend();
-        let mut new_names = Vec::new();
-        for range in statement_chunks(backend, missing.len(), MAX_PARAMS) {
-            let chunk = &missing[range];
-            let insert = format!(
-                "INSERT INTO ledger_names (name) VALUES {} ON CONFLICT DO NOTHING",
-                placeholders(backend, chunk.len(), 1)
-            );
-            let select = format!(
-                "SELECT id, name FROM ledger_names WHERE name IN {}",
-                placeholders(backend, 1, chunk.len())
-            );
-            let persistent = backend == Backend::Sqlite;
-            let mut insert = sqlx::query(AssertSqlSafe(insert)).persistent(persistent);
-            let mut select = sqlx::query(AssertSqlSafe(select)).persistent(persistent);
-            for name in chunk {
-                insert = insert.bind(*name);
-                select = select.bind(*name);
+        let mut found = Vec::new();
+        match self.backend() {
+            Backend::Postgres => {
+                let mut names = Arrays::new(1);
+                for name in &missing {
+                    let write = |a: &mut Arrays| {
+                        a.text(name);
+                    };
+                    if !names.push(MESSAGE_BYTES, write) {
+                        intern_arrays(conn, &mut names, &mut found).await?;
+                        names.push(usize::MAX, write);
+                    }
+                }
+                if !names.is_empty() {
+                    intern_arrays(conn, &mut names, &mut found).await?;
+                }
             }
-            insert.execute(&mut *conn).await?;
-            for row in select.fetch_all(&mut *conn).await? {
-                let id: i32 = row.try_get(0)?;
-                let name: String = row.try_get(1)?;
-                ids.insert(name.clone(), id);
-                new_names.push((name, id));
+            Backend::Sqlite => {
+                for range in sqlite_chunks(missing.len(), MAX_PARAMS) {
+                    let chunk = &missing[range];
+                    let insert = format!(
+                        "INSERT INTO ledger_names (name) VALUES {} ON CONFLICT DO NOTHING",
+                        placeholders(Backend::Sqlite, chunk.len(), 1)
+                    );
+                    let select = format!(
+                        "SELECT id, name FROM ledger_names WHERE name IN {}",
+                        placeholders(Backend::Sqlite, 1, chunk.len())
+                    );
+                    let mut insert = sqlx::query(AssertSqlSafe(insert));
+                    let mut select = sqlx::query(AssertSqlSafe(select));
+                    for name in chunk {
+                        insert = insert.bind(*name);
+                        select = select.bind(*name);
+                    }
+                    insert.execute(&mut *conn).await?;
+                    for row in select.fetch_all(&mut *conn).await? {
+                        found.push((row.try_get(1)?, row.try_get(0)?));
+                    }
+                }
             }
         }
-        Ok((ids, new_names))
+        for (name, id) in &found {
+            ids.insert(name.clone(), *id);
+        }
+        Ok((ids, found))
     }
+}
+
+/// Interns the names in `names` (one array) and adds them with their ids to `found`.
+async fn intern_arrays(
+    conn: &mut AnyConnection,
+    names: &mut Arrays,
+    found: &mut Vec<(String, i32)>,
+) -> Result<()> {
+    let literals = names.take();
+    let names = literals.first().map_or("{}", String::as_str);
+    sqlx::query(INSERT_NAMES)
+        .bind(names)
+        .execute(&mut *conn)
+        .await?;
+    for row in sqlx::query(SELECT_NAMES)
+        .bind(names)
+        .fetch_all(&mut *conn)
+        .await?
+    {
+        found.push((row.try_get(1)?, row.try_get(0)?));
+    }
+    Ok(())
+}
+
+/// PostgreSQL: the rows as column arrays, a statement per [`MESSAGE_BYTES`]; returns the request
+/// ids actually inserted.
+async fn insert_arrays(
+    conn: &mut AnyConnection,
+    rows: &[NewRow<'_>],
+    names: &HashMap<String, i32>,
+) -> Result<HashSet<String>> {
+    let mut inserted = HashSet::with_capacity(rows.len());
+    let mut arrays = Arrays::new(LEDGER_COLUMNS.len());
+    for row in rows {
+        let write = |a: &mut Arrays| row.write(a, names);
+        if !arrays.push(MESSAGE_BYTES, write) {
+            insert_statement(conn, &mut arrays, &mut inserted).await?;
+            arrays.push(usize::MAX, write);
+        }
+    }
+    if !arrays.is_empty() {
+        insert_statement(conn, &mut arrays, &mut inserted).await?;
+    }
+    Ok(inserted)
+}
+
+async fn insert_statement(
+    conn: &mut AnyConnection,
+    arrays: &mut Arrays,
+    inserted: &mut HashSet<String>,
+) -> Result<()> {
+    let query = arrays.bind(sqlx::query(AssertSqlSafe(INSERT_ARRAYS.as_str())));
+    for id in query.fetch_all(&mut *conn).await? {
+        inserted.insert(id.try_get::<String, _>(0)?);
+    }
+    Ok(())
+}
+
+/// SQLite: the rows as multi-row `VALUES` in [`sqlite_chunks`]; returns the request ids actually
+/// inserted.
+async fn insert_values(
+    conn: &mut AnyConnection,
+    rows: &[NewRow<'_>],
+    names: &HashMap<String, i32>,
+) -> Result<HashSet<String>> {
+    let mut inserted = HashSet::with_capacity(rows.len());
+    for range in sqlite_chunks(rows.len(), MAX_PARAMS / LEDGER_COLUMNS.len()) {
+        let chunk = &rows[range];
+        let values = placeholders(Backend::Sqlite, chunk.len(), LEDGER_COLUMNS.len());
+        let sql = insert_ledger(&format!("VALUES {values}"));
+        let mut binds = Binds::new(sqlx::query(AssertSqlSafe(sql)));
+        for row in chunk {
+            row.write(&mut binds, names);
+        }
+        let Some(query) = binds.into_query() else {
+            continue;
+        };
+        for id in query.fetch_all(&mut *conn).await? {
+            inserted.insert(id.try_get::<String, _>(0)?);
+        }
+    }
+    Ok(inserted)
 }
 
 /// One event as it will be stored: cleaned text, clamped counts, tool calls encoded.
@@ -270,25 +355,56 @@ impl<'a> NewRow<'a> {
             .or(self.model_requested.as_deref())
             .unwrap_or("")
     }
+
+    /// The row's values in [`LEDGER_COLUMNS`] order, names as their `ledger_names` ids.
+    fn write(&self, values: &mut impl Values, names: &HashMap<String, i32>) {
+        let e = self.event;
+        let name = |n: &Option<Cow<'_, str>>| n.as_deref().and_then(|n| names.get(n).copied());
+        values
+            .int(e.started_at_ms)
+            .int(e.finished_at_ms)
+            .int(e.cost.nanos())
+            .int(self.input)
+            .int(self.cached_input)
+            .int(self.output)
+            .int(self.reasoning)
+            .int(small_ms(e.latency_ms))
+            .opt_int(e.ttfb_ms.map(small_ms))
+            .opt_int(name(&self.model_requested))
+            .opt_int(name(&self.model_served))
+            .opt_int(name(&self.price_id))
+            .opt_int(name(&self.service_tier))
+            .opt_int(name(&self.user))
+            .opt_int(name(&self.cost_centre))
+            .int(i16::try_from(e.status).unwrap_or(i16::MAX))
+            .int(endpoint_code(&e.endpoint))
+            .int(i16::from(e.estimated))
+            .int(i16::from(e.unpriced))
+            .text(&self.request_id)
+            .text(&self.team_id)
+            .text(&self.key_id)
+            .opt_text(self.session_id.as_deref())
+            .opt_text(self.turn_id.as_deref())
+            .opt_text(self.tool_calls.as_deref())
+            .int(e.outcome.code())
+            .int(i16::from(e.unmetered))
+            .opt_text(self.units.as_deref())
+            .opt_text(self.response_id.as_deref());
+    }
 }
 
-/// How to split `rows` rows into statements of at most `max` rows each.
+/// How SQLite cuts `rows` rows into statements of at most `max` rows each.
 ///
 /// A multi-row statement's SQL text depends on its row count, and sqlx keeps every statement it
 /// prepares in a per-connection cache keyed by that text (100 per connection). On SQLite each
 /// cached entry is a compiled program that grows with its rows, and a gateway under load cuts
 /// batches of every size from 1 to `batch_rows`: the cache filled with hundreds of near-identical
-/// programs and the process's memory grew with every new size. So on
-/// SQLite a batch is cut into full `max`-row chunks and then powers of two, largest first (500
-/// rows: 256 + 128 + 64 + 32 + 16 + 4): at most ~12 statement shapes per table whatever the
-/// traffic, each prepared once and reused, and running several statements costs nothing extra on
-/// an in-process database. PostgreSQL keeps one statement per `max` rows: there every statement
-/// is a network round trip, and its client-side cache holds only the text and column metadata.
-pub(super) fn statement_chunks(
-    backend: Backend,
-    rows: usize,
-    max: usize,
-) -> Vec<std::ops::Range<usize>> {
+/// programs and the process's memory grew with every new size. So a batch is cut into full
+/// `max`-row chunks and then powers of two, largest first (500 rows: 256 + 128 + 64 + 32 + 16 +
+/// 4): at most ~12 statement shapes per table whatever the traffic, each prepared once and
+/// reused, and running several statements costs nothing extra on an in-process database.
+/// (PostgreSQL sends column arrays through one statement text instead: `params.rs`.)
+pub(super) fn sqlite_chunks(rows: usize, max: usize) -> Vec<std::ops::Range<usize>> {
     let max = max.max(1);
     let mut chunks = Vec::new();
     let mut start = 0;
@@ -296,16 +412,10 @@ pub(super) fn statement_chunks(
         chunks.push(start..start + max);
         start += max;
     }
-    match backend {
-        Backend::Postgres if start < rows => chunks.push(start..rows),
-        Backend::Postgres => {}
-        Backend::Sqlite => {
-            while start < rows {
-                let len = 1_usize << (usize::BITS - 1 - (rows - start).leading_zeros());
-                chunks.push(start..start + len);
-                start += len;
-            }
-        }
+    while start < rows {
+        let len = 1_usize << (usize::BITS - 1 - (rows - start).leading_zeros());
+        chunks.push(start..start + len);
+        start += len;
     }
     chunks
 }
@@ -364,31 +474,34 @@ mod tests {
     }
 
     #[test]
-    fn statement_chunks_cover_every_row_once_in_few_shapes_on_sqlite() {
+    fn sqlite_chunks_cover_every_row_once_in_few_shapes() {
         let max = MAX_PARAMS / LEDGER_COLUMNS.len();
-        for backend in [Backend::Sqlite, Backend::Postgres] {
-            let mut shapes = BTreeSet::new();
-            for rows in 0..=5_000 {
-                let chunks = statement_chunks(backend, rows, max);
-                let mut next = 0;
-                for chunk in &chunks {
-                    assert_eq!(chunk.start, next, "{backend:?} {rows} rows: {chunks:?}");
-                    assert!(!chunk.is_empty() && chunk.len() <= max);
-                    next = chunk.end;
-                    shapes.insert(chunk.len());
-                }
-                assert_eq!(next, rows, "{backend:?} {rows} rows: {chunks:?}");
+        let mut shapes = BTreeSet::new();
+        for rows in 0..=5_000 {
+            let chunks = sqlite_chunks(rows, max);
+            let mut next = 0;
+            for chunk in &chunks {
+                assert_eq!(chunk.start, next, "{rows} rows: {chunks:?}");
+                assert!(!chunk.is_empty() && chunk.len() <= max);
+                next = chunk.end;
+                shapes.insert(chunk.len());
             }
-            match backend {
-                // max and the powers of two below it
-                Backend::Sqlite => assert!(shapes.len() <= 12, "{shapes:?}"),
-                Backend::Postgres => assert_eq!(shapes.len(), max),
-            }
+            assert_eq!(next, rows, "{rows} rows: {chunks:?}");
         }
+        // max and the powers of two below it
+        assert!(shapes.len() <= 12, "{shapes:?}");
         assert_eq!(
-            statement_chunks(Backend::Sqlite, 500, max),
+            sqlite_chunks(500, max),
             [0..256, 256..384, 384..448, 448..480, 480..496, 496..500]
         );
-        assert_eq!(statement_chunks(Backend::Postgres, 500, max), vec![0..500]);
+    }
+
+    #[test]
+    fn postgres_inserts_every_column_from_its_typed_array() {
+        let sql = INSERT_ARRAYS.as_str();
+        assert!(sql.starts_with("INSERT INTO ledger (started_at_ms, finished_at_ms, cost_nanos,"));
+        assert!(sql.contains("unnest(CAST($1 AS BIGINT[]), CAST($2 AS BIGINT[]),"));
+        assert!(sql.contains("CAST($29 AS TEXT[])) WITH ORDINALITY"));
+        assert!(sql.ends_with("ON CONFLICT DO NOTHING RETURNING request_id"));
     }
 }

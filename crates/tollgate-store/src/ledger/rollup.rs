@@ -3,27 +3,30 @@
 //! session id is the client's choice, so two teams that send the same one have two sessions).
 //! Rows are summed here first, so each rollup key gets one upsert per batch, never one per row.
 //!
-//! On PostgreSQL the three upserts travel as one statement (two of them as data-modifying CTEs):
-//! every statement is a round trip, and sqlx 0.9.0 does not set TCP_NODELAY, so a large message
-//! can wait ~40 ms on Nagle's algorithm per round trip. SQLite runs them one after another.
+//! On PostgreSQL each upsert is one fixed statement taking column arrays, run as many times as
+//! [`MESSAGE_BYTES`] needs; SQLite runs them as multi-row `VALUES`. Either way a batch upserts its
+//! keys in order, so that two batches in flight lock rows in the same order and wait for each
+//! other rather than deadlock.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
-use sqlx::any::AnyArguments;
-use sqlx::{Any, AnyConnection, AssertSqlSafe};
+use sqlx::{AnyConnection, AssertSqlSafe};
 use tollgate_core::{CallOutcome, LedgerEvent};
 
 use super::calendar::utc_day;
 use super::codec::clean_text;
-use super::insert::{MAX_PARAMS, NewRow, placeholders_from, statement_chunks};
+use super::insert::{MAX_PARAMS, NewRow, placeholders, sqlite_chunks};
+use super::params::{Arrays, Binds, MESSAGE_BYTES, Values, unnest};
 use crate::error::Result;
 use crate::store::Backend;
 
-type Query<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
+const TABLES: [Table; 3] = [Table::Daily, Table::Sessions, Table::Tools];
 
-/// PostgreSQL's bind-parameter limit, for the combined statement.
-const POSTGRES_MAX_PARAMS: usize = 65_535;
+/// PostgreSQL's upsert per table, from one array per column.
+static UPSERT_ARRAYS: LazyLock<[String; 3]> =
+    LazyLock::new(|| TABLES.map(|table| upsert_sql(table, &unnest(1, table.columns()))));
 
 /// Token and cost sums shared by the rollups (`sessions` keeps no per-kind call counts).
 #[derive(Default)]
@@ -89,11 +92,44 @@ enum Table {
 }
 
 impl Table {
-    fn columns(self) -> usize {
+    /// Columns with their PostgreSQL types, in the order [`Rollups::write_row`] gives them.
+    fn columns(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            Table::Daily => 15,
-            Table::Sessions => 10,
-            Table::Tools => 4,
+            Table::Daily => &[
+                ("day", "TEXT"),
+                ("team_id", "TEXT"),
+                ("key_id", "TEXT"),
+                ("model", "TEXT"),
+                ("cost_centre", "TEXT"),
+                ("requests", "BIGINT"),
+                ("input_tokens", "BIGINT"),
+                ("cached_input_tokens", "BIGINT"),
+                ("output_tokens", "BIGINT"),
+                ("reasoning_tokens", "BIGINT"),
+                ("cost_nanos", "BIGINT"),
+                ("estimated_requests", "BIGINT"),
+                ("failed_requests", "BIGINT"),
+                ("unpriced_requests", "BIGINT"),
+                ("unmetered_requests", "BIGINT"),
+            ],
+            Table::Sessions => &[
+                ("team_id", "TEXT"),
+                ("session_id", "TEXT"),
+                ("first_seen_ms", "BIGINT"),
+                ("last_seen_ms", "BIGINT"),
+                ("requests", "BIGINT"),
+                ("input_tokens", "BIGINT"),
+                ("cached_input_tokens", "BIGINT"),
+                ("output_tokens", "BIGINT"),
+                ("reasoning_tokens", "BIGINT"),
+                ("cost_nanos", "BIGINT"),
+            ],
+            Table::Tools => &[
+                ("team_id", "TEXT"),
+                ("session_id", "TEXT"),
+                ("tool", "TEXT"),
+                ("calls", "BIGINT"),
+            ],
         }
     }
 }
@@ -146,125 +182,112 @@ impl<'a> Rollups<'a> {
     }
 
     pub(super) async fn write(&self, conn: &mut AnyConnection, backend: Backend) -> Result<()> {
-        let tables: Vec<Table> = [Table::Daily, Table::Sessions, Table::Tools]
-            .into_iter()
-            .filter(|t| self.len(*t) > 0)
-            .collect();
-        let params: usize = tables.iter().map(|t| self.len(*t) * t.columns()).sum();
-        if backend == Backend::Postgres && params <= POSTGRES_MAX_PARAMS {
-            return self.write_as_one_statement(conn, &tables).await;
+        match backend {
+            Backend::Postgres => self.write_arrays(conn).await,
+            Backend::Sqlite => self.write_values(conn).await,
         }
-        for table in tables {
-            let per_statement = MAX_PARAMS / table.columns();
-            for rows in statement_chunks(backend, self.len(table), per_statement) {
-                let sql = upsert_sql(table, backend, 1, rows.len());
-                let query = sqlx::query(AssertSqlSafe(sql)).persistent(backend == Backend::Sqlite);
-                let query = self.bind(table, query, rows);
-                query.execute(&mut *conn).await?;
+    }
+
+    /// PostgreSQL: daily, then session, then tool contributions, in key order, a statement per
+    /// [`MESSAGE_BYTES`]. Tables are never mixed in one statement: PostgreSQL runs a statement's
+    /// data-modifying CTEs after its main query, so a statement holding the end of one table and
+    /// the start of the next would lock rows out of order, and two batches in flight deadlocked.
+    async fn write_arrays(&self, conn: &mut AnyConnection) -> Result<()> {
+        for (table, sql) in TABLES.iter().zip(UPSERT_ARRAYS.iter()) {
+            let mut arrays = Arrays::new(table.columns().len());
+            for i in 0..self.len(*table) {
+                let write = |a: &mut Arrays| self.write_row(*table, i, a);
+                if !arrays.push(MESSAGE_BYTES, write) {
+                    upsert(conn, sql, &mut arrays).await?;
+                    arrays.push(usize::MAX, write);
+                }
+            }
+            if !arrays.is_empty() {
+                upsert(conn, sql, &mut arrays).await?;
             }
         }
         Ok(())
     }
 
-    /// `WITH r0 AS (upsert), r1 AS (upsert) upsert`, numbering parameters across all three.
-    async fn write_as_one_statement(
-        &self,
-        conn: &mut AnyConnection,
-        tables: &[Table],
-    ) -> Result<()> {
-        let Some((last, ctes)) = tables.split_last() else {
-            return Ok(());
-        };
-        let mut sql = String::new();
-        let mut first = 1;
-        for (i, table) in ctes.iter().enumerate() {
-            sql.push_str(if i == 0 { "WITH " } else { ", " });
-            let upsert = upsert_sql(*table, Backend::Postgres, first, self.len(*table));
-            sql.push_str(&format!("r{i} AS ({upsert})"));
-            first += self.len(*table) * table.columns();
+    /// SQLite: each table's upserts in [`sqlite_chunks`].
+    async fn write_values(&self, conn: &mut AnyConnection) -> Result<()> {
+        for table in TABLES {
+            let columns = table.columns().len();
+            for rows in sqlite_chunks(self.len(table), MAX_PARAMS / columns) {
+                let values = placeholders(Backend::Sqlite, rows.len(), columns);
+                let sql = upsert_sql(table, &format!("VALUES {values}"));
+                let mut binds = Binds::new(sqlx::query(AssertSqlSafe(sql)));
+                for i in rows {
+                    self.write_row(table, i, &mut binds);
+                }
+                if let Some(query) = binds.into_query() {
+                    query.execute(&mut *conn).await?;
+                }
+            }
         }
-        sql.push(' ');
-        sql.push_str(&upsert_sql(
-            *last,
-            Backend::Postgres,
-            first,
-            self.len(*last),
-        ));
-        // One text per mix of batch sizes: never cached as a prepared statement (see insert.rs).
-        let mut query = sqlx::query(AssertSqlSafe(sql)).persistent(false);
-        for table in tables {
-            query = self.bind(*table, query, 0..self.len(*table));
-        }
-        query.execute(&mut *conn).await?;
         Ok(())
     }
 
-    fn bind<'q>(
-        &self,
-        table: Table,
-        mut query: Query<'q>,
-        rows: std::ops::Range<usize>,
-    ) -> Query<'q> {
+    /// Contribution `i` to `table`, in [`Table::columns`] order.
+    fn write_row(&self, table: Table, i: usize, values: &mut impl Values) {
         match table {
             Table::Daily => {
-                for ((day, team, key, model, cost_centre), sums) in &self.daily[rows] {
-                    query = query
-                        .bind(day.as_str())
-                        .bind(*team)
-                        .bind(*key)
-                        .bind(*model)
-                        .bind(*cost_centre)
-                        .bind(sums.requests)
-                        .bind(sums.input)
-                        .bind(sums.cached_input)
-                        .bind(sums.output)
-                        .bind(sums.reasoning)
-                        .bind(sums.cost_nanos)
-                        .bind(sums.estimated)
-                        .bind(sums.failed)
-                        .bind(sums.unpriced)
-                        .bind(sums.unmetered);
-                }
+                let ((day, team, key, model, cost_centre), sums) = &self.daily[i];
+                values
+                    .text(day)
+                    .text(team)
+                    .text(key)
+                    .text(model)
+                    .text(cost_centre)
+                    .int(sums.requests)
+                    .int(sums.input)
+                    .int(sums.cached_input)
+                    .int(sums.output)
+                    .int(sums.reasoning)
+                    .int(sums.cost_nanos)
+                    .int(sums.estimated)
+                    .int(sums.failed)
+                    .int(sums.unpriced)
+                    .int(sums.unmetered);
             }
             Table::Sessions => {
-                for ((team_id, session_id), s) in &self.sessions[rows] {
-                    query = query
-                        .bind(*team_id)
-                        .bind(*session_id)
-                        .bind(s.first_seen_ms)
-                        .bind(s.last_seen_ms)
-                        .bind(s.sums.requests)
-                        .bind(s.sums.input)
-                        .bind(s.sums.cached_input)
-                        .bind(s.sums.output)
-                        .bind(s.sums.reasoning)
-                        .bind(s.sums.cost_nanos);
-                }
+                let ((team_id, session_id), s) = &self.sessions[i];
+                values
+                    .text(team_id)
+                    .text(session_id)
+                    .int(s.first_seen_ms)
+                    .int(s.last_seen_ms)
+                    .int(s.sums.requests)
+                    .int(s.sums.input)
+                    .int(s.sums.cached_input)
+                    .int(s.sums.output)
+                    .int(s.sums.reasoning)
+                    .int(s.sums.cost_nanos);
             }
             Table::Tools => {
-                for (((team_id, session_id), tool), calls) in &self.tools[rows] {
-                    query = query
-                        .bind(*team_id)
-                        .bind(*session_id)
-                        .bind(tool.as_ref())
-                        .bind(*calls);
-                }
+                let (((team_id, session_id), tool), calls) = &self.tools[i];
+                values.text(team_id).text(session_id).text(tool).int(*calls);
             }
         }
-        query
     }
 }
 
-/// The upsert adding `rows` rows of contributions to `table`, parameters numbered from `first`.
-fn upsert_sql(table: Table, backend: Backend, first: usize, rows: usize) -> String {
-    let values = placeholders_from(backend, first, rows, table.columns());
-    match table {
-        Table::Daily => format!(
-            "INSERT INTO ledger_daily (day, team_id, key_id, model, cost_centre, requests, \
-             input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos, \
-             estimated_requests, failed_requests, unpriced_requests, unmetered_requests) \
-             VALUES {values} \
-             ON CONFLICT (day, team_id, key_id, model, cost_centre) DO UPDATE SET \
+/// Runs `sql` on what `arrays` hold and empties them.
+async fn upsert(conn: &mut AnyConnection, sql: &str, arrays: &mut Arrays) -> Result<()> {
+    arrays
+        .bind(sqlx::query(AssertSqlSafe(sql)))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// The upsert adding the rows `source` gives (`VALUES …` or `SELECT …`) to `table`.
+fn upsert_sql(table: Table, source: &str) -> String {
+    let columns: Vec<&str> = table.columns().iter().map(|(name, _)| *name).collect();
+    let (name, conflict) = match table {
+        Table::Daily => (
+            "ledger_daily",
+            "ON CONFLICT (day, team_id, key_id, model, cost_centre) DO UPDATE SET \
              requests = ledger_daily.requests + excluded.requests, \
              input_tokens = ledger_daily.input_tokens + excluded.input_tokens, \
              cached_input_tokens = ledger_daily.cached_input_tokens + excluded.cached_input_tokens, \
@@ -274,13 +297,12 @@ fn upsert_sql(table: Table, backend: Backend, first: usize, rows: usize) -> Stri
              estimated_requests = ledger_daily.estimated_requests + excluded.estimated_requests, \
              failed_requests = ledger_daily.failed_requests + excluded.failed_requests, \
              unpriced_requests = ledger_daily.unpriced_requests + excluded.unpriced_requests, \
-             unmetered_requests = ledger_daily.unmetered_requests + excluded.unmetered_requests"
+             unmetered_requests = ledger_daily.unmetered_requests + excluded.unmetered_requests",
         ),
         // First/last seen widen, never narrow.
-        Table::Sessions => format!(
-            "INSERT INTO sessions (team_id, session_id, first_seen_ms, last_seen_ms, requests, \
-             input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost_nanos) \
-             VALUES {values} ON CONFLICT (team_id, session_id) DO UPDATE SET \
+        Table::Sessions => (
+            "sessions",
+            "ON CONFLICT (team_id, session_id) DO UPDATE SET \
              first_seen_ms = CASE WHEN excluded.first_seen_ms < sessions.first_seen_ms \
                  THEN excluded.first_seen_ms ELSE sessions.first_seen_ms END, \
              last_seen_ms = CASE WHEN excluded.last_seen_ms > sessions.last_seen_ms \
@@ -290,11 +312,34 @@ fn upsert_sql(table: Table, backend: Backend, first: usize, rows: usize) -> Stri
              cached_input_tokens = sessions.cached_input_tokens + excluded.cached_input_tokens, \
              output_tokens = sessions.output_tokens + excluded.output_tokens, \
              reasoning_tokens = sessions.reasoning_tokens + excluded.reasoning_tokens, \
-             cost_nanos = sessions.cost_nanos + excluded.cost_nanos"
+             cost_nanos = sessions.cost_nanos + excluded.cost_nanos",
         ),
-        Table::Tools => format!(
-            "INSERT INTO session_tools (team_id, session_id, tool, calls) VALUES {values} \
-             ON CONFLICT (team_id, session_id, tool) DO UPDATE SET calls = session_tools.calls + excluded.calls"
+        Table::Tools => (
+            "session_tools",
+            "ON CONFLICT (team_id, session_id, tool) DO UPDATE SET \
+             calls = session_tools.calls + excluded.calls",
         ),
+    };
+    format!(
+        "INSERT INTO {name} ({}) {source} {conflict}",
+        columns.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_upserts_each_rollup_from_its_own_arrays() {
+        let [daily, sessions, tools] = &*UPSERT_ARRAYS;
+        assert!(daily.starts_with("INSERT INTO ledger_daily (day, team_id,"));
+        assert!(daily.contains("CAST($15 AS BIGINT[])) WITH ORDINALITY"));
+        assert!(sessions.starts_with("INSERT INTO sessions (team_id, session_id,"));
+        assert!(sessions.contains("CAST($10 AS BIGINT[])) WITH ORDINALITY"));
+        assert!(tools.starts_with("INSERT INTO session_tools (team_id, session_id, tool, calls)"));
+        for sql in [daily, sessions, tools] {
+            assert!(sql.contains("ORDER BY ordinal ON CONFLICT"), "{sql}");
+        }
     }
 }

@@ -2,29 +2,40 @@
 //! database cannot take, and replays the spool.
 //!
 //! The writer takes up to `batch_rows` events (or whatever arrived within `flush_interval`) and
-//! writes them in one transaction. A batch the database cannot take is spooled, and the writer
-//! stops trying the database until a ping every `retry_interval` succeeds; then it replays the
-//! spool a chunk at a time between live batches.
+//! writes them in one transaction. On PostgreSQL two batches are in flight at once, each in its
+//! own transaction on its own connection: while one waits for its rollup rows or its commit, the
+//! next one's rows go in, so the database works on both cores and round trips overlap (their
+//! rollups lock the same rows in the same order, so the second waits for the first rather than
+//! deadlocking). A batch the database cannot take is spooled, and the writer stops trying the
+//! database until a ping every `retry_interval` succeeds; then it replays the spool a chunk at a
+//! time between live batches, with no live batch in flight.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::{MissedTickBehavior, timeout};
 use tollgate_core::LedgerEvent;
-use tollgate_core::time::now_ms;
 
+use super::attempt::{Attempt, Written};
 use super::handle::{LedgerOptions, Msg, Shared};
-use super::insert::BatchOutcome;
-use super::spool::{ReplayReader, to_line};
-use crate::error::StoreError;
+use super::spool::ReplayReader;
 use crate::store::{Backend, Store};
 
 /// How long a ping may take before a down database is considered still down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Spool chunks replayed before the writer looks at the channel again.
 const REPLAY_CHUNKS_PER_TURN: usize = 8;
+/// Live batches written at once on PostgreSQL. SQLite has one writer at a time, so there a second
+/// would only wait for the first.
+const POSTGRES_IN_FLIGHT: usize = 2;
+
+/// A batch being written, and how that ended.
+type InFlight = Pin<Box<dyn Future<Output = (Vec<LedgerEvent>, Written)> + Send>>;
 
 /// The task that writes batches and replays the spool; see [`Ledger::new`](super::Ledger::new).
 pub struct LedgerWriter {
@@ -32,7 +43,10 @@ pub struct LedgerWriter {
     rx: mpsc::Receiver<Msg>,
     shared: Arc<Shared>,
     options: LedgerOptions,
+    attempt: Attempt,
     batch: Vec<LedgerEvent>,
+    in_flight: Vec<InFlight>,
+    max_in_flight: usize,
     /// A write failed and no ping has succeeded since: batches go straight to the spool.
     db_down: bool,
     replay: Option<ReplayReader>,
@@ -42,14 +56,6 @@ pub struct LedgerWriter {
     replay_more: bool,
 }
 
-/// Why a write did not happen.
-enum Failure {
-    /// The database refused the rows themselves; retrying will not help.
-    Invalid(String),
-    /// The database is unreachable, slow or otherwise failing; retry later.
-    Unavailable,
-}
-
 impl LedgerWriter {
     pub(super) fn new(
         store: Store,
@@ -57,11 +63,18 @@ impl LedgerWriter {
         shared: Arc<Shared>,
         options: LedgerOptions,
     ) -> LedgerWriter {
+        let max_in_flight = match store.backend() {
+            Backend::Postgres => POSTGRES_IN_FLIGHT,
+            Backend::Sqlite => 1,
+        };
         LedgerWriter {
+            attempt: Attempt::new(store.clone(), shared.clone(), &options),
             store,
             rx,
             shared,
             batch: Vec::with_capacity(options.batch_rows.max(1)),
+            in_flight: Vec::with_capacity(max_in_flight),
+            max_in_flight,
             options,
             db_down: false,
             replay: None,
@@ -101,6 +114,9 @@ impl LedgerWriter {
                         }
                     }
                 }
+                done = next_done(&mut self.in_flight), if !self.in_flight.is_empty() => {
+                    self.finished(done);
+                }
                 _ = flush_tick.tick() => {
                     self.write_batch().await;
                     self.shared.spool.sync();
@@ -123,6 +139,7 @@ impl LedgerWriter {
             }
             Msg::Flush(ack) => {
                 self.write_batch().await;
+                self.settle().await;
                 self.shared.spool.sync();
                 let _ = ack.send(());
                 true
@@ -151,13 +168,15 @@ impl LedgerWriter {
             }
         }
         self.write_batch().await;
+        self.settle().await;
         self.shared.spool.sync();
         for ack in acks {
             let _ = ack.send(());
         }
     }
 
-    /// Writes the pending batch to the database, or to the spool if the database cannot take it.
+    /// Starts writing the pending batch to the database (once fewer than `max_in_flight` are),
+    /// or spools it if the database is down.
     async fn write_batch(&mut self) {
         if self.batch.is_empty() {
             return;
@@ -166,75 +185,38 @@ impl LedgerWriter {
             &mut self.batch,
             Vec::with_capacity(self.options.batch_rows.max(1)),
         );
-        let written = if self.db_down {
-            0
-        } else {
-            self.write_to_db(&events, true).await
-        };
-        if written < events.len() {
-            self.shared.spool(&events[written..]);
+        while self.in_flight.len() >= self.max_in_flight {
+            let done = next_done(&mut self.in_flight).await;
+            self.finished(done);
+        }
+        if self.db_down {
+            self.shared.spool(&events);
             self.shared.spool.sync();
+            return;
+        }
+        let attempt = self.attempt.clone();
+        self.in_flight.push(Box::pin(async move {
+            let written = attempt.write(&events, true).await;
+            (events, written)
+        }));
+    }
+
+    /// Waits for every batch in flight.
+    async fn settle(&mut self) {
+        while !self.in_flight.is_empty() {
+            let done = next_done(&mut self.in_flight).await;
+            self.finished(done);
         }
     }
 
-    /// Writes events, falling back to one row per transaction if the database refuses the batch
-    /// as invalid (refused rows are rejected). Returns how many leading events are done with; the
-    /// rest could not be written because the database is unavailable.
-    /// `live`: the events were settled by this process (not replayed from a spool), so their
-    /// cost is consumed from its budget leases.
-    async fn write_to_db(&mut self, events: &[LedgerEvent], live: bool) -> usize {
-        match self.insert(events, live).await {
-            Ok(()) => events.len(),
-            Err(Failure::Unavailable) => 0,
-            Err(Failure::Invalid(error)) => {
-                tracing::warn!(%error, rows = events.len(), "ledger batch refused; writing its rows one at a time");
-                for (i, event) in events.iter().enumerate() {
-                    match self.insert(std::slice::from_ref(event), live).await {
-                        Ok(()) => {}
-                        Err(Failure::Invalid(error)) => {
-                            self.shared.spool.reject(&to_line(event), &error);
-                        }
-                        Err(Failure::Unavailable) => return i,
-                    }
-                }
-                events.len()
-            }
+    /// Spools what a write could not put in the database.
+    fn finished(&mut self, (events, written): (Vec<LedgerEvent>, Written)) {
+        if let Some(error) = &written.down {
+            self.mark_down(error);
         }
-    }
-
-    async fn insert(&mut self, events: &[LedgerEvent], live: bool) -> Result<(), Failure> {
-        let shared = &self.shared;
-        let replica = self.options.replica_id.as_deref().filter(|_| live);
-        match timeout(
-            self.options.write_timeout,
-            self.store.insert_ledger_batch_as(events, replica),
-        )
-        .await
-        {
-            Ok(Ok(BatchOutcome {
-                inserted,
-                duplicates,
-            })) => {
-                shared.rows_written.fetch_add(inserted, Ordering::Relaxed);
-                shared.duplicates.fetch_add(duplicates, Ordering::Relaxed);
-                shared.batches.fetch_add(1, Ordering::Relaxed);
-                shared.last_write_ms.store(now_ms(), Ordering::Relaxed);
-                Ok(())
-            }
-            Ok(Err(error)) => {
-                shared.write_errors.fetch_add(1, Ordering::Relaxed);
-                if is_invalid_data(&error, self.store.backend()) {
-                    Err(Failure::Invalid(error.to_string()))
-                } else {
-                    self.mark_down(&error.to_string());
-                    Err(Failure::Unavailable)
-                }
-            }
-            Err(_elapsed) => {
-                shared.write_errors.fetch_add(1, Ordering::Relaxed);
-                self.mark_down("write timed out");
-                Err(Failure::Unavailable)
-            }
+        if written.done < events.len() {
+            self.shared.spool(&events[written.done..]);
+            self.shared.spool.sync();
         }
     }
 
@@ -313,8 +295,17 @@ impl LedgerWriter {
                 }
             };
             if !chunk.events.is_empty() {
-                let written = self.write_to_db(&chunk.events, false).await;
-                if written < chunk.events.len() {
+                // Live batches first: what they leave undone goes to the spool too.
+                self.settle().await;
+                if self.db_down {
+                    self.replay = None;
+                    return;
+                }
+                let written = self.attempt.write(&chunk.events, false).await;
+                if let Some(error) = &written.down {
+                    self.mark_down(error);
+                }
+                if written.done < chunk.events.len() {
                     // Unavailable again: this chunk is read again from its start next time.
                     self.replay = None;
                     return;
@@ -349,19 +340,17 @@ impl LedgerWriter {
     }
 }
 
-/// Errors the database raises about the rows themselves (PostgreSQL classes 22 data exception and
-/// 23 integrity violation; SQLite TOOBIG, CONSTRAINT, MISMATCH), as opposed to its availability.
-fn is_invalid_data(error: &StoreError, backend: Backend) -> bool {
-    let StoreError::Db(sqlx::Error::Database(db)) = error else {
-        return false;
-    };
-    let Some(code) = db.code() else {
-        return false;
-    };
-    match backend {
-        Backend::Postgres => code.starts_with("22") || code.starts_with("23"),
-        Backend::Sqlite => code
-            .parse::<i32>()
-            .is_ok_and(|code| matches!(code & 0xff, 18..=20)),
-    }
+/// The first write in flight to finish, removed from the list. Never ready on an empty list.
+fn next_done(
+    in_flight: &mut Vec<InFlight>,
+) -> impl Future<Output = (Vec<LedgerEvent>, Written)> + '_ {
+    std::future::poll_fn(move |cx| {
+        for i in 0..in_flight.len() {
+            if let Poll::Ready(done) = in_flight[i].as_mut().poll(cx) {
+                drop(in_flight.swap_remove(i));
+                return Poll::Ready(done);
+            }
+        }
+        Poll::Pending
+    })
 }
