@@ -14,6 +14,10 @@ and flushed before the export is acknowledged: once the exporter has its answer,
 the file. The first line on stdout is `READY http=<port> grpc=<port|0>`. With --tls-cert and
 --tls-key both listeners speak TLS only (https:// and gRPC over TLS).
 
+With --discard (tollgate-bench) nothing is written: every export is still decoded with the same
+classes, and only counted (exports per signal, spans, log records, metric data points); the
+counts are served as JSON at GET /counts on the HTTP port and printed to stderr on SIGTERM.
+
 Installed by tests/clients/setup.sh (pinned opentelemetry-proto, protobuf, grpcio).
 """
 
@@ -21,6 +25,7 @@ import argparse
 import base64
 import gzip
 import json
+import signal
 import ssl
 import sys
 import threading
@@ -49,9 +54,13 @@ SIGNALS = {
     ),
 }
 ID_FIELDS = {"traceId", "spanId", "parentSpanId"}
+SIGNAL_NAMES = [name for name, _, _ in SIGNALS.values()]
+ITEM_NAMES = {"traces": "spans", "logs": "log_records", "metrics": "metric_points"}
 
 _lock = threading.Lock()
 _out = None
+# --discard: what arrived, instead of the JSON lines.
+_counts = None
 
 
 def hex_ids(node):
@@ -66,7 +75,29 @@ def hex_ids(node):
     return node
 
 
+def items(signal, message):
+    """Spans, log records or metric data points in one decoded export."""
+    if signal == "traces":
+        return sum(len(s.spans) for r in message.resource_spans for s in r.scope_spans)
+    if signal == "logs":
+        return sum(len(s.log_records) for r in message.resource_logs for s in r.scope_logs)
+    points = 0
+    for r in message.resource_metrics:
+        for s in r.scope_metrics:
+            for metric in s.metrics:
+                kind = metric.WhichOneof("data")
+                if kind is not None:
+                    points += len(getattr(metric, kind).data_points)
+    return points
+
+
 def record(signal, transport, headers, message):
+    if _counts is not None:
+        n = items(signal, message)
+        with _lock:
+            _counts["exports"][signal] += 1
+            _counts[ITEM_NAMES[signal]] += n
+        return
     line = json.dumps(
         {
             "signal": signal,
@@ -80,8 +111,25 @@ def record(signal, transport, headers, message):
         _out.flush()
 
 
+def counts_json():
+    with _lock:
+        return json.dumps(_counts)
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if _counts is None:
+            # As before --discard existed: there is nothing to read.
+            self.send_error(501, f"Unsupported method ({self.command!r})")
+            return
+        body = counts_json().encode() if self.path == "/counts" else b""
+        self.send_response(200 if body else 404)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self):
         entry = SIGNALS.get(self.path)
@@ -158,16 +206,33 @@ def start_grpc(tls):
     return server, port
 
 
+def on_sigterm(_signum, _frame):
+    print(f"otlp receiver: {counts_json()}", file=sys.stderr, flush=True)
+    sys.exit(0)
+
+
 def main():
-    global _out
+    global _out, _counts
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="JSON lines file to append to")
+    parser.add_argument("--out", help="JSON lines file to append to (required unless --discard)")
+    parser.add_argument(
+        "--discard",
+        action="store_true",
+        help="decode and count exports, write nothing (counts at GET /counts and on SIGTERM)",
+    )
     parser.add_argument("--grpc", action="store_true", help="also serve OTLP/gRPC")
     parser.add_argument("--tls-cert", help="PEM certificate: serve TLS only")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
+    if args.discard:
+        _counts = {"exports": dict.fromkeys(SIGNAL_NAMES, 0)}
+        _counts.update(dict.fromkeys(ITEM_NAMES.values(), 0))
+        signal.signal(signal.SIGTERM, on_sigterm)
+    elif args.out is None:
+        parser.error("--out is required (or --discard)")
+    else:
+        _out = open(args.out, "a", encoding="utf-8")
     tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-    _out = open(args.out, "a", encoding="utf-8")
     http_server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

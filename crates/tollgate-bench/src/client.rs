@@ -1,6 +1,8 @@
 //! The load generator's HTTP client: hyper-util, HTTP/1.1, a keep-alive pool, and one
 //! exchange timed to its first and last body byte.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +35,8 @@ pub struct Prepared {
     uri: Uri,
     authorization: HeaderValue,
     spec: RequestSpec,
+    /// Requests built from this (and its clones), warm-ups and stragglers included.
+    sent: Arc<AtomicU64>,
 }
 
 impl Prepared {
@@ -42,7 +46,13 @@ impl Prepared {
             uri,
             authorization: authorization.clone(),
             spec,
+            sent: Arc::default(),
         })
+    }
+
+    /// How many requests have been sent from this and its clones.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Adds a header to every request sent from this (e.g. slow-stream knobs for the mock).
@@ -54,6 +64,7 @@ impl Prepared {
     }
 
     pub(crate) fn request(&self) -> Request<Full<Bytes>> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
         let mut request = Request::new(Full::new(self.spec.body.clone()));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = self.uri.clone();

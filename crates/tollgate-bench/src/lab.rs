@@ -1,8 +1,11 @@
-//! The lab: the mock upstream, nginx and tollgate running as separate processes, each target
-//! with its address, the credential the client sends it, and the process to measure.
+//! The lab: the mock upstream, nginx and tollgate (on SQLite and on PostgreSQL, each exporting
+//! OTLP to its own receiver) running as separate processes, each target with its address, the
+//! credential the client sends it, and the process to measure.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use http::HeaderValue;
 use tempfile::TempDir;
@@ -10,6 +13,9 @@ use tokio::process::Command;
 
 use crate::error::BenchError;
 use crate::nginx;
+use crate::options::Options;
+use crate::otlp::{self, Receiver};
+use crate::pgdb::Database;
 use crate::procs::{self, Ready, Service};
 use crate::scenario::TargetKind;
 
@@ -18,6 +24,8 @@ const UPSTREAM_KEY: &str = "sk-bench-upstream";
 const ADMIN_TOKEN: &str = "tga-bench-admin-token";
 /// What the bench sends to read a gateway's `/metrics` on its main listener.
 pub const METRICS_TOKEN: &str = "bench-metrics-token";
+/// How long a gateway may take to drain and flush (ledger, telemetry) when asked to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Where a target can be reached and what to measure there.
 pub struct Target {
@@ -27,6 +35,8 @@ pub struct Target {
     pub authorization: HeaderValue,
     /// The proxy process (none for direct: there is no hop).
     pub process: Option<Service>,
+    /// The gateway's OTLP receiver, when export is on.
+    receiver: Option<Receiver>,
 }
 
 impl Target {
@@ -41,72 +51,135 @@ pub struct Unavailable {
     pub reason: String,
 }
 
+/// What one gateway's receiver got by the time the gateway had stopped, or why it is unknown.
+pub type OtlpCounts = BTreeMap<TargetKind, Result<otlp::Counts, String>>;
+
 pub struct Lab {
     pub mock: Service,
     pub targets: Vec<Target>,
     pub unavailable: Vec<Unavailable>,
-    _dir: TempDir,
+    /// Why the gateways run without OTLP export, when they do.
+    pub otlp_off: Option<String>,
+    /// Declared after `targets`: dropped (with its database) once the gateways are gone.
+    postgres: Option<Database>,
+    dir: TempDir,
 }
 
 impl Lab {
-    /// Starts the mock and each requested target. nginx missing is recorded, not fatal.
+    /// Starts the mock and each requested target. nginx or PostgreSQL missing is recorded
+    /// in `unavailable`, and a missing Python venv in `otlp_off`; neither is fatal.
     pub async fn start(
         tollgate: &Path,
         nginx_bin: Result<&Path, &String>,
-        kinds: &[TargetKind],
-        limits: bool,
+        opts: &Options,
     ) -> Result<Lab, BenchError> {
         let dir = tempfile::Builder::new()
             .prefix("tollgate-bench-")
             .tempdir()?;
-        let mock = start_mock(tollgate).await?;
-        let mut targets = Vec::new();
-        let mut unavailable = Vec::new();
-        for &kind in kinds {
-            match kind {
-                TargetKind::Direct => targets.push(Target {
+        let mut lab = Lab {
+            mock: start_mock(tollgate).await?,
+            targets: Vec::new(),
+            unavailable: Vec::new(),
+            otlp_off: None,
+            postgres: None,
+            dir,
+        };
+        let mut python = if opts.no_otlp {
+            Err("off for this run (--no-otlp)".to_owned())
+        } else {
+            otlp::python()
+        };
+        for &kind in &opts.targets {
+            let started = match kind {
+                TargetKind::Direct => Ok(Target {
                     kind,
-                    origin: origin(mock.addr),
+                    origin: origin(lab.mock.addr),
                     authorization: HeaderValue::from_static("Bearer sk-anything"),
                     process: None,
+                    receiver: None,
                 }),
-                TargetKind::Nginx => match start_nginx(nginx_bin, dir.path(), mock.addr).await {
-                    Ok(service) => targets.push(Target {
+                TargetKind::Nginx => start_nginx(nginx_bin, lab.dir.path(), lab.mock.addr)
+                    .await
+                    .map(|service| Target {
                         kind,
                         origin: origin(service.addr),
                         authorization: HeaderValue::from_static("Bearer sk-anything"),
                         process: Some(service),
+                        receiver: None,
                     }),
-                    Err(e) => unavailable.push(Unavailable {
+                TargetKind::Tollgate => {
+                    lab.start_gateway(kind, tollgate, None, &mut python, opts)
+                        .await
+                }
+                TargetKind::TollgatePg => match Database::create(&opts.postgres_url).await {
+                    Ok(db) => {
+                        let url = db.url.clone();
+                        lab.postgres = Some(db);
+                        lab.start_gateway(kind, tollgate, Some(&url), &mut python, opts)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            match started {
+                Ok(target) => lab.targets.push(target),
+                // Without nginx or PostgreSQL the rest still runs; a gateway that fails to
+                // start on a database it has is a finding, not a missing tool.
+                Err(e) if kind == TargetKind::Nginx || matches!(e, BenchError::Unavailable(_)) => {
+                    lab.unavailable.push(Unavailable {
                         kind,
                         reason: e.to_string(),
-                    }),
-                },
-                TargetKind::Tollgate => {
-                    let (service, key) =
-                        start_tollgate(tollgate, dir.path(), mock.addr, limits).await?;
-                    let authorization =
-                        HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                            BenchError::Cli {
-                                command: "key create".into(),
-                                detail: format!("printed an unusable key {key:?}"),
-                            }
-                        })?;
-                    targets.push(Target {
-                        kind,
-                        origin: origin(service.addr),
-                        authorization,
-                        process: Some(service),
                     });
                 }
+                Err(e) => return Err(e),
             }
         }
-        Ok(Lab {
-            mock,
-            targets,
-            unavailable,
-            _dir: dir,
+        lab.otlp_off = python.err();
+        Ok(lab)
+    }
+
+    /// A gateway on `database_url` (a fresh SQLite file when `None`), exporting to a receiver
+    /// of its own while `python` is usable; a receiver that fails to start turns export off.
+    async fn start_gateway(
+        &self,
+        kind: TargetKind,
+        tollgate: &Path,
+        database_url: Option<&str>,
+        python: &mut Result<PathBuf, String>,
+        opts: &Options,
+    ) -> Result<Target, BenchError> {
+        let receiver = match python.as_deref() {
+            Ok(path) => match Receiver::start(path).await {
+                Ok(receiver) => Some(receiver),
+                Err(e) => {
+                    *python = Err(e.to_string());
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let env = receiver.as_ref().map(Receiver::env).unwrap_or_default();
+        let (service, key) = start_tollgate_with(
+            tollgate,
+            self.dir.path(),
+            self.mock.addr,
+            !opts.no_limits,
+            database_url,
+            &env,
+        )
+        .await?;
+        Ok(Target {
+            kind,
+            origin: origin(service.addr),
+            authorization: bearer(&key)?,
+            process: Some(service),
+            receiver,
         })
+    }
+
+    /// What the `tollgate-pg` target runs on, when it runs.
+    pub fn postgres(&self) -> Option<String> {
+        self.postgres.as_ref().map(Database::describe)
     }
 
     /// Fails if any process under test has died (a crash must not read as a slow target).
@@ -120,14 +193,36 @@ impl Lab {
         Ok(())
     }
 
-    pub async fn stop(self) {
+    /// Stops everything and drops the PostgreSQL database. A gateway that exports is asked to
+    /// stop (SIGTERM) so it flushes its last spans and logs first; then its receiver's counts
+    /// are read.
+    pub async fn stop(self) -> OtlpCounts {
+        let mut counts = OtlpCounts::new();
         for target in self.targets {
-            if let Some(process) = target.process {
-                process.stop().await;
+            let Some(process) = target.process else {
+                continue;
+            };
+            match target.receiver {
+                Some(receiver) => {
+                    process.terminate(SHUTDOWN_GRACE).await;
+                    let read = receiver.counts().await.map_err(|e| e.to_string());
+                    counts.insert(target.kind, read);
+                    receiver.stop().await;
+                }
+                None => process.stop().await,
             }
         }
         self.mock.stop().await;
+        drop(self.postgres);
+        counts
     }
+}
+
+fn bearer(key: &str) -> Result<HeaderValue, BenchError> {
+    HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| BenchError::Cli {
+        command: "key create".into(),
+        detail: format!("printed an unusable key {key:?}"),
+    })
 }
 
 fn origin(addr: SocketAddr) -> String {

@@ -13,17 +13,21 @@ mod console_scale;
 mod error;
 mod intake;
 mod lab;
+mod ledger_writer;
 mod load;
 mod machine;
 mod micro;
 mod nginx;
 mod options;
+mod otlp;
 mod pathological;
+mod pgdb;
 mod procs;
 mod procstat;
 mod report;
 mod report_scale;
 mod scenario;
+mod sections;
 mod soak;
 mod stats;
 mod streams;
@@ -60,12 +64,22 @@ fn main() -> anyhow::Result<()> {
     if args.peek().map(String::as_str) == Some("websocket") {
         return websocket::main(args.skip(1));
     }
+    if args.peek().map(String::as_str) == Some("ledger-writer") {
+        return ledger_writer::main(args.skip(1));
+    }
     let opts = Options::parse().resolved();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(opts))
+    runtime.block_on(async {
+        // Ctrl-C drops the run, and with it every process it started and the PostgreSQL
+        // database (their `Drop`s), instead of leaving them behind.
+        tokio::select! {
+            outcome = run(opts) => outcome,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    })
 }
 
 async fn run(opts: Options) -> anyhow::Result<()> {
@@ -85,19 +99,31 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     let results = if opts.streams_only {
         None
     } else {
-        let mut lab = Lab::start(
-            &tollgate,
-            nginx_bin.as_deref(),
-            &opts.targets,
-            !opts.no_limits,
-        )
-        .await?;
+        let mut lab = Lab::start(&tollgate, nginx_bin.as_deref(), &opts).await?;
         for u in &lab.unavailable {
             eprintln!("{} will not be measured: {}", u.kind.label(), u.reason);
         }
+        if let Some(reason) = &lab.otlp_off {
+            eprintln!("tollgate runs without OTLP export: {reason}");
+        }
         let results = suite::run(&mut lab, &opts).await;
-        lab.stop().await;
-        Some(results?)
+        let otlp = lab.stop().await;
+        let mut results = results?;
+        for (kind, counts) in &otlp {
+            let calls = results.calls.get(kind).copied().unwrap_or(0);
+            match counts {
+                Ok(c) => eprintln!(
+                    "OTLP {}: {calls} calls sent, {} spans, {} log records, {} metric points received",
+                    kind.label(),
+                    c.spans,
+                    c.log_records,
+                    c.metric_points
+                ),
+                Err(e) => eprintln!("OTLP {}: counts unknown: {e}", kind.label()),
+            }
+        }
+        results.otlp = otlp;
+        Some(results)
     };
 
     let streams = if opts.streams > 0 {
@@ -133,12 +159,10 @@ async fn run(opts: Options) -> anyhow::Result<()> {
     });
     print!("{report}");
     if let Some(path) = &opts.write {
-        // The soak section comes from `tollgate-bench soak --write`; keep the last one.
+        // Soak, pathological, intake, console, WebSocket and ledger-writer sections come from
+        // their own commands: keep them.
         let previous = std::fs::read_to_string(path).unwrap_or_default();
-        let report = match soak::section_of(&previous) {
-            Some(section) => soak::splice(&report, section),
-            None => report.clone(),
-        };
+        let report = sections::carry_over(&previous, &report);
         std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }

@@ -68,6 +68,14 @@ pub struct Options {
     /// rate-limit admission add; by default both apply, set high enough never to bind).
     #[arg(long)]
     pub no_limits: bool,
+    /// Run tollgate without OTLP export (by default each gateway exports traces, metrics and
+    /// logs to its own `tests/otlp/receiver.py --discard`).
+    #[arg(long)]
+    pub no_otlp: bool,
+    /// The PostgreSQL server for the `tollgate-pg` target, as an admin connection: a fresh
+    /// database is created there for the run and dropped at its end.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub postgres_url: String,
 }
 
 impl Options {

@@ -124,6 +124,24 @@ impl Service {
         let _ = self.child.start_kill();
         let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
     }
+
+    /// Asks the process to stop (SIGTERM, through `kill`: this crate has no unsafe code) and
+    /// waits up to `grace` for it to exit on its own, as tollgate does after flushing its
+    /// ledger and telemetry; kills it if it does not.
+    pub async fn terminate(mut self, grace: Duration) {
+        let asked = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if !asked
+            || tokio::time::timeout(grace, self.child.wait())
+                .await
+                .is_err()
+        {
+            self.stop().await;
+        }
+    }
 }
 
 async fn drain(

@@ -3,6 +3,7 @@
 
 mod cells;
 mod method;
+mod otlp;
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -15,11 +16,11 @@ use crate::options::Options;
 use crate::scenario::TargetKind;
 use crate::stats::Latency;
 use crate::streams::StreamsResult;
-use crate::suite::Results;
+use crate::suite::{CellRun, Results};
 
 /// What tollgate does to each request in this build. Update it when a hot-path feature lands,
 /// so every table says what it measured.
-pub const FEATURES_ON: &str = "auth + JSON inspection + metering (usage, tool calls, chat include_usage and strip) + pricing + ledger (SQLite, batched); a team budget and rate limit (set never to bind; off with --no-limits) + telemetry metrics (Prometheus /metrics; OTLP export off)";
+pub const FEATURES_ON: &str = "everything: auth (team key) + JSON inspection + metering (usage, tool calls, chat include_usage and strip) + pricing + ledger (batched; a SQLite file for *tollgate (SQLite)*, PostgreSQL over TCP for *tollgate (PostgreSQL)*) + a team budget and rate limit (set never to bind; off with --no-limits) + telemetry: Prometheus /metrics and OTLP/HTTP export of traces, metrics and logs to a real receiver, at the gateway's default export settings (off with --no-otlp)";
 
 pub struct Report<'a> {
     pub opts: &'a Options,
@@ -38,6 +39,7 @@ pub fn render(r: &Report<'_>) -> String {
     header(&mut out, r);
     if let Some(results) = r.results {
         summary(&mut out, results, r.opts);
+        otlp::section(&mut out, results);
         out.push_str("## Per scenario\n\n");
         out.push_str(method::TABLE_LEGEND);
         for &scenario in &r.opts.scenarios {
@@ -73,6 +75,16 @@ fn header(out: &mut String, r: &Report<'_>) {
             .unwrap_or_default()
     );
     let _ = writeln!(out, "| tollgate features on | {FEATURES_ON} |");
+    if let Some(reason) = r.results.and_then(|res| res.otlp_off.as_deref()) {
+        let _ = writeln!(
+            out,
+            "| **OTLP export** | **off in this run:** {} |",
+            one_line(reason)
+        );
+    }
+    if let Some(postgres) = r.results.and_then(|res| res.postgres.as_deref()) {
+        let _ = writeln!(out, "| tollgate (PostgreSQL) | {postgres} |");
+    }
     let _ = match &m.nginx_version {
         Some(version) => writeln!(
             out,
@@ -82,7 +94,7 @@ fn header(out: &mut String, r: &Report<'_>) {
     };
     let _ = writeln!(
         out,
-        "| load | open loop at {} req/s: {} s measured after {} s warm-up; saturation: {} closed-loop workers for {} s; every cell the median of {} run{} |",
+        "| load | open loop at {} req/s: {} s measured after {} s warm-up; saturation: {} closed-loop workers for {} s (not for the paced scenario); every cell the median of {} run{} |",
         rates.join(" and "),
         o.duration,
         o.warmup,
@@ -105,46 +117,59 @@ fn summary(out: &mut String, results: &Results, opts: &Options) {
     let _ = writeln!(out, "## Summary: tollgate against nginx\n");
     let _ = writeln!(
         out,
-        "Added latency is over going direct to the mock, at {light_rate} req/s. CPU is the proxy \
-         process's user + system time per 1,000 requests at {heavy_rate} req/s; the ratio is \
-         tollgate's over nginx's (the design's target: within 2× with every feature on).\n"
+        "Each tollgate target against nginx in the same run, per scenario, on the numbers it is \
+         judged by: the **CPU ratio** (the proxy process's user + system time per call at \
+         {heavy_rate} req/s, tollgate's over nginx's; the design's target is within 2× with every \
+         feature on), **saturation** throughput as a share of nginx's, the **added p50 over \
+         nginx** (the median latency tollgate adds over going direct at {light_rate} req/s, minus \
+         what nginx adds) and peak RSS.\n"
     );
     let _ = writeln!(
         out,
-        "| scenario | added p50 ms: tollgate / nginx | added p99 ms: tollgate / nginx | tollgate − nginx, added p50 | CPU ms / 1k req: tollgate / nginx | CPU ratio | saturation req/s: direct / nginx / tollgate | peak RSS MiB: nginx / tollgate |"
+        "| scenario | tollgate on | CPU ms / 1k req: tollgate / nginx | CPU ratio | saturation req/s: tollgate / nginx | saturation, % of nginx | added p50 ms: tollgate / nginx | added p50 over nginx | added p99 ms: tollgate / nginx | peak RSS MiB: tollgate / nginx |"
     );
-    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    let gateways: Vec<TargetKind> = TargetKind::TOLLGATES
+        .into_iter()
+        .filter(|k| opts.targets.contains(k) && !results.unavailable.iter().any(|(u, _)| u == k))
+        .collect();
     for &scenario in &opts.scenarios {
         let direct = results.runs(scenario, TargetKind::Direct);
         let nginx = results.runs(scenario, TargetKind::Nginx);
-        let tollgate = results.runs(scenario, TargetKind::Tollgate);
-        let lat = |f: fn(&Latency) -> f64| move |c: &crate::suite::CellRun| light.latency(c).map(f);
+        let lat = |f: fn(&Latency) -> f64| move |c: &CellRun| light.latency(c).map(f);
         let added = |runs, f: fn(&Latency) -> f64| signed_ms(med_diff(runs, direct, lat(f)));
         let cpu = |runs| whole(med(runs, |c| heavy.cpu(c)));
-        let sat = |runs| whole(med(runs, |c| Some(c.saturation_rps)));
+        let sat = |runs| whole(med(runs, CellRun::saturation_rps));
         let rss = |runs| {
             med(runs, |c| c.peak_rss_kib.map(|k| k as f64 / 1024.0))
                 .map_or_else(|| "—".into(), |v| format!("{v:.1}"))
         };
-        let ratio = med_ratio(tollgate, nginx, |c| heavy.cpu(c))
-            .map_or_else(|| "—".into(), |v| format!("**{v:.2}×**"));
-        let _ = writeln!(
-            out,
-            "| {} | {} / {} | {} / {} | {} | {} / {} | {ratio} | {} / {} / {} | {} / {} |",
-            scenario.title(),
-            added(tollgate, |l| l.p50),
-            added(nginx, |l| l.p50),
-            added(tollgate, |l| l.p99),
-            added(nginx, |l| l.p99),
-            signed_ms(med_diff(tollgate, nginx, lat(|l| l.p50))),
-            cpu(tollgate),
-            cpu(nginx),
-            sat(direct),
-            sat(nginx),
-            sat(tollgate),
-            rss(nginx),
-            rss(tollgate),
-        );
+        for &kind in &gateways {
+            let tollgate = results.runs(scenario, kind);
+            let cpu_ratio = med_ratio(tollgate, nginx, |c| heavy.cpu(c))
+                .map_or_else(|| "—".into(), |v| format!("**{v:.2}×**"));
+            let sat_share = med_ratio(tollgate, nginx, CellRun::saturation_rps)
+                .map_or_else(|| "—".into(), |v| format!("**{:.0} %**", v * 100.0));
+            // Paired run by run: (tollgate − direct) − (nginx − direct) = tollgate − nginx.
+            let over_nginx = med_diff(tollgate, nginx, lat(|l| l.p50))
+                .map_or_else(|| "—".into(), |v| format!("**{v:+.2}**"));
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} / {} | {cpu_ratio} | {} / {} | {sat_share} | {} / {} | {over_nginx} | {} / {} | {} / {} |",
+                scenario.title(),
+                store(kind),
+                cpu(tollgate),
+                cpu(nginx),
+                sat(tollgate),
+                sat(nginx),
+                added(tollgate, |l| l.p50),
+                added(nginx, |l| l.p50),
+                added(tollgate, |l| l.p99),
+                added(nginx, |l| l.p99),
+                rss(tollgate),
+                rss(nginx),
+            );
+        }
     }
     for (kind, reason) in &results.unavailable {
         let _ = writeln!(
@@ -162,6 +187,14 @@ fn summary(out: &mut String, results: &Results, opts: &Options) {
     out.push('\n');
 }
 
+/// The store a tollgate target's ledger is on, for the summary's second column.
+fn store(kind: TargetKind) -> &'static str {
+    match kind {
+        TargetKind::TollgatePg => "PostgreSQL",
+        _ => "SQLite",
+    }
+}
+
 fn streams_section(out: &mut String, streams: &Result<&StreamsResult, String>) {
     out.push_str("## Concurrency: open streams through tollgate\n\n");
     match streams {
@@ -171,9 +204,11 @@ fn streams_section(out: &mut String, streams: &Result<&StreamsResult, String>) {
         Ok(s) => {
             let _ = writeln!(
                 out,
-                "A fresh tollgate, warmed up, then {} streamed Responses calls opened at once \
-                 (20 deltas, the mock pausing between events so each lasts about {:.0} s), RSS \
-                 sampled every 100 ms while they were open.\n",
+                "A fresh tollgate (SQLite, every feature on; OTLP export {}), warmed up, then {} \
+                 streamed Responses calls opened at once (20 deltas, the mock pausing between \
+                 events so each lasts about {:.0} s), RSS sampled every 100 ms while they were \
+                 open.\n",
+                if s.otlp { "on" } else { "off" },
                 s.streams,
                 s.hold.as_secs_f64()
             );

@@ -119,42 +119,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     print!("{section}");
     if let Some(path) = &args.write {
         let doc = std::fs::read_to_string(path).unwrap_or_default();
-        std::fs::write(path, splice(&doc, &section))
+        std::fs::write(path, crate::sections::replace(&doc, HEADING, &section))
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
-}
-
-/// `doc` with its soak section (from [`HEADING`] to the next `## `) replaced by `section`, or
-/// with `section` inserted before the microbenchmarks (else appended).
-pub fn splice(doc: &str, section: &str) -> String {
-    let section = format!("{}\n\n", section.trim_end());
-    if let Some((start, end)) = find_section(doc) {
-        return format!("{}{section}{}", &doc[..start], &doc[end..]);
-    }
-    match doc.find("\n## Microbenchmarks") {
-        Some(at) => format!("{}\n{section}{}", &doc[..at], &doc[at + 1..]),
-        None if doc.is_empty() => section,
-        None => format!("{}\n\n{section}", doc.trim_end()),
-    }
-}
-
-/// The soak section of a previous BENCHMARKS.md, to keep when the main report is rewritten.
-pub fn section_of(doc: &str) -> Option<&str> {
-    find_section(doc).map(|(start, end)| &doc[start..end])
-}
-
-fn find_section(doc: &str) -> Option<(usize, usize)> {
-    let start = if doc.starts_with(HEADING) {
-        0
-    } else {
-        doc.find(&format!("\n{HEADING}"))? + 1
-    };
-    let end = doc[start + HEADING.len()..]
-        .find("\n## ")
-        .map_or(doc.len(), |at| start + HEADING.len() + at + 1);
-    Some((start, end))
 }
 
 async fn soak(tollgate: &std::path::Path, store: StoreKind, args: &Args) -> anyhow::Result<Soak> {
@@ -391,26 +360,5 @@ mod tests {
         assert_eq!(queue_depth("nothing here\n"), None);
         assert_eq!(thousands(1_000_000), "1,000,000");
         assert_eq!(thousands(999), "999");
-    }
-
-    #[test]
-    fn the_section_replaces_its_previous_version_and_keeps_the_rest() {
-        let doc = "# B\n\n## Concurrency\n\nx\n\n## Microbenchmarks\n\ny\n";
-        let once = splice(doc, &format!("{HEADING}\n\nfirst\n"));
-        assert_eq!(
-            once,
-            format!(
-                "# B\n\n## Concurrency\n\nx\n\n{HEADING}\n\nfirst\n\n## Microbenchmarks\n\ny\n"
-            )
-        );
-        let twice = splice(&once, &format!("{HEADING}\n\nsecond\n"));
-        assert_eq!(twice, once.replace("first", "second"));
-        assert_eq!(
-            section_of(&twice),
-            Some(format!("{HEADING}\n\nsecond\n\n").as_str())
-        );
-        assert_eq!(section_of(doc), None);
-        let appended = splice("# B\n", &format!("{HEADING}\n\nz"));
-        assert_eq!(appended, format!("# B\n\n{HEADING}\n\nz\n\n"));
     }
 }

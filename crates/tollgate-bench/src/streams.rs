@@ -13,13 +13,11 @@ use crate::client::{self, Prepared, exchange};
 use crate::error::BenchError;
 use crate::lab;
 use crate::options::Options;
+use crate::otlp;
 use crate::procstat;
-use crate::scenario::{STREAM_DELTAS, Scenario};
+use crate::scenario::{OTHER_EVENTS, STREAM_DELTAS, Scenario};
 use crate::stats::Recorder;
 
-/// SSE events in a streamed Responses answer besides its text deltas (created, in_progress,
-/// item added/done, part added/done, text done, completed): the mock waits before each.
-const OTHER_EVENTS: u64 = 8;
 /// Streams opened per ramp step, and the pause between steps (keeps accept queues sane).
 const RAMP_STEP: usize = 100;
 const RAMP_PAUSE: Duration = Duration::from_millis(20);
@@ -37,6 +35,8 @@ pub struct StreamsResult {
     pub stream_p50_ms: f64,
     pub ok: u64,
     pub errors: crate::stats::Errors,
+    /// Whether the gateway exported OTLP to a receiver meanwhile (as in the suite).
+    pub otlp: bool,
 }
 
 impl StreamsResult {
@@ -50,8 +50,18 @@ pub async fn run(tollgate: &std::path::Path, opts: &Options) -> Result<StreamsRe
         .prefix("tollgate-bench-")
         .tempdir()?;
     let mock = lab::start_mock(tollgate).await?;
+    // Export on, as in the suite, when a receiver can run (the report says whether it did).
+    let receiver = match otlp::python() {
+        Ok(python) if !opts.no_otlp => otlp::Receiver::start(&python).await.ok(),
+        _ => None,
+    };
+    let env = receiver
+        .as_ref()
+        .map(otlp::Receiver::env)
+        .unwrap_or_default();
     let (gateway, key) =
-        lab::start_tollgate(tollgate, dir.path(), mock.addr, !opts.no_limits).await?;
+        lab::start_tollgate_with(tollgate, dir.path(), mock.addr, !opts.no_limits, None, &env)
+            .await?;
     let authorization = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
         BenchError::Internal(format!("the team key {key:?} is not a valid header value"))
     })?;
@@ -121,6 +131,10 @@ pub async fn run(tollgate: &std::path::Path, opts: &Options) -> Result<StreamsRe
     let latency = recorder.summary();
     gateway.stop().await;
     mock.stop().await;
+    let otlp = receiver.is_some();
+    if let Some(receiver) = receiver {
+        receiver.stop().await;
+    }
     Ok(StreamsResult {
         streams: opts.streams,
         hold: opts.hold(),
@@ -131,5 +145,6 @@ pub async fn run(tollgate: &std::path::Path, opts: &Options) -> Result<StreamsRe
         stream_p50_ms: latency.p50,
         ok: latency.ok,
         errors: latency.errors,
+        otlp,
     })
 }

@@ -1,5 +1,6 @@
 //! The latency/throughput suite: every run measures every scenario on every target (targets
-//! interleaved, so drift in the machine's load spreads over all of them), one cell at a time.
+//! interleaved, so drift in the machine's load spreads over all of them), one cell at a time,
+//! and counts the requests each target was sent (to hold OTLP export counts against).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use crate::client::{self, Prepared};
 use crate::error::BenchError;
-use crate::lab::{Lab, Target};
+use crate::lab::{Lab, OtlpCounts, Target};
 use crate::load;
 use crate::options::Options;
 use crate::procstat::{self, CpuMark};
@@ -23,25 +24,37 @@ pub struct RateRun {
     pub cpu_ms_per_1k: Option<f64>,
 }
 
+/// The closed-loop window of one run.
+#[derive(Debug, Clone)]
+pub struct Saturation {
+    pub rps: f64,
+    /// Closed-loop latency at saturation (errors included).
+    pub latency: Latency,
+    pub cpu_ms_per_1k: Option<f64>,
+}
+
 /// One run of one target × scenario.
 #[derive(Debug, Clone)]
 pub struct CellRun {
     pub rates: Vec<RateRun>,
-    pub saturation_rps: f64,
-    /// Closed-loop latency at saturation (errors included).
-    pub saturation: Latency,
-    pub saturation_cpu_ms_per_1k: Option<f64>,
+    /// None for a scenario that does not saturate ([`Scenario::saturates`]).
+    pub saturation: Option<Saturation>,
     /// Peak RSS of the proxy process during this cell.
     pub peak_rss_kib: Option<u64>,
 }
 
 impl CellRun {
     pub fn errors(&self) -> Errors {
-        let mut all = self.saturation.errors.clone();
-        for rate in &self.rates {
-            all.merge(&rate.latency.errors);
+        let mut all = Errors::default();
+        let saturation = self.saturation.iter().map(|s| &s.latency);
+        for latency in self.rates.iter().map(|r| &r.latency).chain(saturation) {
+            all.merge(&latency.errors);
         }
         all
+    }
+
+    pub fn saturation_rps(&self) -> Option<f64> {
+        self.saturation.as_ref().map(|s| s.rps)
     }
 }
 
@@ -53,6 +66,14 @@ pub struct Results {
     pub unavailable: Vec<(TargetKind, String)>,
     /// Whether each cell's peak RSS is its own (clear_refs worked) or the whole run's.
     pub peak_rss_per_cell: bool,
+    /// Requests sent to each target over the whole run, warm-ups included.
+    pub calls: BTreeMap<TargetKind, u64>,
+    /// What each exporting gateway's OTLP receiver got (filled in once the gateways stop).
+    pub otlp: OtlpCounts,
+    /// Why the gateways ran without OTLP export, when they did.
+    pub otlp_off: Option<String>,
+    /// What the `tollgate-pg` target ran on.
+    pub postgres: Option<String>,
 }
 
 impl Results {
@@ -73,6 +94,8 @@ pub async fn run(lab: &mut Lab, opts: &Options) -> Result<Results, BenchError> {
             .map(|u| (u.kind, u.reason.clone()))
             .collect(),
         peak_rss_per_cell: true,
+        otlp_off: lab.otlp_off.clone(),
+        postgres: lab.postgres(),
         ..Results::default()
     };
     for run in 1..=opts.runs {
@@ -82,7 +105,7 @@ pub async fn run(lab: &mut Lab, opts: &Options) -> Result<Results, BenchError> {
                 let target = &lab.targets[index];
                 let cell = measure_cell(target, scenario, opts, ticks, &mut results).await?;
                 eprintln!(
-                    "[run {run}/{}] {:<34} {:<14} {}",
+                    "[run {run}/{}] {:<50} {:<21} {}",
                     opts.runs,
                     scenario.title(),
                     target.kind.label(),
@@ -109,6 +132,19 @@ async fn measure_cell(
     let prepared = Prepared::new(&target.origin, &target.authorization, scenario.request())
         .ok_or_else(|| BenchError::Internal(format!("{} is not a valid URI", target.origin)))?;
     let prepared = Arc::new(prepared);
+    let cell = measure(target, scenario, &prepared, opts, ticks, results).await;
+    *results.calls.entry(target.kind).or_default() += prepared.sent();
+    cell
+}
+
+async fn measure(
+    target: &Target,
+    scenario: Scenario,
+    prepared: &Arc<Prepared>,
+    opts: &Options,
+    ticks: u64,
+    results: &mut Results,
+) -> Result<CellRun, BenchError> {
     let client = client::new_client();
     let pid = target.pid();
     if let Some(pid) = pid
@@ -122,10 +158,10 @@ async fn measure_cell(
     };
     let mut rates = Vec::new();
     for &rate in &opts.rates {
-        load::open_loop(&client, &prepared, rate, opts.warmup(), opts.timeout()).await?;
+        load::open_loop(&client, prepared, rate, opts.warmup(), opts.timeout()).await?;
         let mark = pid.and_then(CpuMark::take);
         let recorder =
-            load::open_loop(&client, &prepared, rate, opts.duration(), opts.timeout()).await?;
+            load::open_loop(&client, prepared, rate, opts.duration(), opts.timeout()).await?;
         let cpu_ms_per_1k = cpu_per_1k(mark, recorder.ok + recorder.errors.total());
         rates.push(RateRun {
             rate,
@@ -134,24 +170,31 @@ async fn measure_cell(
         });
         settle().await;
     }
-    let warm = opts.warmup().min(Duration::from_secs(1));
-    load::closed_loop(&client, &prepared, opts.concurrency, warm, opts.timeout()).await?;
-    let mark = pid.and_then(CpuMark::take);
-    let (recorder, rps) = load::closed_loop(
-        &client,
-        &prepared,
-        opts.concurrency,
-        opts.saturation(),
-        opts.timeout(),
-    )
-    .await?;
-    let saturation_cpu_ms_per_1k = cpu_per_1k(mark, recorder.ok + recorder.errors.total());
-    settle().await;
+    let saturation = if scenario.saturates() {
+        let warm = opts.warmup().min(Duration::from_secs(1));
+        load::closed_loop(&client, prepared, opts.concurrency, warm, opts.timeout()).await?;
+        let mark = pid.and_then(CpuMark::take);
+        let (recorder, rps) = load::closed_loop(
+            &client,
+            prepared,
+            opts.concurrency,
+            opts.saturation(),
+            opts.timeout(),
+        )
+        .await?;
+        let cpu_ms_per_1k = cpu_per_1k(mark, recorder.ok + recorder.errors.total());
+        settle().await;
+        Some(Saturation {
+            rps,
+            latency: recorder.summary(),
+            cpu_ms_per_1k,
+        })
+    } else {
+        None
+    };
     Ok(CellRun {
         rates,
-        saturation_rps: rps,
-        saturation: recorder.summary(),
-        saturation_cpu_ms_per_1k,
+        saturation,
         peak_rss_kib: pid.and_then(procstat::peak_rss_kib),
     })
 }
@@ -174,7 +217,10 @@ fn progress(cell: &CellRun) -> String {
         }
         line.push_str(" | ");
     }
-    line.push_str(&format!("sat {:.0}/s", cell.saturation_rps));
+    match cell.saturation_rps() {
+        Some(rps) => line.push_str(&format!("sat {rps:.0}/s")),
+        None => line.push_str("sat —"),
+    }
     let errors = cell.errors();
     if errors.total() > 0 {
         line.push_str(&format!(

@@ -20,14 +20,14 @@ impl Load {
     pub fn latency(self, cell: &CellRun) -> Option<&Latency> {
         match self {
             Load::Rate(i) => cell.rates.get(i).map(|r| &r.latency),
-            Load::Saturation => Some(&cell.saturation),
+            Load::Saturation => cell.saturation.as_ref().map(|s| &s.latency),
         }
     }
 
     pub fn cpu(self, cell: &CellRun) -> Option<f64> {
         match self {
             Load::Rate(i) => cell.rates.get(i).and_then(|r| r.cpu_ms_per_1k),
-            Load::Saturation => cell.saturation_cpu_ms_per_1k,
+            Load::Saturation => cell.saturation.as_ref().and_then(|s| s.cpu_ms_per_1k),
         }
     }
 }
@@ -84,6 +84,17 @@ pub fn errors_cell(runs: &[CellRun], load: Load) -> String {
 pub fn scenario_table(out: &mut String, results: &Results, opts: &Options, scenario: Scenario) {
     let direct = results.runs(scenario, TargetKind::Direct);
     let _ = writeln!(out, "### {}\n", scenario.title());
+    if scenario.pacing_ms() > 0 {
+        let _ = writeln!(
+            out,
+            "The mock pauses {} ms between the answer's SSE events, so every call spends ~{} ms \
+             in the mock alone and each event is its own write and wake-up through the proxy: \
+             read the *added* columns and the CPU. No saturation run (closed-loop workers would \
+             only measure the pauses).\n",
+            crate::scenario::PACED_DELAY_MS,
+            scenario.pacing_ms()
+        );
+    }
     let _ = writeln!(
         out,
         "| target | load | p50 ms | p90 ms | p99 ms | added p50 | added p99 | TTFB p50 | proxy CPU ms / 1k req | errors |"
@@ -103,9 +114,8 @@ pub fn scenario_table(out: &mut String, results: &Results, opts: &Options, scena
         if runs.is_empty() {
             continue;
         }
-        let loads = (0..opts.rates.len())
-            .map(Load::Rate)
-            .chain([Load::Saturation]);
+        let saturation = scenario.saturates().then_some(Load::Saturation);
+        let loads = (0..opts.rates.len()).map(Load::Rate).chain(saturation);
         for load in loads {
             let pct = |f: fn(&Latency) -> f64| move |c: &CellRun| load.latency(c).map(f);
             let label = match load {
@@ -113,7 +123,7 @@ pub fn scenario_table(out: &mut String, results: &Results, opts: &Options, scena
                 Load::Saturation => format!(
                     "{} workers → **{:.0} req/s**",
                     opts.concurrency,
-                    med(runs, |c| Some(c.saturation_rps)).unwrap_or(0.0)
+                    med(runs, CellRun::saturation_rps).unwrap_or(0.0)
                 ),
             };
             let (added50, added99) = if kind == TargetKind::Direct {

@@ -7,16 +7,22 @@ nginx as a plain unbuffered proxy hop (the floor). Everything here is generated 
 
 ```sh
 cargo build --release -p tollgate -p tollgate-bench && target/release/tollgate-bench --write BENCHMARKS.md
-cargo build --release -p tollgate -p tollgate-bench && target/release/tollgate-bench --quick   # smoke run, ~1 min
+cargo build --release -p tollgate -p tollgate-bench && target/release/tollgate-bench --quick   # smoke run, ~2 min
 cargo bench -p tollgate-core -p tollgate-proxy      # microbenchmarks (picked up by the next report)
 ```
 
+It needs nginx, PostgreSQL (`--postgres-url`, default `postgres://postgres@127.0.0.1:5432/postgres`, \
+where it creates and drops a database of its own) and the Python venv of `tests/clients/setup.sh` \
+(for the OTLP receiver); without one, the report says what did not run.
+
 Options: `--runs N`, `--rates 200,2000`, `--duration SECS`, `--warmup SECS`, `--concurrency C`, \
-`--saturation-secs SECS`, `--scenarios chat-json,chat-stream,responses-stream,responses-json,codex`, \
-`--targets direct,nginx,tollgate`, `--streams N --hold SECS` (`--streams 0` skips the concurrency \
-run, `--streams-only` runs only it), `--nginx PATH`, `--tollgate PATH` (with `--tollgate-commit REV` \
-to say what that binary was built from). Progress goes to stderr. The *features on* line is \
-`FEATURES_ON` in `crates/tollgate-bench/src/report.rs`: update it when a hot-path feature lands.
+`--saturation-secs SECS`, \
+`--scenarios chat-json,chat-stream,responses-stream,responses-json,codex,responses-paced`, \
+`--targets direct,nginx,tollgate,tollgate-pg`, `--streams N --hold SECS` (`--streams 0` skips the \
+concurrency run, `--streams-only` runs only it), `--nginx PATH`, `--tollgate PATH` (with \
+`--tollgate-commit REV` to say what that binary was built from), `--postgres-url URL`, \
+`--no-otlp`, `--no-limits`. Progress goes to stderr. The *features on* line is `FEATURES_ON` in \
+`crates/tollgate-bench/src/report.rs`: update it when a hot-path feature lands.
 
 ";
 
@@ -44,22 +50,37 @@ pub const METHOD: &str = "\
 `tollgate serve` each run as their own process, so CPU and memory are attributable: CPU is \
 utime + stime from `/proc/<pid>/stat` (all threads, 10 ms ticks) sampled around each measured \
 window; peak RSS is `VmHWM` from `/proc/<pid>/status`, reset per cell through \
-`/proc/<pid>/clear_refs`. tollgate runs on a fresh SQLite file with one team and key created \
-through its CLI, with its default configuration (a multi-threaded runtime using every core); \
-nginx runs one worker process (`master_process off`), `proxy_buffering off`, \
-`proxy_request_buffering off`, HTTP/1.1 with an upstream keep-alive pool. CPU time per request \
-does not depend on how many threads did the work.
+`/proc/<pid>/clear_refs`. tollgate runs twice, side by side: on a fresh SQLite file, and on a \
+fresh PostgreSQL database over TCP (created for the run, migrated with `tollgate migrate`, \
+dropped at its end); each with one team and key created through its CLI, and its default \
+configuration (a multi-threaded runtime using every core) plus OTLP export. nginx runs one \
+worker process (`master_process off`), `proxy_buffering off`, `proxy_request_buffering off`, \
+HTTP/1.1 with an upstream keep-alive pool. CPU time per request does not depend on how many \
+threads did the work.
+- **OTLP.** Each tollgate exports to its own `tests/otlp/receiver.py --discard` (the venv of \
+`tests/clients/setup.sh`; `$TOLLGATE_CLIENTS_DIR` or `target/clients`) over OTLP/HTTP: a real \
+receiver that decodes every export, counts spans, log records and metric points, and writes \
+nothing. Only `TOLLGATE_TELEMETRY_ENABLED`, the endpoint and the protocol are set: batching, \
+queues and the 10 s metric interval are the gateway's defaults. The receivers' CPU is not \
+counted as tollgate's (a collector runs elsewhere in production), but they share the machine.
 - **Load.** An in-process generator (tokio + hyper-util, HTTP/1.1 keep-alive pool, a fresh pool \
 per cell). Open loop: requests start on a fixed timetable; a late start counts against the \
 target, so stalls show in the percentiles (no coordinated omission). HDR histograms at 3 \
 significant digits. Saturation: C workers sending back to back; req/s counts exchanges finished \
 inside the window.
 - **Requests.** Identical for every target except the `Authorization` value (the team key for \
-tollgate). Streamed answers have 20 text deltas. The Codex scenario sends the recorded ~38 KB \
-Codex CLI request (`tests/fixtures/codex/turn-request-1.json`) with Codex's headers.
+tollgate). Streamed answers have 20 text deltas. The paced scenario is the Responses stream \
+with the mock pausing 20 ms between events (`x-mock-chunk-delay-ms`), as a model does: ~540 ms \
+of every call is the mock's, and what counts is the added latency and the CPU per call, each \
+event being its own write and wake-up. It has no saturation run: a closed-loop worker would \
+spend its time waiting on the pauses (64 workers cap at ~120 req/s whatever the proxy), and \
+the 2000 req/s open-loop window already holds ~1,100 streams open at once. The Codex scenario \
+sends the recorded ~38 KB Codex CLI request (`tests/fixtures/codex/turn-request-1.json`) with \
+Codex's headers.
 - **Noise.** The generator, the mock and the proxy share the machine (and its cores with other \
 work), so absolute numbers move between runs; targets are interleaved within each run and every \
 cell is a median over runs. Quote the ratios and the differences to nginx.
-- **Concurrency mode.** A fresh tollgate, warmed up, idle RSS read after 1 s of quiet; then N \
-slow streams opened in steps of 100; RSS per stream = (highest RSS while open − idle RSS) / N.
+- **Concurrency mode.** A fresh tollgate (SQLite, OTLP export on when the suite's is), warmed \
+up, idle RSS read after 1 s of quiet; then N slow streams opened in steps of 100; RSS per \
+stream = (highest RSS while open − idle RSS) / N.
 ";

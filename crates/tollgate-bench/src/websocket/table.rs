@@ -295,7 +295,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("| tollgate CPU per turn | 200 µs | 150 µs | **0.75×** |"));
-        assert!(text.contains("| HTTP SSE | tollgate | 100 | 10 | 0.70 · 1.40 ms |"));
+        assert!(text.contains("| HTTP SSE | tollgate (SQLite) | 100 | 10 | 0.70 · 1.40 ms |"));
         assert!(text.contains("2,000 measured turns"));
         assert_eq!(thousands(1_234_567), "1,234,567");
     }
