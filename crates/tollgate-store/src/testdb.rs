@@ -133,7 +133,7 @@ fn random_suffix() -> String {
 }
 
 /// `url` with its database path replaced by `database`, keeping any query string.
-fn with_database(url: &str, database: &str) -> String {
+pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map_or((url, None), |(b, q)| (b, Some(q)));
