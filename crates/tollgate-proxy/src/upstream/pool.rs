@@ -65,8 +65,8 @@ struct Conn {
 }
 
 impl Conn {
-    /// Reads, decodes and writes whatever the connection can right now. `Ready` once it has
-    /// closed (its error, if any, reaches the call through the response or the body).
+    /// Reads, decodes and writes whatever the connection can right now; `driver` becomes `None`
+    /// once it has closed (its error, if any, reaches the call through the response or body).
     fn drive(driver: &mut Option<http1::Connection<Stream, UpstreamBody>>, cx: &mut Context<'_>) {
         if let Some(connection) = driver
             && let Poll::Ready(result) = Pin::new(connection).poll(cx)
