@@ -14,6 +14,7 @@ use http::{Method, Request};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
 use tollgate_core::config::UpstreamConfig;
 use tollgate_proxy::Upstream;
@@ -36,6 +37,8 @@ struct Hand {
     requests: Arc<AtomicUsize>,
     /// Connections that ended with the gateway closing its side.
     closed_by_gateway: Arc<AtomicUsize>,
+    /// Told whenever a counter moves.
+    changed: Arc<Notify>,
 }
 
 async fn hand_upstream(answer: Answer) -> Hand {
@@ -44,17 +47,20 @@ async fn hand_upstream(answer: Answer) -> Hand {
     let connections = Arc::new(AtomicUsize::new(0));
     let requests = Arc::new(AtomicUsize::new(0));
     let closed_by_gateway = Arc::new(AtomicUsize::new(0));
-    let (c, r, g) = (
+    let changed = Arc::new(Notify::new());
+    let (c, r, g, n) = (
         connections.clone(),
         requests.clone(),
         closed_by_gateway.clone(),
+        changed.clone(),
     );
     tokio::spawn(async move {
         loop {
             let (socket, _) = listener.accept().await.unwrap();
             c.fetch_add(1, Ordering::SeqCst);
-            let (r, g) = (r.clone(), g.clone());
-            tokio::spawn(serve(socket, answer, r, g));
+            n.notify_waiters();
+            let (r, g, n) = (r.clone(), g.clone(), n.clone());
+            tokio::spawn(serve(socket, answer, r, g, n));
         }
     });
     Hand {
@@ -62,6 +68,7 @@ async fn hand_upstream(answer: Answer) -> Hand {
         connections,
         requests,
         closed_by_gateway,
+        changed,
     }
 }
 
@@ -70,6 +77,7 @@ async fn serve(
     answer: Answer,
     requests: Arc<AtomicUsize>,
     closed_by_gateway: Arc<AtomicUsize>,
+    changed: Arc<Notify>,
 ) {
     let mut buf = Vec::new();
     loop {
@@ -77,6 +85,7 @@ async fn serve(
         let n = socket.read(&mut chunk).await.unwrap_or(0);
         if n == 0 {
             closed_by_gateway.fetch_add(1, Ordering::SeqCst);
+            changed.notify_waiters();
             return;
         }
         buf.extend_from_slice(&chunk[..n]);
@@ -129,16 +138,18 @@ async fn call(upstream: &Upstream) -> Bytes {
     response.into_body().collect().await.unwrap().to_bytes()
 }
 
-/// Waits (bounded) until `counter` reaches `want`; the hand upstream counts on its own tasks.
-async fn until(counter: &AtomicUsize, want: usize) -> usize {
-    for _ in 0..200 {
-        if counter.load(Ordering::SeqCst) >= want {
-            break;
+/// Waits until `counter` reaches `want` (the hand upstream counts on its own tasks and says
+/// when a counter moves), or 5 s; returns the count.
+async fn until(counter: &AtomicUsize, changed: &Notify, want: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        // Registered before the check, so a change between the two is not missed.
+        let moved = changed.notified();
+        let now = counter.load(Ordering::SeqCst);
+        if now >= want || tokio::time::timeout_at(deadline, moved).await.is_err() {
+            return counter.load(Ordering::SeqCst);
         }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    counter.load(Ordering::SeqCst)
 }
 
 #[tokio::test]
@@ -185,7 +196,7 @@ async fn a_connection_the_upstream_closed_while_idle_is_not_used_again() {
     for round in 1..=3 {
         assert_eq!(call(&upstream).await, "{\"ok\":true}");
         // The upstream has closed this one; the next call must not fail on it.
-        assert_eq!(until(&hand.connections, round).await, round);
+        assert_eq!(until(&hand.connections, &hand.changed, round).await, round);
     }
     assert_eq!(hand.requests.load(Ordering::SeqCst), 3);
 }
@@ -200,7 +211,7 @@ async fn a_stream_the_client_abandons_closes_its_connection() {
     assert_eq!(first.into_data().unwrap(), "data: 1\n\n");
     drop(body);
     assert_eq!(
-        until(&hand.closed_by_gateway, 1).await,
+        until(&hand.closed_by_gateway, &hand.changed, 1).await,
         1,
         "the half-read connection is closed, not pooled"
     );
